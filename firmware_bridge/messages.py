@@ -1,0 +1,242 @@
+"""Typed messages of the qihe serial protocol (spec: ``docs/protocol.md``).
+
+Every message is a frozen dataclass. A :class:`Frame` wraps one message with
+the protocol version and the sender's sequence number. Field ranges are checked
+on construction, so a message that exists can always be encoded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from firmware_bridge.errors import MessageValueError
+
+__all__ = [
+    "DEVICE_ID_PATTERN",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Command",
+    "Door",
+    "Fault",
+    "FaultCode",
+    "Frame",
+    "Heartbeat",
+    "Hello",
+    "Identify",
+    "Message",
+    "MessageType",
+    "Nack",
+    "NackReason",
+    "People",
+    "Ping",
+    "Reboot",
+    "Report",
+    "Seat",
+    "SensorKind",
+    "SensorRef",
+    "SetReportInterval",
+]
+
+PROTOCOL_VERSION = 1
+
+#: Device ids travel into MQTT topics and InfluxDB tags, so they are plain ASCII slugs.
+DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+_U8 = 0xFF
+_U16 = 0xFFFF
+_U32 = 0xFFFF_FFFF
+
+
+class MessageType(IntEnum):
+    """The type byte of a frame. Device → gateway below 0x40, commands 0x40–0x7F, replies 0x80+."""
+
+    HELLO = 0x01
+    SEAT = 0x02
+    PEOPLE = 0x03
+    DOOR = 0x04
+    HEARTBEAT = 0x05
+    FAULT = 0x06
+    PING = 0x40
+    SET_REPORT_INTERVAL = 0x41
+    IDENTIFY = 0x42
+    REBOOT = 0x43
+    ACK = 0x80
+    NACK = 0x81
+
+
+class SensorKind(IntEnum):
+    SEAT = 1
+    PEOPLE = 2
+    DOOR = 3
+
+
+class FaultCode(IntEnum):
+    STUCK = 1
+    NO_RESPONSE = 2
+    OUT_OF_RANGE = 3
+    SUPPLY_LOW = 4
+    OTHER = 0xFF
+
+
+class NackReason(IntEnum):
+    UNKNOWN_COMMAND = 1
+    BAD_ARGUMENT = 2
+    BUSY = 3
+
+
+def _check(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise MessageValueError(f"{name}={value!r} is outside {low}..{high}")
+
+
+@dataclass(frozen=True, slots=True)
+class SensorRef:
+    """One sensor on a board: its kind and its index on that board (1-based by convention)."""
+
+    kind: SensorKind
+    index: int
+
+    def __post_init__(self) -> None:
+        _check("sensor index", self.index, 0, _U16)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Sent by a board after power-up and in answer to nothing else: who it is and what it carries."""
+
+    device_id: str
+    firmware: tuple[int, int, int]
+    report_interval_s: int
+    sensors: tuple[SensorRef, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not DEVICE_ID_PATTERN.fullmatch(self.device_id):
+            raise MessageValueError(
+                f"device_id={self.device_id!r} must match {DEVICE_ID_PATTERN.pattern}"
+            )
+        if len(self.firmware) != 3:
+            raise MessageValueError(f"firmware={self.firmware!r} must be (major, minor, patch)")
+        for part in self.firmware:
+            _check("firmware part", part, 0, _U8)
+        _check("report_interval_s", self.report_interval_s, 1, _U16)
+        if len(self.sensors) > _U8:
+            raise MessageValueError(f"{len(self.sensors)} sensors; at most {_U8} fit a HELLO")
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    seat: int
+    occupied: bool
+
+    def __post_init__(self) -> None:
+        _check("seat", self.seat, 0, _U16)
+
+
+@dataclass(frozen=True, slots=True)
+class People:
+    """Entrance counter as cumulative totals since the board's last reset."""
+
+    counter: int
+    in_total: int
+    out_total: int
+
+    def __post_init__(self) -> None:
+        _check("counter", self.counter, 0, _U16)
+        _check("in_total", self.in_total, 0, _U32)
+        _check("out_total", self.out_total, 0, _U32)
+
+
+@dataclass(frozen=True, slots=True)
+class Door:
+    door: int
+    open: bool
+
+    def __post_init__(self) -> None:
+        _check("door", self.door, 0, _U16)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    uptime_s: int
+    supply_mv: int
+
+    def __post_init__(self) -> None:
+        _check("uptime_s", self.uptime_s, 0, _U32)
+        _check("supply_mv", self.supply_mv, 0, _U16)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A sensor fault raised (``active``) or cleared."""
+
+    sensor: SensorRef
+    code: FaultCode
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetReportInterval:
+    seconds: int
+
+    def __post_init__(self) -> None:
+        _check("seconds", self.seconds, 1, _U16)
+
+
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """Blink the board's LED for ``seconds`` so a technician can find it."""
+
+    seconds: int = 10
+
+    def __post_init__(self) -> None:
+        _check("seconds", self.seconds, 0, _U8)
+
+
+@dataclass(frozen=True, slots=True)
+class Reboot:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The command with sequence number ``ref_seq`` was carried out."""
+
+    ref_seq: int
+
+    def __post_init__(self) -> None:
+        _check("ref_seq", self.ref_seq, 0, _U16)
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    ref_seq: int
+    reason: NackReason
+
+    def __post_init__(self) -> None:
+        _check("ref_seq", self.ref_seq, 0, _U16)
+
+
+Report = Hello | Seat | People | Door | Heartbeat | Fault
+Command = Ping | SetReportInterval | Identify | Reboot
+Reply = Ack | Nack
+Message = Report | Command | Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One message as it travels: the sender's 16-bit sequence number and the protocol version."""
+
+    seq: int
+    message: Message
+    version: int = field(default=PROTOCOL_VERSION)
+
+    def __post_init__(self) -> None:
+        _check("seq", self.seq, 0, _U16)
+        _check("version", self.version, 0, _U8)

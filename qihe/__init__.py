@@ -1,0 +1,1 @@
+"""qihe-edge: the command line, the MQTT wire contract and the local dev stack."""

@@ -1,0 +1,192 @@
+"""Payload models of the MQTT wire contract (``docs/mqtt.md``), shared by gateway and central.
+
+Every payload is JSON with ``"schema": 1``. Readings carry their own identity
+(site, gateway, device, sensor, timestamp stamped at the source in UTC), so a
+message delivered twice maps to the same InfluxDB point.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from qihe.contract.errors import PayloadError
+
+__all__ = [
+    "ID_PATTERN",
+    "SCHEMA_VERSION",
+    "DeviceReading",
+    "DoorReading",
+    "FaultReading",
+    "GatewayStatus",
+    "HeartbeatReading",
+    "Ident",
+    "LinkReading",
+    "READING_KINDS",
+    "PeopleReading",
+    "Reading",
+    "SeatReading",
+    "encode_payload",
+    "parse_reading",
+    "parse_status",
+]
+
+SCHEMA_VERSION = 1
+
+#: Identifiers end up in MQTT topic levels and InfluxDB tags: ASCII slugs only.
+#: Human names (Chinese included) live in site metadata, never in ids.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class _WireModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+
+
+class _ReadingBase(_WireModel):
+    site: Ident
+    gateway: Ident
+    device: Ident
+    sensor: Ident
+    ts: UtcDatetime
+    #: The device's frame sequence number, when the reading came from a serial frame.
+    seq: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
+
+
+class SeatReading(_ReadingBase):
+    kind: Literal["seat"] = "seat"
+    occupied: bool
+
+
+class PeopleReading(_ReadingBase):
+    """Cumulative entrance totals since the counter's last reset."""
+
+    kind: Literal["people"] = "people"
+    in_total: NonNegativeInt
+    out_total: NonNegativeInt
+
+
+class DoorReading(_ReadingBase):
+    kind: Literal["door"] = "door"
+    open: bool
+
+
+class HeartbeatReading(_ReadingBase):
+    kind: Literal["heartbeat"] = "heartbeat"
+    uptime_s: NonNegativeInt
+    supply_mv: NonNegativeInt
+
+
+class FaultReading(_ReadingBase):
+    kind: Literal["fault"] = "fault"
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+    active: bool
+
+
+class DeviceReading(_ReadingBase):
+    """A board introduced itself (serial HELLO): firmware, report interval, sensors."""
+
+    kind: Literal["device"] = "device"
+    firmware: Annotated[str, StringConstraints(pattern=r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")]
+    report_interval_s: Annotated[int, Field(ge=1, le=0xFFFF)]
+    sensors: tuple[Ident, ...] = ()
+
+
+class LinkReading(_ReadingBase):
+    """Cumulative health counters of one serial link since the gateway started."""
+
+    kind: Literal["link"] = "link"
+    frames: NonNegativeInt
+    crc_errors: NonNegativeInt
+    malformed: NonNegativeInt
+    lost: NonNegativeInt
+    duplicates: NonNegativeInt
+    reconnects: NonNegativeInt
+
+
+Reading = Annotated[
+    SeatReading
+    | PeopleReading
+    | DoorReading
+    | HeartbeatReading
+    | FaultReading
+    | DeviceReading
+    | LinkReading,
+    Field(discriminator="kind"),
+]
+
+READING_KINDS: tuple[str, ...] = (
+    "seat",
+    "people",
+    "door",
+    "heartbeat",
+    "fault",
+    "device",
+    "link",
+)
+
+_READING_ADAPTER: TypeAdapter[Reading] = TypeAdapter(Reading)
+
+
+class GatewayStatus(_WireModel):
+    """Retained availability of a gateway; also its MQTT Last Will (``state="offline"``).
+
+    ``session`` grows with every broker connection, so a consumer can tell a late
+    Will of an old session from the current state.
+    """
+
+    site: Ident
+    gateway: Ident
+    state: Literal["online", "offline"]
+    session: NonNegativeInt
+    ts: UtcDatetime
+
+
+def encode_payload(model: BaseModel) -> bytes:
+    """Serialise a wire model exactly as it goes on the wire."""
+    return model.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def parse_reading(payload: bytes | str) -> Reading:
+    """Validate a reading payload; raise :class:`PayloadError` naming what is wrong."""
+    try:
+        return _READING_ADAPTER.validate_json(payload)
+    except ValidationError as exc:
+        raise PayloadError(_describe(exc)) from exc
+
+
+def parse_status(payload: bytes | str) -> GatewayStatus:
+    try:
+        return GatewayStatus.model_validate_json(payload)
+    except ValidationError as exc:
+        raise PayloadError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

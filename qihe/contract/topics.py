@@ -1,0 +1,114 @@
+"""The MQTT topic tree (``docs/mqtt.md``)::
+
+    {prefix}/v1/{site}/{gateway}/status                  retained, also the Last Will
+    {prefix}/v1/{site}/{gateway}/{kind}/{sensor}         readings, QoS 1
+    {prefix}/v1/{site}/{gateway}/cmd/{device}            commands to a board (JSON)
+    {prefix}/v1/{site}/{gateway}/cmd_reply/{device}      ACK/NACK of those commands
+    {prefix}/v1/_dead_letter/{client}                    payloads a consumer refused
+
+``kind`` is one of :data:`READING_KINDS`. Ids match :data:`ID_PATTERN`, which
+excludes ``/``, ``+``, ``#`` and anything else that could escape a topic level.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from qihe.contract.errors import TopicError
+from qihe.contract.payloads import ID_PATTERN, READING_KINDS
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RETAINED_KINDS",
+    "TopicParts",
+    "TopicTree",
+]
+
+DEFAULT_PREFIX = "qihe"
+VERSION_LEVEL = "v1"
+
+#: Kinds whose last value is the present state: published retained so late subscribers see it.
+RETAINED_KINDS: frozenset[str] = frozenset({"seat", "door", "people", "fault", "device"})
+
+_ID = re.compile(ID_PATTERN)
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+def _checked(name: str, value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise TopicError(f"{name} {value!r} cannot be used in a topic: it must match {ID_PATTERN}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TopicParts:
+    site: str
+    gateway: str
+    kind: str
+    sensor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTree:
+    """Builds and parses topics under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX.fullmatch(self.prefix):
+            raise TopicError(f"topic prefix {self.prefix!r} must be plain levels of [A-Za-z0-9_-]")
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}/{VERSION_LEVEL}"
+
+    def gateway_root(self, site: str, gateway: str) -> str:
+        return f"{self.root}/{_checked('site', site)}/{_checked('gateway', gateway)}"
+
+    def status(self, site: str, gateway: str) -> str:
+        return f"{self.gateway_root(site, gateway)}/status"
+
+    def reading(self, site: str, gateway: str, kind: str, sensor: str) -> str:
+        if kind not in READING_KINDS:
+            raise TopicError(f"unknown reading kind {kind!r}")
+        return f"{self.gateway_root(site, gateway)}/{kind}/{_checked('sensor', sensor)}"
+
+    def command(self, site: str, gateway: str, device: str) -> str:
+        return f"{self.gateway_root(site, gateway)}/cmd/{_checked('device', device)}"
+
+    def command_reply(self, site: str, gateway: str, device: str) -> str:
+        return f"{self.gateway_root(site, gateway)}/cmd_reply/{_checked('device', device)}"
+
+    def dead_letter(self, client: str) -> str:
+        return f"{self.root}/_dead_letter/{_checked('client', client)}"
+
+    # Subscription filters -------------------------------------------------
+
+    def reading_filters(self, site: str = "+", gateway: str = "+") -> list[str]:
+        """One filter per reading kind (``+/+/+/+`` would also match commands)."""
+        return [f"{self.root}/{site}/{gateway}/{kind}/+" for kind in READING_KINDS]
+
+    def status_filter(self, site: str = "+", gateway: str = "+") -> str:
+        return f"{self.root}/{site}/{gateway}/status"
+
+    # Parsing ----------------------------------------------------------------
+
+    def parse(self, topic: str) -> TopicParts:
+        """Split a reading or status topic; raise :class:`TopicError` for anything else."""
+        head = self.root + "/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic {topic!r} is not under {head!r}")
+        levels = topic[len(head) :].split("/")
+        if len(levels) == 3 and levels[2] == "status":
+            site, gateway, kind = levels
+            return TopicParts(_checked("site", site), _checked("gateway", gateway), kind)
+        if len(levels) == 4 and levels[2] in READING_KINDS:
+            site, gateway, kind, sensor = levels
+            return TopicParts(
+                _checked("site", site),
+                _checked("gateway", gateway),
+                kind,
+                _checked("sensor", sensor),
+            )
+        raise TopicError(f"topic {topic!r} is not a reading or status topic")

@@ -1,0 +1,62 @@
+"""Fixtures: a real Mosquitto and a real InfluxDB per test session, unique names per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qihe.devstack import InfluxdProcess, MosquittoProcess
+
+_counter = itertools.count(1)
+
+# Tests and the demo run off a Pi: gpiozero falls back to its mock pins.
+os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
+    """A real Mosquitto broker on a free loopback port, shared by the session."""
+    broker = MosquittoProcess(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxdProcess]:
+    """A real InfluxDB 1.x on a free loopback port, shared by the session."""
+    server = InfluxdProcess(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A short name unique to this test: topic prefixes, database names, client ids."""
+    return f"t{next(_counter)}_{os.getpid()}"
+
+
+@pytest.fixture
+def topic_prefix(unique_name: str) -> str:
+    return f"test/{unique_name}"
+
+
+@pytest.fixture
+def influx_db(influxd: InfluxdProcess, unique_name: str) -> str:
+    """A fresh database for this test (created) on the session's InfluxDB."""
+    name = f"db_{unique_name}"
+    influxd.create_database(name)
+    return name
+
+
+@pytest.fixture
+def output_dir(request: pytest.FixtureRequest) -> Path:
+    """A folder under test-output/ for files a test leaves for people (screenshots, charts)."""
+    folder = Path(__file__).resolve().parent.parent / "test-output" / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
