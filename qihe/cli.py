@@ -1,0 +1,57 @@
+"""The ``qihe`` command. Each part registers its own subcommands from one explicit list."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from qihe.configfile import ConfigError
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    # Imported here so `qihe --help` stays fast and one part's import error names itself.
+    from central.cli import add_parsers as central_parsers
+    from edge.cli import add_parsers as edge_parsers
+    from firmware_bridge.emulator.cli import add_parsers as emulator_parsers
+    from qihe.demo import add_parsers as demo_parsers
+
+    return [edge_parsers, central_parsers, emulator_parsers, demo_parsers]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qihe",
+        description="qihe-edge: sensing for community facilities (gateway, consumer, emulator, demo)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"qihe: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
