@@ -1,9 +1,59 @@
-"""Subcommands of this part (placeholder until the part is built)."""
+"""``qihe gateway run|check --config FILE``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from edge.config import GatewayConfig, load_gateway_config
+
+__all__ = ["add_parsers"]
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register this part's subcommands; each sets ``handler`` to a function(args) -> exit code."""
+    gateway = sub.add_parser("gateway", help="the site gateway (runs on the Raspberry Pi)")
+    gsub = gateway.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
+    run = gsub.add_parser("run", help="read sensors and publish them to MQTT")
+    run.add_argument("--config", required=True, help="gateway YAML config")
+    run.set_defaults(handler=_run)
+    check = gsub.add_parser("check", help="validate a config without running")
+    check.add_argument("--config", required=True, help="gateway YAML config")
+    check.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_gateway_config(args.config)
+    print(f"配置有效 / config OK: {args.config}")
+    _describe(config)
+    return 0
+
+
+def _describe(config: GatewayConfig) -> None:
+    print(f"  site {config.site}, gateway {config.gateway}")
+    print(f"  broker {config.broker.host}:{config.broker.port} (tls {config.broker.tls})")
+    for port in config.serial:
+        print(f"  serial {port.path} @ {port.baudrate} → device {port.device}")
+    for pin in config.gpio:
+        print(f"  gpio {pin.pin} → {pin.kind} {pin.sensor}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_gateway_config(args.config)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: GatewayConfig) -> int:
+    from edge.gateway import Gateway
+
+    gateway = Gateway(config)
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    print("网关已停止 / gateway stopped", file=sys.stderr)
+    return 0

@@ -27,7 +27,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qihe",
-        description="qihe-edge: sensing for community facilities (gateway, consumer, emulator, demo)",
+        description="qihe-edge: sensing for community facilities",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -26,6 +26,7 @@ from qihe.contract.errors import PayloadError
 
 __all__ = [
     "ID_PATTERN",
+    "READING_KINDS",
     "SCHEMA_VERSION",
     "DeviceReading",
     "DoorReading",
@@ -34,7 +35,6 @@ __all__ = [
     "HeartbeatReading",
     "Ident",
     "LinkReading",
-    "READING_KINDS",
     "PeopleReading",
     "Reading",
     "SeatReading",
@@ -61,7 +61,7 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 class _WireModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    schema_version: Literal[1] = Field(default=1, alias="schema")
 
 
 class _ReadingBase(_WireModel):
@@ -90,6 +90,13 @@ class PeopleReading(_ReadingBase):
 class DoorReading(_ReadingBase):
     kind: Literal["door"] = "door"
     open: bool
+
+
+class MotionReading(_ReadingBase):
+    """A PIR motion detector wired to the gateway's GPIO."""
+
+    kind: Literal["motion"] = "motion"
+    motion: bool
 
 
 class HeartbeatReading(_ReadingBase):
@@ -129,6 +136,7 @@ Reading = Annotated[
     SeatReading
     | PeopleReading
     | DoorReading
+    | MotionReading
     | HeartbeatReading
     | FaultReading
     | DeviceReading
@@ -140,6 +148,7 @@ READING_KINDS: tuple[str, ...] = (
     "seat",
     "people",
     "door",
+    "motion",
     "heartbeat",
     "fault",
     "device",

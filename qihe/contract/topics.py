@@ -29,7 +29,7 @@ DEFAULT_PREFIX = "qihe"
 VERSION_LEVEL = "v1"
 
 #: Kinds whose last value is the present state: published retained so late subscribers see it.
-RETAINED_KINDS: frozenset[str] = frozenset({"seat", "door", "people", "fault", "device"})
+RETAINED_KINDS: frozenset[str] = frozenset({"seat", "door", "motion", "people", "fault", "device"})
 
 _ID = re.compile(ID_PATTERN)
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")

@@ -1,0 +1,121 @@
+"""The gateway's configuration (YAML, validated at start without touching the network)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from firmware_bridge.messages import DEVICE_ID_PATTERN
+from qihe.configfile import load_config_file
+from qihe.contract import DEFAULT_PREFIX, ID_PATTERN
+
+__all__ = [
+    "BrokerConfig",
+    "GatewayConfig",
+    "GpioInputConfig",
+    "SerialPortConfig",
+    "load_gateway_config",
+]
+
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Model):
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive: timedelta = timedelta(seconds=30)
+    topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    #: Publishes awaiting PUBACK at once (paho's message ids are 16-bit; keep far below).
+    max_inflight: int = Field(default=100, ge=1, le=1000)
+    reconnect_min: timedelta = timedelta(seconds=1)
+    reconnect_max: timedelta = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _ca_needs_tls(self) -> BrokerConfig:
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file is set but tls is false")
+        return self
+
+
+class SerialPortConfig(_Model):
+    """One serial port and the sensor board behind it."""
+
+    path: str = Field(min_length=1, description="device path; prefer /dev/serial/by-id/...")
+    device: Annotated[str, Field(pattern=DEVICE_ID_PATTERN.pattern)] = Field(
+        description="the board's id; names its sensors in topics (device.index)"
+    )
+    baudrate: int = Field(default=115200, gt=0)
+    reconnect_min: timedelta = timedelta(milliseconds=500)
+    reconnect_max: timedelta = timedelta(seconds=30)
+
+
+class GpioInputConfig(_Model):
+    """One contact wired to a GPIO pin of the gateway itself."""
+
+    pin: int | str = Field(
+        description="BCM number (17) or a gpiozero pin name ('GPIO17', 'BOARD11')"
+    )
+    kind: Literal["door", "seat", "motion"]
+    sensor: Ident
+    active_high: bool = True
+    pull_up: bool | None = Field(
+        default=None, description="internal pull-up (true), pull-down (false) or none (null)"
+    )
+    debounce: timedelta = timedelta(milliseconds=50)
+
+    @model_validator(mode="after")
+    def _pull_and_active(self) -> GpioInputConfig:
+        # With an internal pull resistor the active level follows from it (gpiozero's rule).
+        if self.pull_up is not None and self.pull_up == self.active_high:
+            level = "low" if self.pull_up else "high"
+            raise ValueError(
+                f"pull_up: {str(self.pull_up).lower()} makes the contact active {level}: "
+                f"set active_high: {str(not self.pull_up).lower()}"
+            )
+        return self
+
+
+class GatewayConfig(_Model):
+    site: Ident
+    gateway: Ident
+    broker: BrokerConfig
+    state_dir: Path = Path("/var/lib/qihe")
+    serial: tuple[SerialPortConfig, ...] = ()
+    gpio: tuple[GpioInputConfig, ...] = ()
+    #: Readings held in memory while the broker is unreachable.
+    queue_size: int = Field(default=10_000, ge=10)
+    link_report_interval: timedelta = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewayConfig:
+        devices = [p.device for p in self.serial]
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"serial devices must be unique, got {devices}")
+        paths = [p.path for p in self.serial]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"serial paths must be unique, got {paths}")
+        pins = [str(g.pin) for g in self.gpio]
+        if len(set(pins)) != len(pins):
+            raise ValueError(f"gpio pins must be unique, got {pins}")
+        sensors = [(g.kind, g.sensor) for g in self.gpio]
+        if len(set(sensors)) != len(sensors):
+            raise ValueError("gpio sensors must be unique per kind")
+        if not self.serial and not self.gpio:
+            raise ValueError("no sources: configure at least one serial port or gpio input")
+        return self
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    """Load and validate a gateway config; raise ConfigError with file, key and reason."""
+    return load_config_file(path, GatewayConfig)

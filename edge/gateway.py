@@ -1,0 +1,113 @@
+"""The gateway: sources → outbox → MQTT publisher, each task owned and supervised."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from edge.config import GatewayConfig
+from edge.normalise import Clock, LinkCounters, utc_now
+from edge.outbox import MemoryOutbox
+from edge.publisher import MqttPublisher, PublisherStats
+from edge.sources.base import Source
+from edge.sources.gpio import GpioSource
+from edge.sources.serial import SerialSource
+from qihe.contract import Reading
+
+__all__ = ["Gateway", "GatewayStats"]
+
+log = logging.getLogger(__name__)
+
+_RESTART_DELAY = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStats:
+    readings: int
+    queued: int
+    dropped: dict[str, int]
+    links: dict[str, LinkCounters]
+    publisher: PublisherStats
+
+
+class Gateway:
+    """Construct with a validated config; ``await run()`` until cancelled."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        pin_factory: Any = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.config = config
+        self.outbox = MemoryOutbox(config.queue_size)
+        self.publisher = MqttPublisher(config, self.outbox, clock=clock)
+        self.serial_sources = [
+            SerialSource(
+                port, site=config.site, gateway=config.gateway, emit=self._emit, clock=clock
+            )
+            for port in config.serial
+        ]
+        self.sources: list[Source] = list(self.serial_sources)
+        if config.gpio:
+            self.sources.append(
+                GpioSource(
+                    config.gpio,
+                    site=config.site,
+                    gateway=config.gateway,
+                    emit=self._emit,
+                    pin_factory=pin_factory,
+                    clock=clock,
+                )
+            )
+        self._readings = 0
+
+    def _emit(self, reading: Reading) -> None:
+        self._readings += 1
+        self.outbox.put(reading)
+
+    def stats(self) -> GatewayStats:
+        return GatewayStats(
+            readings=self._readings,
+            queued=len(self.outbox),
+            dropped=dict(self.outbox.dropped),
+            links={s.port.device: s.counters for s in self.serial_sources},
+            publisher=self.publisher.stats(),
+        )
+
+    async def run(self) -> None:
+        log.info(
+            "gateway %s/%s starting: %d serial port(s), %d gpio input(s)",
+            self.config.site,
+            self.config.gateway,
+            len(self.config.serial),
+            len(self.config.gpio),
+        )
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.publisher.run(), name="publisher")
+            for source in self.sources:
+                tg.create_task(self._supervise(source), name=source.name)
+            if self.serial_sources:
+                tg.create_task(self._report_links(), name="link-report")
+
+    async def _supervise(self, source: Source) -> None:
+        """Keep a source running: an unexpected crash is logged with its traceback and restarted."""
+        while True:
+            try:
+                await source.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("source %s crashed; restarting in %.0fs", source.name, _RESTART_DELAY)
+                await asyncio.sleep(_RESTART_DELAY)
+
+    async def _report_links(self) -> None:
+        interval = self.config.link_report_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            for source in self.serial_sources:
+                self._emit(source.link_reading())

@@ -1,0 +1,172 @@
+"""Turn decoded serial frames into wire readings, stamped in UTC at the gateway.
+
+One :class:`FrameNormaliser` per serial link. It tracks the board's sequence
+numbers (a gap is lost frames, the same number again is a duplicate that must
+not become a second reading) and names each sensor ``{device}.{index}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from firmware_bridge.errors import FrameError
+from firmware_bridge.messages import (
+    Door,
+    Fault,
+    Frame,
+    Heartbeat,
+    Hello,
+    People,
+    Seat,
+)
+from qihe.contract import (
+    DeviceReading,
+    DoorReading,
+    FaultReading,
+    HeartbeatReading,
+    LinkReading,
+    PeopleReading,
+    Reading,
+    SeatReading,
+)
+
+__all__ = ["Clock", "FrameNormaliser", "LinkCounters", "SequenceTracker", "utc_now"]
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCounters:
+    frames: int = 0
+    crc_errors: int = 0
+    malformed: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    reconnects: int = 0
+    hello_mismatches: int = 0
+
+
+class SequenceTracker:
+    """Classify 16-bit sequence numbers: new, duplicate, or after a gap of lost frames."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def reset(self) -> None:
+        self._last = None
+
+    def observe(self, seq: int) -> tuple[bool, int]:
+        """Return ``(is_new, lost)`` for ``seq`` and remember it when new."""
+        last = self._last
+        if last is None:
+            self._last = seq
+            return True, 0
+        distance = (seq - last) & 0xFFFF
+        if distance == 0:
+            return False, 0
+        self._last = seq
+        if distance > 0x8000:
+            # Far behind: the board restarted without us seeing its HELLO. Follow it.
+            return True, 0
+        return True, distance - 1
+
+
+class FrameNormaliser:
+    def __init__(self, site: str, gateway: str, device: str, *, clock: Clock = utc_now) -> None:
+        self.site = site
+        self.gateway = gateway
+        self.device = device
+        self._clock = clock
+        self._seq = SequenceTracker()
+        self.counters = LinkCounters()
+
+    def _count(self, **deltas: int) -> None:
+        c = self.counters
+        self.counters = replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()})
+
+    def on_error(self, error: FrameError) -> None:
+        if error.kind == "crc":
+            self._count(crc_errors=1)
+        else:
+            self._count(malformed=1)
+
+    def on_reconnect(self) -> None:
+        self._count(reconnects=1)
+        self._seq.reset()
+
+    def sensor_id(self, index: int) -> str:
+        return f"{self.device}.{index}"
+
+    def on_frame(self, frame: Frame) -> Reading | None:
+        """The reading this frame carries, or None (duplicate, reply, or command echo)."""
+        self._count(frames=1)
+        message = frame.message
+        if isinstance(message, Hello):
+            self._seq.reset()
+        is_new, lost = self._seq.observe(frame.seq)
+        if lost:
+            self._count(lost=lost)
+        if not is_new:
+            self._count(duplicates=1)
+            return None
+        base = {
+            "site": self.site,
+            "gateway": self.gateway,
+            "device": self.device,
+            "ts": self._clock(),
+            "seq": frame.seq,
+        }
+        match message:
+            case Seat(seat, occupied):
+                return SeatReading(sensor=self.sensor_id(seat), occupied=occupied, **base)
+            case People(counter, in_total, out_total):
+                return PeopleReading(
+                    sensor=self.sensor_id(counter), in_total=in_total, out_total=out_total, **base
+                )
+            case Door(door, is_open):
+                return DoorReading(sensor=self.sensor_id(door), open=is_open, **base)
+            case Heartbeat(uptime_s, supply_mv):
+                return HeartbeatReading(
+                    sensor=self.device, uptime_s=uptime_s, supply_mv=supply_mv, **base
+                )
+            case Fault(sensor, code, active):
+                return FaultReading(
+                    sensor=self.sensor_id(sensor.index),
+                    code=code.name.lower(),
+                    active=active,
+                    **base,
+                )
+            case Hello(device_id, firmware, interval, sensors):
+                if device_id != self.device:
+                    self._count(hello_mismatches=1)
+                return DeviceReading(
+                    sensor=self.device,
+                    firmware=".".join(str(p) for p in firmware),
+                    report_interval_s=interval,
+                    sensors=tuple(f"{s.kind.name.lower()}.{s.index}" for s in sensors),
+                    **base,
+                )
+        # Replies (ACK/NACK) and commands carry no reading.
+        return None
+
+    def link_reading(self, link: str) -> LinkReading:
+        c = self.counters
+        return LinkReading(
+            site=self.site,
+            gateway=self.gateway,
+            device=self.device,
+            sensor=link,
+            ts=self._clock(),
+            frames=c.frames,
+            crc_errors=c.crc_errors,
+            malformed=c.malformed,
+            lost=c.lost,
+            duplicates=c.duplicates,
+            reconnects=c.reconnects,
+        )

@@ -1,0 +1,201 @@
+"""Publish readings from the outbox to MQTT, and keep the gateway's availability topic true.
+
+Per connection: a new session number; a Last Will ``offline`` for that session;
+a retained ``online`` status; then readings at QoS 1, a bounded number in
+flight, each confirmed to the outbox only after its PUBACK. The gateway also
+watches its own status topic: if the broker publishes a late Will of an older
+session over our ``online``, we publish ``online`` again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+import aiomqtt
+
+from edge.config import GatewayConfig
+from edge.normalise import Clock, utc_now
+from edge.outbox import Outbox
+from edge.session import SessionCounter
+from qihe.backoff import Backoff
+from qihe.contract import (
+    RETAINED_KINDS,
+    ContractError,
+    GatewayStatus,
+    Reading,
+    TopicTree,
+    encode_payload,
+    parse_status,
+)
+
+__all__ = ["MqttPublisher", "PublisherStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherStats:
+    connected: bool
+    session: int
+    published: int
+    connects: int
+    connection_failures: int
+    will_corrections: int
+
+
+class MqttPublisher:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        outbox: Outbox,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._config = config
+        self._outbox = outbox
+        self._clock = clock
+        self._topics = TopicTree(config.broker.topic_prefix)
+        self._status_topic = self._topics.status(config.site, config.gateway)
+        self._sessions = SessionCounter(config.state_dir / "mqtt-session")
+        self._backoff = Backoff(
+            config.broker.reconnect_min.total_seconds(),
+            config.broker.reconnect_max.total_seconds(),
+        )
+        self.connected = asyncio.Event()
+        self._session = 0
+        self._published = 0
+        self._connects = 0
+        self._failures = 0
+        self._will_corrections = 0
+
+    def stats(self) -> PublisherStats:
+        return PublisherStats(
+            connected=self.connected.is_set(),
+            session=self._session,
+            published=self._published,
+            connects=self._connects,
+            connection_failures=self._failures,
+            will_corrections=self._will_corrections,
+        )
+
+    def _status(self, state: Literal["online", "offline"], session: int) -> bytes:
+        return encode_payload(
+            GatewayStatus(
+                site=self._config.site,
+                gateway=self._config.gateway,
+                state=state,
+                session=session,
+                ts=self._clock(),
+            )
+        )
+
+    async def _tls_context(self) -> ssl.SSLContext | None:
+        broker = self._config.broker
+        if not broker.tls:
+            return None
+        cafile = str(broker.ca_file) if broker.ca_file else None
+        return await asyncio.to_thread(ssl.create_default_context, cafile=cafile)
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect with backoff; until cancelled (then say offline)."""
+        broker = self._config.broker
+        while True:
+            session = await asyncio.to_thread(self._sessions.next)
+            self._session = session
+            try:
+                client = aiomqtt.Client(
+                    broker.host,
+                    broker.port,
+                    username=broker.username,
+                    password=broker.password.get_secret_value() if broker.password else None,
+                    identifier=f"qihe-gw-{self._config.site}-{self._config.gateway}",
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    will=aiomqtt.Will(
+                        self._status_topic, self._status("offline", session), qos=1, retain=True
+                    ),
+                    keepalive=max(5, int(broker.keepalive.total_seconds())),
+                    max_inflight_messages=broker.max_inflight,
+                    tls_context=await self._tls_context(),
+                    timeout=10,
+                )
+                async with client:
+                    try:
+                        await self._serve(client, session)
+                    except asyncio.CancelledError:
+                        await self._say_offline(client, session)
+                        raise
+            except aiomqtt.MqttError as exc:
+                self._failures += 1
+                delay = self._backoff.next_delay()
+                log.warning(
+                    "broker %s:%d: %s; reconnecting in %.1fs", broker.host, broker.port, exc, delay
+                )
+                await asyncio.sleep(delay)
+            finally:
+                self.connected.clear()
+
+    async def _serve(self, client: aiomqtt.Client, session: int) -> None:
+        await client.publish(
+            self._status_topic, self._status("online", session), qos=1, retain=True
+        )
+        await client.subscribe(self._status_topic, qos=1)
+        self._connects += 1
+        self._backoff.reset()
+        self.connected.set()
+        log.info("connected to broker as session %d", session)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._drain(client), name="mqtt-drain")
+                tg.create_task(self._watch_status(client, session), name="mqtt-status-watch")
+        except ExceptionGroup as group:
+            # A lost connection fails both tasks: surface one MqttError to the reconnect loop.
+            broker_errors = group.subgroup(aiomqtt.MqttError)
+            if broker_errors is None or broker_errors is not group:
+                raise
+            raise broker_errors.exceptions[0] from None
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        max_batch = self._config.broker.max_inflight
+        while True:
+            batch = await self._outbox.wait_batch(max_batch)
+            await asyncio.gather(*(self._publish(client, reading) for reading in batch))
+            self._outbox.confirm(batch)
+            self._published += len(batch)
+
+    async def _publish(self, client: aiomqtt.Client, reading: Reading) -> None:
+        topic = self._topics.reading(reading.site, reading.gateway, reading.kind, reading.sensor)
+        await client.publish(
+            topic, encode_payload(reading), qos=1, retain=reading.kind in RETAINED_KINDS
+        )
+
+    async def _watch_status(self, client: aiomqtt.Client, session: int) -> None:
+        async for message in client.messages:
+            if str(message.topic) != self._status_topic or not isinstance(message.payload, bytes):
+                continue
+            try:
+                status = parse_status(message.payload)
+            except ContractError:
+                continue
+            if status.state == "offline" and status.session < session:
+                # A late Will of an old session overwrote our retained "online".
+                self._will_corrections += 1
+                log.info("late Last Will of session %d seen; restating online", status.session)
+                await client.publish(
+                    self._status_topic, self._status("online", session), qos=1, retain=True
+                )
+
+    async def _say_offline(self, client: aiomqtt.Client, session: int) -> None:
+        """A clean stop sends no Will, so say offline ourselves (best effort)."""
+        try:
+            await asyncio.wait_for(
+                client.publish(
+                    self._status_topic, self._status("offline", session), qos=1, retain=True
+                ),
+                timeout=2,
+            )
+        except (aiomqtt.MqttError, TimeoutError):
+            log.info("could not publish offline status at stop; the Will covers it")

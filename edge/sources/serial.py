@@ -1,0 +1,85 @@
+"""Serial source: a sensor board on a serial port, through the firmware bridge.
+
+The port may vanish (a replugged USB adapter) and come back, perhaps after a
+long time: the source reopens it with capped backoff, forever, and counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edge.config import SerialPortConfig
+from edge.normalise import Clock, FrameNormaliser, LinkCounters, utc_now
+from edge.sources.base import Emit
+from firmware_bridge.errors import FrameError, SerialLinkError
+from firmware_bridge.link import SerialLink
+from firmware_bridge.messages import Frame
+from qihe.backoff import Backoff
+from qihe.contract import LinkReading
+
+__all__ = ["SerialSource"]
+
+log = logging.getLogger(__name__)
+
+
+class SerialSource:
+    def __init__(
+        self,
+        port: SerialPortConfig,
+        *,
+        site: str,
+        gateway: str,
+        emit: Emit,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.name = f"serial:{port.device}"
+        self.port = port
+        self._emit = emit
+        self._normaliser = FrameNormaliser(site, gateway, port.device, clock=clock)
+        self._backoff = Backoff(
+            port.reconnect_min.total_seconds(), port.reconnect_max.total_seconds()
+        )
+        self.connected = asyncio.Event()
+        self._errors_logged: set[str] = set()
+
+    @property
+    def counters(self) -> LinkCounters:
+        return self._normaliser.counters
+
+    def link_reading(self) -> LinkReading:
+        return self._normaliser.link_reading(self.port.device)
+
+    def _on_event(self, event: Frame | FrameError) -> None:
+        if isinstance(event, FrameError):
+            self._normaliser.on_error(event)
+            if event.kind not in self._errors_logged:
+                # Once per kind: line noise must not flood the journal of an SD-card Pi.
+                self._errors_logged.add(event.kind)
+                log.warning("%s: dropped a bad frame (%s): %s", self.port.path, event.kind, event)
+            return
+        reading = self._normaliser.on_frame(event)
+        if reading is not None:
+            self._emit(reading)
+
+    async def run(self) -> None:
+        opened_before = False
+        while True:
+            link = SerialLink(self.port.path, self._on_event, baudrate=self.port.baudrate)
+            try:
+                await link.open()
+                if opened_before:
+                    self._normaliser.on_reconnect()
+                opened_before = True
+                self._backoff.reset()
+                self.connected.set()
+                log.info("serial port %s open (device %s)", self.port.path, self.port.device)
+                await link.wait_closed()
+            except SerialLinkError as exc:
+                delay = self._backoff.next_delay()
+                if self.connected.is_set() or self._backoff.failures == 1:
+                    log.warning("%s; retrying in %.1fs", exc, delay)
+                self.connected.clear()
+                await asyncio.sleep(delay)
+            finally:
+                link.close()

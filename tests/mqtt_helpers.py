@@ -1,0 +1,59 @@
+"""A real paho subscriber that records what the broker delivers, for assertions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from qihe.devstack import MosquittoProcess
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Recorder:
+    """Subscribes to ``topic_filter`` and keeps every message in arrival order."""
+
+    def __init__(self, broker: MosquittoProcess, topic_filter: str) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *a: self._subscribed.set()
+        self._client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos=1)
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+        if not self._subscribed.wait(5):
+            raise TimeoutError(f"could not subscribe to {topic_filter}")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain)))
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0
+    ) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.snapshot()
+            if predicate(messages):
+                return messages
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; received {len(self.snapshot())} messages")
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
