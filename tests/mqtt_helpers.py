@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,13 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from qihe.devstack import MosquittoProcess
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` without blocking the event loop; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,15 @@ class Recorder:
                 return messages
             time.sleep(0.02)
         raise AssertionError(f"timed out; received {len(self.snapshot())} messages")
+
+    async def until(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0
+    ) -> list[Received]:
+        """Like :meth:`wait_for`, without blocking the event loop the code under test runs on."""
+        async with asyncio.timeout(timeout):
+            while not predicate(messages := self.snapshot()):
+                await asyncio.sleep(0.02)
+        return messages
 
     def close(self) -> None:
         self._client.loop_stop()

@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from qihe.devstack import MosquittoProcess
-from tests.mqtt_helpers import Received, Recorder
+from tests.mqtt_helpers import Received, Recorder, wait_until
 
 
 @pytest.fixture
@@ -55,12 +55,6 @@ def payloads(messages: list[Received], suffix: str) -> list[dict[str, object]]:
     return [json.loads(m.payload) for m in messages if m.topic.endswith(suffix)]
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def test_door_contact_change_is_published_retained(
     mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path, mock_factory: MockFactory
 ) -> None:
@@ -88,7 +82,7 @@ async def test_door_contact_change_is_published_retained(
     # A late subscriber sees the present state (retained).
     late = Recorder(mosquitto, f"{topic_prefix}/v1/+/+/door/+")
     try:
-        retained = late.wait_for(lambda ms: len(ms) >= 1)
+        retained = await late.until(lambda ms: len(ms) >= 1)
         assert retained[0].retain
         assert json.loads(retained[0].payload)["open"] is True
     finally:
@@ -128,7 +122,7 @@ async def test_status_is_online_while_running_and_offline_after_clean_stop(
     await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    states = recorder.wait_for(lambda ms: len(ms) >= 2)
+    states = await recorder.until(lambda ms: len(ms) >= 2)
     recorder.close()
     first, last = json.loads(states[0].payload), json.loads(states[-1].payload)
     assert (first["state"], last["state"]) == ("online", "offline")
@@ -165,7 +159,7 @@ async def test_late_last_will_of_an_old_session_never_marks_a_live_gateway_offli
         raw.disconnect()
         await wait_until(lambda: gateway.publisher.stats().will_corrections == 1)
         late = Recorder(mosquitto, status_topic)
-        retained = json.loads(late.wait_for(lambda ms: len(ms) >= 1)[0].payload)
+        retained = json.loads((await late.until(lambda ms: len(ms) >= 1))[0].payload)
         late.close()
         assert (retained["state"], retained["session"]) == ("online", live_session)
     finally:
