@@ -13,7 +13,9 @@ __all__ = ["decode", "encode"]
 def encode(data: bytes) -> bytes:
     out = bytearray()
     block = bytearray()
+    full_block_ended = False
     for byte in data:
+        full_block_ended = False
         if byte == 0:
             out.append(len(block) + 1)
             out += block
@@ -24,8 +26,14 @@ def encode(data: bytes) -> bytes:
                 out.append(255)
                 out += block
                 block.clear()
-    out.append(len(block) + 1)
-    out += block
+                full_block_ended = True
+    # A 255 code implies no zero follows, so when the data ends right after a full
+    # block a final 0x01 code adds nothing. Leaving it out (as Wikipedia's encoder
+    # does; the 1999 paper's does not) keeps a 254-byte frame within 255 encoded
+    # bytes, the most a receiver accepts (codec.MAX_ENCODED).
+    if not full_block_ended:
+        out.append(len(block) + 1)
+        out += block
     return bytes(out)
 
 

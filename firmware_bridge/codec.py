@@ -70,8 +70,9 @@ __all__ = [
 DELIMITER = b"\x00"
 #: Largest decoded frame (header + payload + CRC). Keeps a receiver's buffer bounded.
 MAX_BODY = 254
-#: Largest COBS-encoded frame without its delimiter.
-MAX_ENCODED = MAX_BODY + 1
+#: Largest COBS-encoded frame without its delimiter we accept. Our encoder needs at most
+#: MAX_BODY + 1; a board using the original paper's encoder may add a final 0x01 code byte.
+MAX_ENCODED = MAX_BODY + 2
 _E = TypeVar("_E", SensorKind, FaultCode, NackReason)
 _HEADER = struct.Struct(">BBH")
 _CRC = struct.Struct(">H")
@@ -81,11 +82,15 @@ _MIN_BODY = _HEADER.size + _CRC.size
 # -- payloads ---------------------------------------------------------------
 
 
-def _encode_payload(message: Message) -> tuple[MessageType, bytes]:  # noqa: PLR0911
+def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
     match message:
         case Hello(device_id, firmware, interval, sensors):
             raw_id = device_id.encode("ascii")
-            parts = [struct.pack(">B", len(raw_id)), raw_id, struct.pack(">BBBH", *firmware, interval)]
+            parts = [
+                struct.pack(">B", len(raw_id)),
+                raw_id,
+                struct.pack(">BBBH", *firmware, interval),
+            ]
             parts.append(struct.pack(">B", len(sensors)))
             parts.extend(struct.pack(">BH", s.kind, s.index) for s in sensors)
             return MessageType.HELLO, b"".join(parts)
@@ -172,7 +177,7 @@ def _decode_hello(payload: bytes) -> Hello:
     return Hello(device_id, (major, minor, patch), interval, sensors)
 
 
-def _decode_payload(kind: MessageType, payload: bytes) -> Message:  # noqa: PLR0911
+def _decode_payload(kind: MessageType, payload: bytes) -> Message:
     match kind:
         case MessageType.HELLO:
             return _decode_hello(payload)
@@ -240,7 +245,7 @@ def encode(frame: Frame) -> bytes:
 
 
 def decode_body(body: bytes) -> Frame:
-    """Decode one frame from its COBS-decoded body. Raise a :class:`FrameError` leaf if malformed."""
+    """Decode one frame from its COBS-decoded body; raise a :class:`FrameError` leaf."""
     if len(body) < _MIN_BODY:
         raise FrameTooShortError(f"frame of {len(body)} bytes is shorter than {_MIN_BODY}")
     if len(body) > MAX_BODY:

@@ -91,6 +91,17 @@ def _check(name: str, value: int, low: int, high: int) -> None:
         raise MessageValueError(f"{name}={value!r} is outside {low}..{high}")
 
 
+def _check_flag(name: str, value: bool) -> None:
+    # Any other value would encode to a byte that every receiver rejects.
+    if not isinstance(value, int) or value not in (0, 1):
+        raise MessageValueError(f"{name}={value!r} must be True or False")
+
+
+def _check_enum(name: str, value: IntEnum, enum: type[IntEnum]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in set(enum):
+        raise MessageValueError(f"{name}={value!r} is not a {enum.__name__}")
+
+
 @dataclass(frozen=True, slots=True)
 class SensorRef:
     """One sensor on a board: its kind and its index on that board (1-based by convention)."""
@@ -99,12 +110,13 @@ class SensorRef:
     index: int
 
     def __post_init__(self) -> None:
+        _check_enum("sensor kind", self.kind, SensorKind)
         _check("sensor index", self.index, 0, _U16)
 
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Sent by a board after power-up and in answer to nothing else: who it is and what it carries."""
+    """Sent by a board after power-up: who it is and what it carries."""
 
     device_id: str
     firmware: tuple[int, int, int]
@@ -132,6 +144,7 @@ class Seat:
 
     def __post_init__(self) -> None:
         _check("seat", self.seat, 0, _U16)
+        _check_flag("occupied", self.occupied)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,7 @@ class Door:
 
     def __post_init__(self) -> None:
         _check("door", self.door, 0, _U16)
+        _check_flag("open", self.open)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +188,10 @@ class Fault:
     sensor: SensorRef
     code: FaultCode
     active: bool = True
+
+    def __post_init__(self) -> None:
+        _check_enum("code", self.code, FaultCode)
+        _check_flag("active", self.active)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +239,7 @@ class Nack:
 
     def __post_init__(self) -> None:
         _check("ref_seq", self.ref_seq, 0, _U16)
+        _check_enum("reason", self.reason, NackReason)
 
 
 Report = Hello | Seat | People | Door | Heartbeat | Fault
