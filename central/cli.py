@@ -1,9 +1,45 @@
-"""Subcommands of this part (placeholder until the part is built)."""
+"""``qihe consumer run|check --config FILE``: the central consumer's subcommands."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from central.config import ConsumerConfig
+from central.consumer import Consumer
+from central.errors import ConsumerStartError
+from qihe.configfile import load_config_file
+
+__all__ = ["add_parsers"]
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register this part's subcommands; each sets ``handler`` to a function(args) -> exit code."""
+    """Register ``consumer``; each action sets ``handler`` to a function(args) -> exit code."""
+    consumer = sub.add_parser(
+        "consumer",
+        help="central consumer: MQTT readings into InfluxDB",
+        description="Consume readings and gateway status from MQTT into InfluxDB.",
+    )
+    actions = consumer.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="run until SIGTERM/SIGINT")
+    run.add_argument("--config", required=True, type=Path, help="consumer YAML config")
+    run.set_defaults(handler=_run)
+    check = actions.add_parser("check", help="validate a config file and exit")
+    check.add_argument("--config", required=True, type=Path, help="consumer YAML config")
+    check.set_defaults(handler=_check)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config_file(args.config, ConsumerConfig)
+    try:
+        return Consumer(config).run_forever()
+    except ConsumerStartError as exc:
+        print(f"qihe: {exc}", file=sys.stderr)
+        return 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config_file(args.config, ConsumerConfig)
+    print(f"{args.config}: 配置有效 / config OK (api {config.influx.api}, {config.influx.url})")
+    return 0

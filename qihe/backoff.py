@@ -18,7 +18,8 @@ class Backoff:
     failures: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2.0**self.failures)
+        # The exponent is capped so a months-long outage cannot overflow the float.
+        ceiling = min(self.maximum, self.minimum * 2.0 ** min(self.failures, 32))
         self.failures += 1
         # Full jitter between half the ceiling and the ceiling: spread, but never a hot loop.
         jitter: float = self.rng.random()

@@ -1,0 +1,122 @@
+"""Turn one MQTT message into a :class:`Delivery`: a line to write, or the reason it is refused.
+
+A message is valid when its topic belongs to the tree, its payload validates
+against the wire contract, and the payload's site, gateway, kind and sensor are
+the topic's (a gateway may only speak for its own topics).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from central.errors import InvalidMessageError, LineProtocolError
+from central.influx.line_protocol import Point, encode_line
+from central.points import reading_point, status_point
+from qihe.contract import (
+    PayloadError,
+    TopicError,
+    TopicParts,
+    TopicTree,
+    parse_reading,
+    parse_status,
+)
+
+__all__ = ["Delivery", "OncePerKey", "message_point", "to_delivery"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One received message on its way to InfluxDB (or to the dead-letter topic).
+
+    ``mid``/``qos``/``connection`` identify it for the MQTT ack: a message id is
+    only meaningful on the connection it arrived on.
+    """
+
+    mid: int
+    qos: int
+    connection: int
+    topic: str
+    payload: bytes
+    received_at: datetime
+    line: str | None
+    reason: str | None = None
+
+
+def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
+    """The point a message writes; raise :class:`InvalidMessageError` saying why it cannot."""
+    try:
+        parts = tree.parse(topic)
+    except TopicError as exc:
+        raise InvalidMessageError(f"topic: {exc}") from None
+    try:
+        if parts.kind == "status":
+            status = parse_status(payload)
+            _agree(parts, site=status.site, gateway=status.gateway)
+            return status_point(status)
+        reading = parse_reading(payload)
+    except PayloadError as exc:
+        detail = str(exc)  # already names the key, or "payload" for the whole document
+        raise InvalidMessageError(
+            detail if detail.startswith("payload") else f"payload: {detail}"
+        ) from None
+    _agree(
+        parts, site=reading.site, gateway=reading.gateway, kind=reading.kind, sensor=reading.sensor
+    )
+    return reading_point(reading)
+
+
+def to_delivery(
+    tree: TopicTree,
+    *,
+    mid: int,
+    qos: int,
+    connection: int,
+    topic: str,
+    payload: bytes,
+    received_at: datetime,
+) -> Delivery:
+    """Validate and encode a message; an invalid one becomes a Delivery with a ``reason``."""
+    line: str | None = None
+    reason: str | None = None
+    try:
+        line = encode_line(message_point(tree, topic, payload))
+    except InvalidMessageError as exc:
+        reason = exc.reason
+    except LineProtocolError as exc:
+        reason = f"point: {exc}"
+    return Delivery(mid, qos, connection, topic, payload, received_at, line, reason)
+
+
+def _agree(parts: TopicParts, **claimed: str) -> None:
+    for name, value in claimed.items():
+        expected = getattr(parts, name)
+        if value != expected:
+            raise InvalidMessageError(
+                f"payload {name} {value!r} does not match the topic's {name} {expected!r}"
+            )
+
+
+class OncePerKey:
+    """Remembers the most recent ``size`` keys: ``first(key)`` is True once per key.
+
+    Bounded, because topics come from the network: a flood of distinct bad topics
+    must not grow memory (the oldest are forgotten and may be logged again).
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()  # used from the network and the writer thread
+
+    def first(self, key: str) -> bool:
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return False
+            self._seen[key] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True

@@ -1,0 +1,51 @@
+"""Counters of the consumer, read as a frozen snapshot (for the demo, tests and logs)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+__all__ = ["ConsumerStats", "Counters"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStats:
+    """What the consumer has done since it was created.
+
+    ``received`` counts every MQTT message handed to the consumer (redeliveries
+    included). ``invalid`` were refused before writing (bad JSON, schema, topic
+    mismatch); ``rejected_points`` were refused by InfluxDB itself. Both kinds
+    end in ``dead_lettered`` once the broker confirmed the dead-letter publish.
+    ``acked`` messages are done for good; ``pending`` were received and are not
+    acked yet (in the queue or in the batch being written).
+    """
+
+    received: int = 0
+    invalid: int = 0
+    written_points: int = 0
+    batches: int = 0
+    rejected_points: int = 0
+    dead_lettered: int = 0
+    acked: int = 0
+    retries: int = 0
+    write_errors: int = 0
+    pending: int = 0
+
+
+class Counters:
+    """Thread-safe increments of :class:`ConsumerStats` fields."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = ConsumerStats()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            current = self._values
+            self._values = replace(
+                current, **{name: getattr(current, name) + n for name, n in counts.items()}
+            )
+
+    def snapshot(self) -> ConsumerStats:
+        with self._lock:
+            return self._values
