@@ -68,22 +68,12 @@ class GpioInputConfig(_Model):
     )
     kind: Literal["door", "seat", "motion"]
     sensor: Ident
+    #: The pin level that means open / occupied / motion: high (true) or low (false).
     active_high: bool = True
     pull_up: bool | None = Field(
         default=None, description="internal pull-up (true), pull-down (false) or none (null)"
     )
     debounce: timedelta = timedelta(milliseconds=50)
-
-    @model_validator(mode="after")
-    def _pull_and_active(self) -> GpioInputConfig:
-        # With an internal pull resistor the active level follows from it (gpiozero's rule).
-        if self.pull_up is not None and self.pull_up == self.active_high:
-            level = "low" if self.pull_up else "high"
-            raise ValueError(
-                f"pull_up: {str(self.pull_up).lower()} makes the contact active {level}: "
-                f"set active_high: {str(not self.pull_up).lower()}"
-            )
-        return self
 
 
 class GatewayConfig(_Model):

@@ -75,12 +75,13 @@ class GpioSource:
         return MotionReading(motion=active, **common)
 
     def _claim(self, config: GpioInputConfig) -> Any:
-        pull_up = config.pull_up
+        # gpiozero ties its own "active" to the pull resistor; we read the raw level and
+        # apply active_high ourselves, so any wiring can be described.
         try:
             return DigitalInputDevice(
                 config.pin,
-                pull_up=pull_up,
-                active_state=None if pull_up is not None else config.active_high,
+                pull_up=config.pull_up,
+                active_state=True if config.pull_up is None else None,
                 pin_factory=self._pin_factory,
             )
         except (GPIOZeroError, ValueError, OSError) as exc:
@@ -88,7 +89,8 @@ class GpioSource:
 
     def _settled(self, item: _Input) -> None:
         item.settle = None
-        active = bool(item.device.value)
+        level = bool(item.device.pin.state)
+        active = level == item.config.active_high
         if active != item.published:
             item.published = active
             self.changes += 1

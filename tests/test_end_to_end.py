@@ -1,0 +1,255 @@
+"""The whole pipe: emulated board on a pty → gateway → Mosquitto → consumer → InfluxDB.
+
+What lands in InfluxDB is compared, by InfluxQL, with exactly what the emulator put on the
+wire (its journal): every seat change in order, the counter totals, every door event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from central.config import ConsumerConfig
+from central.consumer import Consumer
+from edge.config import GatewayConfig
+from edge.gateway import Gateway
+from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
+from firmware_bridge.messages import Door, People, Seat
+from qihe.devstack import InfluxdProcess, MosquittoProcess
+from tests.mqtt_helpers import wait_until
+
+SITE = "shancheng-xinyuan2"
+DEVICE = "xinyuan2-a"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def consumer(
+    mosquitto: MosquittoProcess,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    topic_prefix: str,
+    unique_name: str,
+) -> Iterator[Consumer]:
+    config = ConsumerConfig.model_validate(
+        {
+            "mqtt": {
+                "host": mosquitto.host,
+                "port": mosquitto.port,
+                "client_id": f"consumer-{unique_name}",
+                "topic_prefix": topic_prefix,
+            },
+            "influx": {"api": "v1", "url": influxd.url, "database": influx_db},
+            "flush_interval": 0.2,
+        }
+    )
+    consumer = Consumer(config)
+    consumer.start()
+    yield consumer
+    consumer.stop()
+
+
+def gateway_config(
+    broker: MosquittoProcess, prefix: str, state_dir: Path, **extra: object
+) -> GatewayConfig:
+    return GatewayConfig.model_validate(
+        {
+            "site": SITE,
+            "gateway": "gw1",
+            "state_dir": state_dir,
+            "broker": {"host": broker.host, "port": broker.port, "topic_prefix": prefix},
+            **extra,
+        }
+    )
+
+
+def influx_series(influxd: InfluxdProcess, db: str, q: str) -> list[dict[str, object]]:
+    return influxd.rows(q, db)
+
+
+async def run_board_through_pipe(
+    *,
+    emulator: BookHouseEmulator,
+    gateway: Gateway,
+    tmp_path: Path,
+    sim_seconds: float,
+) -> None:
+    async with PtyPort(tmp_path / "usb-qihe_board") as port:
+        task = asyncio.create_task(gateway.run())
+        try:
+            # pyserial empties the input buffer when it opens: attach once the gateway listens.
+            await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
+            async with emulator.attach(port):
+                await asyncio.sleep(sim_seconds / emulator.config.speed)
+            intact = sum(1 for entry in emulator.journal if not entry.corrupted)
+            await wait_until(lambda: gateway.serial_sources[0].counters.frames == intact)
+            await wait_until(lambda: len(gateway.outbox) == 0)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def expected_from_journal(emulator: BookHouseEmulator) -> dict[str, list[object]]:
+    """Per sensor, the values the board put on the wire intact, in order."""
+    expected: dict[str, list[object]] = defaultdict(list)
+    for entry in emulator.journal:
+        if entry.corrupted:
+            continue
+        match entry.frame.message:
+            case Seat(seat, occupied):
+                expected[f"seat {DEVICE}.{seat}"].append(int(occupied))
+            case Door(door, is_open):
+                expected[f"door {DEVICE}.{door}"].append(int(is_open))
+            case People(counter, in_total, out_total):
+                expected[f"people {DEVICE}.{counter}"].append((in_total, out_total))
+    return expected
+
+
+def landed(influxd: InfluxdProcess, db: str) -> dict[str, list[object]]:
+    got: dict[str, list[object]] = defaultdict(list)
+    for row in influxd.rows('SELECT "occupied" FROM "seat" GROUP BY "sensor"', db):
+        got[f"seat {row['sensor']}"].append(row["occupied"])
+    for row in influxd.rows('SELECT "open" FROM "door" GROUP BY "sensor"', db):
+        got[f"door {row['sensor']}"].append(row["open"])
+    for row in influxd.rows('SELECT "in_total", "out_total" FROM "people" GROUP BY "sensor"', db):
+        got[f"people {row['sensor']}"].append((row["in_total"], row["out_total"]))
+    return got
+
+
+@pytest.mark.integration
+async def test_a_simulated_afternoon_lands_in_influxdb_exactly_as_the_board_sent_it(
+    mosquitto: MosquittoProcess,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    topic_prefix: str,
+    consumer: Consumer,
+    tmp_path: Path,
+) -> None:
+    emulator = BookHouseEmulator(
+        EmulatorConfig(
+            device_id=DEVICE,
+            seats=12,
+            speed=1800,
+            seed=11,
+            report_interval_s=300,
+            start=datetime(2026, 11, 28, 14, 0, tzinfo=SHANGHAI),
+        )
+    )
+    config = gateway_config(
+        mosquitto,
+        topic_prefix,
+        tmp_path,
+        serial=[{"path": str(tmp_path / "usb-qihe_board"), "device": DEVICE}],
+    )
+    gateway = Gateway(config)
+    await run_board_through_pipe(
+        emulator=emulator, gateway=gateway, tmp_path=tmp_path, sim_seconds=3 * 3600
+    )
+    expected = expected_from_journal(emulator)
+    seat_changes = sum(len(v) for k, v in expected.items() if k.startswith("seat"))
+    assert seat_changes > 24, "a busy afternoon should move more than the initial seat states"
+    await wait_until(lambda: landed(influxd, influx_db) == expected, timeout=15)
+
+    # The totals are the board's own, and the series carry the site's identity.
+    state = emulator.state
+    last = influxd.rows('SELECT LAST("in_total"), "out_total" FROM "people"', influx_db)[0]
+    assert (last["last"], last["out_total"]) == (state.in_total, state.out_total)
+    sites = influxd.rows('SHOW TAG VALUES FROM "seat" WITH KEY = "site"', influx_db)
+    assert [row["value"] for row in sites] == [SITE]
+    assert gateway.serial_sources[0].counters.lost == 0
+
+
+@pytest.mark.integration
+async def test_line_noise_costs_only_the_frames_it_hit(
+    mosquitto: MosquittoProcess,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    topic_prefix: str,
+    consumer: Consumer,
+    tmp_path: Path,
+) -> None:
+    emulator = BookHouseEmulator(
+        EmulatorConfig(
+            device_id=DEVICE,
+            seats=8,
+            speed=1800,
+            seed=5,
+            report_interval_s=300,
+            noise_rate=0.2,
+            start=datetime(2026, 11, 28, 15, 0, tzinfo=SHANGHAI),
+        )
+    )
+    config = gateway_config(
+        mosquitto,
+        topic_prefix,
+        tmp_path,
+        serial=[{"path": str(tmp_path / "usb-qihe_board"), "device": DEVICE}],
+    )
+    gateway = Gateway(config)
+    await run_board_through_pipe(
+        emulator=emulator, gateway=gateway, tmp_path=tmp_path, sim_seconds=2 * 3600
+    )
+    corrupted = sum(1 for e in emulator.journal if e.corrupted)
+    assert corrupted > 0
+    await wait_until(
+        lambda: landed(influxd, influx_db) == expected_from_journal(emulator), timeout=15
+    )
+    counters = gateway.serial_sources[0].counters
+    assert counters.crc_errors + counters.malformed >= corrupted
+    assert counters.frames == sum(1 for e in emulator.journal if not e.corrupted)
+
+
+@pytest.mark.integration
+async def test_a_gpio_door_contact_lands_in_influxdb(
+    mosquitto: MosquittoProcess,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    topic_prefix: str,
+    consumer: Consumer,
+    tmp_path: Path,
+) -> None:
+    factory = MockFactory()
+    config = gateway_config(
+        mosquitto,
+        topic_prefix,
+        tmp_path,
+        gpio=[
+            {
+                "pin": 17,
+                "kind": "door",
+                "sensor": "entrance",
+                "pull_up": True,
+                "active_high": True,
+                "debounce": 0.02,
+            }
+        ],
+    )
+    gateway = Gateway(config, pin_factory=factory)
+    task = asyncio.create_task(gateway.run())
+    try:
+        pin = factory.pin(17)
+        await wait_until(lambda: gateway.stats().publisher.published >= 1)
+        for level in (False, True, False):  # shut, open, shut (the pull-up idles high: open)
+            (pin.drive_high if level else pin.drive_low)()
+            await asyncio.sleep(0.1)
+
+        def door_values() -> list[object]:
+            rows = influxd.rows(
+                'SELECT "open" FROM "door" WHERE "sensor" = \'entrance\'', influx_db
+            )
+            return [row["open"] for row in rows]
+
+        await wait_until(lambda: door_values() == [1, 0, 1, 0], timeout=10)
+        row = influxd.rows('SELECT * FROM "door"', influx_db)[0]
+        assert (row["site"], row["gateway"], row["device"]) == (SITE, "gw1", "gpio")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        factory.reset()
