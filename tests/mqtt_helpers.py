@@ -1,16 +1,31 @@
-"""A real paho subscriber that records what the broker delivers, for assertions."""
+"""Helpers for tests against the real broker: a recording subscriber, a running gateway."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from edge.gateway import Gateway
 from qihe.devstack import MosquittoProcess
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
+    """Run a gateway for the length of the block, then cancel it and wait for it to finish."""
+    task = asyncio.create_task(gateway.run(), name="gateway-under-test")
+    try:
+        yield gateway
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise AssertionError("the gateway crashed") from task.exception()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +24,7 @@ from edge.gateway import Gateway
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from firmware_bridge.messages import Door, People, Seat
 from qihe.devstack import InfluxdProcess, MosquittoProcess
-from tests.mqtt_helpers import wait_until
+from tests.mqtt_helpers import running, wait_until
 
 SITE = "shancheng-xinyuan2"
 DEVICE = "xinyuan2-a"
@@ -74,26 +75,38 @@ def influx_series(influxd: InfluxdProcess, db: str, q: str) -> list[dict[str, ob
     return influxd.rows(q, db)
 
 
-async def run_board_through_pipe(
-    *,
-    emulator: BookHouseEmulator,
-    gateway: Gateway,
+async def play_board_through_pipe(
+    broker: MosquittoProcess,
+    prefix: str,
     tmp_path: Path,
-    sim_seconds: float,
-) -> None:
-    async with PtyPort(tmp_path / "usb-qihe_board") as port:
-        task = asyncio.create_task(gateway.run())
-        try:
-            # pyserial empties the input buffer when it opens: attach once the gateway listens.
-            await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
-            async with emulator.attach(port):
-                await asyncio.sleep(sim_seconds / emulator.config.speed)
-            intact = sum(1 for entry in emulator.journal if not entry.corrupted)
-            await wait_until(lambda: gateway.serial_sources[0].counters.frames == intact)
-            await wait_until(lambda: len(gateway.outbox) == 0)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    *,
+    sim_hours: float,
+    start_hour: int,
+    **emulator_options: Any,
+) -> tuple[BookHouseEmulator, Gateway]:
+    """A board plays ``sim_hours`` of a day at 1800x into a gateway; returns both afterwards."""
+    emulator = BookHouseEmulator(
+        EmulatorConfig(
+            device_id=DEVICE,
+            speed=1800,
+            report_interval_s=300,
+            start=datetime(2026, 11, 28, start_hour, 0, tzinfo=SHANGHAI),
+            **emulator_options,
+        )
+    )
+    link = tmp_path / "usb-qihe_board"
+    gateway = Gateway(
+        gateway_config(broker, prefix, tmp_path, serial=[{"path": str(link), "device": DEVICE}])
+    )
+    async with PtyPort(link) as port, running(gateway):
+        # pyserial empties the input buffer when it opens: attach once the gateway listens.
+        await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
+        async with emulator.attach(port):
+            await asyncio.sleep(sim_hours * 3600 / emulator.config.speed)
+        intact = sum(1 for entry in emulator.journal if not entry.corrupted)
+        await wait_until(lambda: gateway.serial_sources[0].counters.frames == intact)
+        await wait_until(lambda: len(gateway.outbox) == 0)
+    return emulator, gateway
 
 
 def expected_from_journal(emulator: BookHouseEmulator) -> dict[str, list[object]]:
@@ -132,25 +145,8 @@ async def test_a_simulated_afternoon_lands_in_influxdb_exactly_as_the_board_sent
     consumer: Consumer,
     tmp_path: Path,
 ) -> None:
-    emulator = BookHouseEmulator(
-        EmulatorConfig(
-            device_id=DEVICE,
-            seats=12,
-            speed=1800,
-            seed=11,
-            report_interval_s=300,
-            start=datetime(2026, 11, 28, 14, 0, tzinfo=SHANGHAI),
-        )
-    )
-    config = gateway_config(
-        mosquitto,
-        topic_prefix,
-        tmp_path,
-        serial=[{"path": str(tmp_path / "usb-qihe_board"), "device": DEVICE}],
-    )
-    gateway = Gateway(config)
-    await run_board_through_pipe(
-        emulator=emulator, gateway=gateway, tmp_path=tmp_path, sim_seconds=3 * 3600
+    emulator, gateway = await play_board_through_pipe(
+        mosquitto, topic_prefix, tmp_path, sim_hours=3, start_hour=14, seats=12, seed=11
     )
     expected = expected_from_journal(emulator)
     seat_changes = sum(len(v) for k, v in expected.items() if k.startswith("seat"))
@@ -175,26 +171,15 @@ async def test_line_noise_costs_only_the_frames_it_hit(
     consumer: Consumer,
     tmp_path: Path,
 ) -> None:
-    emulator = BookHouseEmulator(
-        EmulatorConfig(
-            device_id=DEVICE,
-            seats=8,
-            speed=1800,
-            seed=5,
-            report_interval_s=300,
-            noise_rate=0.2,
-            start=datetime(2026, 11, 28, 15, 0, tzinfo=SHANGHAI),
-        )
-    )
-    config = gateway_config(
+    emulator, gateway = await play_board_through_pipe(
         mosquitto,
         topic_prefix,
         tmp_path,
-        serial=[{"path": str(tmp_path / "usb-qihe_board"), "device": DEVICE}],
-    )
-    gateway = Gateway(config)
-    await run_board_through_pipe(
-        emulator=emulator, gateway=gateway, tmp_path=tmp_path, sim_seconds=2 * 3600
+        sim_hours=2,
+        start_hour=15,
+        seats=8,
+        seed=5,
+        noise_rate=0.2,
     )
     corrupted = sum(1 for e in emulator.journal if e.corrupted)
     assert corrupted > 0
@@ -232,24 +217,22 @@ async def test_a_gpio_door_contact_lands_in_influxdb(
         ],
     )
     gateway = Gateway(config, pin_factory=factory)
-    task = asyncio.create_task(gateway.run())
     try:
-        pin = factory.pin(17)
-        await wait_until(lambda: gateway.stats().publisher.published >= 1)
-        for level in (False, True, False):  # shut, open, shut (the pull-up idles high: open)
-            (pin.drive_high if level else pin.drive_low)()
-            await asyncio.sleep(0.1)
+        async with running(gateway):
+            pin = factory.pin(17)
+            await wait_until(lambda: gateway.stats().publisher.published >= 1)
+            for level in (False, True, False):  # shut, open, shut (the pull-up idles high: open)
+                (pin.drive_high if level else pin.drive_low)()
+                await asyncio.sleep(0.1)
 
-        def door_values() -> list[object]:
-            rows = influxd.rows(
-                'SELECT "open" FROM "door" WHERE "sensor" = \'entrance\'', influx_db
-            )
-            return [row["open"] for row in rows]
+            def door_values() -> list[object]:
+                rows = influxd.rows(
+                    'SELECT "open" FROM "door" WHERE "sensor" = \'entrance\'', influx_db
+                )
+                return [row["open"] for row in rows]
 
-        await wait_until(lambda: door_values() == [1, 0, 1, 0], timeout=10)
-        row = influxd.rows('SELECT * FROM "door"', influx_db)[0]
-        assert (row["site"], row["gateway"], row["device"]) == (SITE, "gw1", "gpio")
+            await wait_until(lambda: door_values() == [1, 0, 1, 0], timeout=10)
+            row = influxd.rows('SELECT * FROM "door"', influx_db)[0]
+            assert (row["site"], row["gateway"], row["device"]) == (SITE, "gw1", "gpio")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         factory.reset()

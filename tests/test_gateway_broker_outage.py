@@ -11,7 +11,7 @@ from gpiozero.pins.mock import MockFactory
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from qihe.devstack import MosquittoProcess
-from tests.mqtt_helpers import Recorder, wait_until
+from tests.mqtt_helpers import Recorder, running, wait_until
 
 
 async def test_readings_taken_while_the_broker_is_down_are_published_when_it_returns(
@@ -35,35 +35,33 @@ async def test_readings_taken_while_the_broker_is_down_are_published_when_it_ret
         }
     )
     gateway = Gateway(config, pin_factory=factory)
-    task = asyncio.create_task(gateway.run())
     recorder = None
     try:
-        await wait_until(lambda: gateway.stats().publisher.published == 1)
-        first_session = gateway.stats().publisher.session
-        broker.stop(kill=True)
-        await wait_until(lambda: not gateway.publisher.connected.is_set())
-        pin = factory.pin(17)
-        for _ in range(3):  # the door opens and shuts three times during the outage
-            pin.drive_high()
-            await asyncio.sleep(0.05)
-            pin.drive_low()
-            await asyncio.sleep(0.05)
-        assert gateway.stats().queued == 6
-        await asyncio.sleep(1.0)  # several failed reconnects, with backoff
-        failures = gateway.stats().publisher.connection_failures
-        assert 1 <= failures <= 10
-        broker.start()
-        await wait_until(lambda: gateway.stats().queued == 0, timeout=15)
-        stats = gateway.stats().publisher
-        assert (stats.published, stats.connects) == (7, 2)
-        assert stats.session > first_session
-        # The broker kept the retained state; the last door reading is the present one.
-        recorder = Recorder(broker, "qihe/v1/+/+/door/+")
-        retained = await recorder.until(lambda ms: len(ms) >= 1)
-        assert json.loads(retained[0].payload)["open"] is False
+        async with running(gateway):
+            await wait_until(lambda: gateway.stats().publisher.published == 1)
+            first_session = gateway.stats().publisher.session
+            broker.stop(kill=True)
+            await wait_until(lambda: not gateway.publisher.connected.is_set())
+            pin = factory.pin(17)
+            for _ in range(3):  # the door opens and shuts three times during the outage
+                pin.drive_high()
+                await asyncio.sleep(0.05)
+                pin.drive_low()
+                await asyncio.sleep(0.05)
+            assert gateway.stats().queued == 6
+            await asyncio.sleep(1.0)  # several failed reconnects, with backoff
+            failures = gateway.stats().publisher.connection_failures
+            assert 1 <= failures <= 10
+            broker.start()
+            await wait_until(lambda: gateway.stats().queued == 0, timeout=15)
+            stats = gateway.stats().publisher
+            assert (stats.published, stats.connects) == (7, 2)
+            assert stats.session > first_session
+            # The broker kept the retained state; the last door reading is the present one.
+            recorder = Recorder(broker, "qihe/v1/+/+/door/+")
+            retained = await recorder.until(lambda ms: len(ms) >= 1)
+            assert json.loads(retained[0].payload)["open"] is False
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         if recorder is not None:
             recorder.close()
         factory.reset()

@@ -13,7 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from qihe.devstack import MosquittoProcess
-from tests.mqtt_helpers import Received, Recorder, wait_until
+from tests.mqtt_helpers import Received, Recorder, running, wait_until
 
 
 @pytest.fixture
@@ -60,24 +60,22 @@ async def test_door_contact_change_is_published_retained(
 ) -> None:
     recorder = Recorder(mosquitto, f"{topic_prefix}/#")
     gateway = Gateway(gpio_config(mosquitto, topic_prefix, tmp_path), pin_factory=mock_factory)
-    task = asyncio.create_task(gateway.run())
     try:
-        await wait_until(lambda: len(payloads(recorder.snapshot(), "/door/front-door")) == 1)
-        # Pull-up contact: the pin idles high, which is "closed" for an active-low door.
-        assert payloads(recorder.snapshot(), "/door/front-door")[0]["open"] is False
-        mock_factory.pin(17).drive_low()
-        await wait_until(lambda: len(payloads(recorder.snapshot(), "/door/front-door")) == 2)
-        door = payloads(recorder.snapshot(), "/door/front-door")[1]
-        assert door["open"] is True
-        assert door["device"] == "gpio"
-        assert door["site"] == "shancheng-dongxiang"
-        assert all(
-            m.topic.startswith(f"{topic_prefix}/v1/shancheng-dongxiang/gw1/")
-            for m in recorder.snapshot()
-        )
+        async with running(gateway):
+            await wait_until(lambda: len(payloads(recorder.snapshot(), "/door/front-door")) == 1)
+            # Pull-up contact: the pin idles high, which is "closed" for an active-low door.
+            assert payloads(recorder.snapshot(), "/door/front-door")[0]["open"] is False
+            mock_factory.pin(17).drive_low()
+            await wait_until(lambda: len(payloads(recorder.snapshot(), "/door/front-door")) == 2)
+            door = payloads(recorder.snapshot(), "/door/front-door")[1]
+            assert door["open"] is True
+            assert door["device"] == "gpio"
+            assert door["site"] == "shancheng-dongxiang"
+            assert all(
+                m.topic.startswith(f"{topic_prefix}/v1/shancheng-dongxiang/gw1/")
+                for m in recorder.snapshot()
+            )
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         recorder.close()
     # A late subscriber sees the present state (retained).
     late = Recorder(mosquitto, f"{topic_prefix}/v1/+/+/door/+")
@@ -94,21 +92,19 @@ async def test_contact_bounce_shorter_than_debounce_is_ignored(
 ) -> None:
     recorder = Recorder(mosquitto, f"{topic_prefix}/#")
     gateway = Gateway(gpio_config(mosquitto, topic_prefix, tmp_path), pin_factory=mock_factory)
-    task = asyncio.create_task(gateway.run())
     try:
-        await wait_until(lambda: len(payloads(recorder.snapshot(), "/seat/seat-1")) == 1)
-        pin = mock_factory.pin(27)
-        for _ in range(5):  # chatter, ending where it started
-            pin.drive_high()
-            pin.drive_low()
-        pin.drive_high()  # then a real change that holds
-        await wait_until(lambda: len(payloads(recorder.snapshot(), "/seat/seat-1")) == 2)
-        await asyncio.sleep(0.2)
-        seats = payloads(recorder.snapshot(), "/seat/seat-1")
-        assert [s["occupied"] for s in seats] == [False, True]
+        async with running(gateway):
+            await wait_until(lambda: len(payloads(recorder.snapshot(), "/seat/seat-1")) == 1)
+            pin = mock_factory.pin(27)
+            for _ in range(5):  # chatter, ending where it started
+                pin.drive_high()
+                pin.drive_low()
+            pin.drive_high()  # then a real change that holds
+            await wait_until(lambda: len(payloads(recorder.snapshot(), "/seat/seat-1")) == 2)
+            await asyncio.sleep(0.2)
+            seats = payloads(recorder.snapshot(), "/seat/seat-1")
+            assert [s["occupied"] for s in seats] == [False, True]
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         recorder.close()
 
 
@@ -118,10 +114,8 @@ async def test_status_is_online_while_running_and_offline_after_clean_stop(
     status_topic = f"{topic_prefix}/v1/shancheng-dongxiang/gw1/status"
     recorder = Recorder(mosquitto, status_topic)
     gateway = Gateway(gpio_config(mosquitto, topic_prefix, tmp_path), pin_factory=mock_factory)
-    task = asyncio.create_task(gateway.run())
-    await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(gateway):
+        await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
     states = await recorder.until(lambda ms: len(ms) >= 2)
     recorder.close()
     first, last = json.loads(states[0].payload), json.loads(states[-1].payload)
@@ -136,8 +130,7 @@ async def test_late_last_will_of_an_old_session_never_marks_a_live_gateway_offli
 
     status_topic = f"{topic_prefix}/v1/shancheng-dongxiang/gw1/status"
     gateway = Gateway(gpio_config(mosquitto, topic_prefix, tmp_path), pin_factory=mock_factory)
-    task = asyncio.create_task(gateway.run())
-    try:
+    async with running(gateway):
         await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
         live_session = gateway.publisher.stats().session
         # The broker publishes an old session's Will late, over our retained "online".
@@ -162,9 +155,6 @@ async def test_late_last_will_of_an_old_session_never_marks_a_live_gateway_offli
         retained = json.loads((await late.until(lambda ms: len(ms) >= 1))[0].payload)
         late.close()
         assert (retained["state"], retained["session"]) == ("online", live_session)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_session_number_grows_across_gateway_restarts(
@@ -173,11 +163,9 @@ async def test_session_number_grows_across_gateway_restarts(
     sessions = []
     for _ in range(2):
         gateway = Gateway(gpio_config(mosquitto, topic_prefix, tmp_path), pin_factory=mock_factory)
-        task = asyncio.create_task(gateway.run())
-        await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
-        sessions.append(gateway.publisher.stats().session)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(gateway):
+            await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
+            sessions.append(gateway.publisher.stats().session)
         mock_factory.reset()
     assert sessions[0] >= 1
     assert sessions[1] > sessions[0]

@@ -26,7 +26,7 @@ from firmware_bridge.messages import (
     SensorRef,
 )
 from qihe.devstack import MosquittoProcess
-from tests.mqtt_helpers import Received, Recorder, wait_until
+from tests.mqtt_helpers import Received, Recorder, running, wait_until
 
 
 class PtyBoard:
@@ -102,44 +102,42 @@ async def test_frames_from_a_board_become_readings_on_their_topics(
 ) -> None:
     recorder = Recorder(mosquitto, f"{topic_prefix}/#")
     gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
-    task = asyncio.create_task(gateway.run())
     try:
-        await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
-        board.send(
-            Frame(0, HELLO),
-            Frame(1, Seat(1, True)),
-            Frame(2, People(1, 130, 121)),
-            Frame(3, Door(1, True)),
-            Frame(4, Heartbeat(3600, 3710)),
-        )
-        await wait_until(lambda: len(kinds(recorder.snapshot(), "heartbeat")) == 1)
-        got = recorder.snapshot()
-        base = f"{topic_prefix}/v1/qibin-taoyuan/gw1"
-        seat = next(m for m in got if m.topic == f"{base}/seat/board-a.1")
-        assert json.loads(seat.payload)["occupied"] is True
-        assert json.loads(seat.payload)["seq"] == 1
-        people = kinds(got, "people")[0]
-        assert (people["in_total"], people["out_total"]) == (130, 121)
-        assert kinds(got, "door")[0]["open"] is True
-        device = kinds(got, "device")[0]
-        assert device["firmware"] == "1.0.0"
-        assert device["sensors"] == ["seat.1", "door.1"]
-        # State is retained for late subscribers; periodic telemetry is not.
-        late = Recorder(mosquitto, f"{base}/#")
-        retained = await late.until(lambda ms: len(ms) >= 5)
-        await asyncio.sleep(0.2)
-        late.close()
-        assert sorted(m.topic.removeprefix(base) for m in late.snapshot() if m.retain) == [
-            "/device/board-a",
-            "/door/board-a.1",
-            "/people/board-a.1",
-            "/seat/board-a.1",
-            "/status",
-        ]
-        assert retained
+        async with running(gateway):
+            await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
+            board.send(
+                Frame(0, HELLO),
+                Frame(1, Seat(1, True)),
+                Frame(2, People(1, 130, 121)),
+                Frame(3, Door(1, True)),
+                Frame(4, Heartbeat(3600, 3710)),
+            )
+            await wait_until(lambda: len(kinds(recorder.snapshot(), "heartbeat")) == 1)
+            got = recorder.snapshot()
+            base = f"{topic_prefix}/v1/qibin-taoyuan/gw1"
+            seat = next(m for m in got if m.topic == f"{base}/seat/board-a.1")
+            assert json.loads(seat.payload)["occupied"] is True
+            assert json.loads(seat.payload)["seq"] == 1
+            people = kinds(got, "people")[0]
+            assert (people["in_total"], people["out_total"]) == (130, 121)
+            assert kinds(got, "door")[0]["open"] is True
+            device = kinds(got, "device")[0]
+            assert device["firmware"] == "1.0.0"
+            assert device["sensors"] == ["seat.1", "door.1"]
+            # State is retained for late subscribers; periodic telemetry is not.
+            late = Recorder(mosquitto, f"{base}/#")
+            retained = await late.until(lambda ms: len(ms) >= 5)
+            await asyncio.sleep(0.2)
+            late.close()
+            assert sorted(m.topic.removeprefix(base) for m in late.snapshot() if m.retain) == [
+                "/device/board-a",
+                "/door/board-a.1",
+                "/people/board-a.1",
+                "/seat/board-a.1",
+                "/status",
+            ]
+            assert retained
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         recorder.close()
 
 
@@ -148,28 +146,26 @@ async def test_noise_lost_and_repeated_frames_are_counted_and_cost_nothing_else(
 ) -> None:
     recorder = Recorder(mosquitto, f"{topic_prefix}/#")
     gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
-    task = asyncio.create_task(gateway.run())
     try:
-        await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
-        body = bytearray(encode_body(Frame(11, Seat(2, True))))
-        body[5] ^= 0x40  # flips a payload bit: the CRC no longer matches
-        corrupted = b"\x00" + cobs.encode(bytes(body)) + b"\x00"
-        board.send(Frame(10, Seat(1, True)))
-        board.send_raw(b"\x13\x37line noise" + bytes(corrupted))
-        board.send(Frame(10, Seat(1, True)))  # a repeat of frame 10
-        board.send(Frame(14, Seat(3, True)))  # 11 corrupted, 12 and 13 never arrived
-        await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 2)
-        await wait_until(lambda: gateway.serial_sources[0].counters.lost == 3)
-        counters = gateway.serial_sources[0].counters
-        assert (counters.crc_errors, counters.duplicates) == (1, 1)
-        assert counters.malformed >= 1  # the noise before the corrupted frame
-        seats = [s["sensor"] for s in kinds(recorder.snapshot(), "seat")]
-        assert seats == ["board-a.1", "board-a.3"]
-        link = await recorder.until(lambda ms: len(kinds(ms, "link")) >= 1)
-        assert kinds(link, "link")[-1]["crc_errors"] == 1
+        async with running(gateway):
+            await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
+            body = bytearray(encode_body(Frame(11, Seat(2, True))))
+            body[5] ^= 0x40  # flips a payload bit: the CRC no longer matches
+            corrupted = b"\x00" + cobs.encode(bytes(body)) + b"\x00"
+            board.send(Frame(10, Seat(1, True)))
+            board.send_raw(b"\x13\x37line noise" + bytes(corrupted))
+            board.send(Frame(10, Seat(1, True)))  # a repeat of frame 10
+            board.send(Frame(14, Seat(3, True)))  # 11 corrupted, 12 and 13 never arrived
+            await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 2)
+            await wait_until(lambda: gateway.serial_sources[0].counters.lost == 3)
+            counters = gateway.serial_sources[0].counters
+            assert (counters.crc_errors, counters.duplicates) == (1, 1)
+            assert counters.malformed >= 1  # the noise before the corrupted frame
+            seats = [s["sensor"] for s in kinds(recorder.snapshot(), "seat")]
+            assert seats == ["board-a.1", "board-a.3"]
+            link = await recorder.until(lambda ms: len(kinds(ms, "link")) >= 1)
+            assert kinds(link, "link")[-1]["crc_errors"] == 1
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         recorder.close()
 
 
@@ -179,22 +175,19 @@ async def test_an_unplugged_port_is_reopened_when_it_comes_back(
     recorder = Recorder(mosquitto, f"{topic_prefix}/#")
     gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
     source = gateway.serial_sources[0]
-    task = asyncio.create_task(gateway.run())
     try:
-        await wait_until(source.connected.is_set)
-        board.send(Frame(0, HELLO), Frame(1, Seat(1, True)))
-        await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 1)
-        board.unplug()
-        await wait_until(lambda: not source.connected.is_set())
-        await asyncio.sleep(0.3)  # a few failed reopen attempts while the port is gone
-        board.plug()
-        await wait_until(source.connected.is_set)
-        board.send(Frame(0, HELLO), Frame(1, Seat(1, False)))
-        await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 2)
-        assert [s["occupied"] for s in kinds(recorder.snapshot(), "seat")] == [True, False]
-        assert source.counters.reconnects == 1
-        assert task.done() is False
+        async with running(gateway):
+            await wait_until(source.connected.is_set)
+            board.send(Frame(0, HELLO), Frame(1, Seat(1, True)))
+            await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 1)
+            board.unplug()
+            await wait_until(lambda: not source.connected.is_set())
+            await asyncio.sleep(0.3)  # a few failed reopen attempts while the port is gone
+            board.plug()
+            await wait_until(source.connected.is_set)
+            board.send(Frame(0, HELLO), Frame(1, Seat(1, False)))
+            await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 2)
+            assert [s["occupied"] for s in kinds(recorder.snapshot(), "seat")] == [True, False]
+            assert source.counters.reconnects == 1
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         recorder.close()
