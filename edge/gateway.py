@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.config import GatewayConfig
+from edge.errors import EdgeError
 from edge.normalise import Clock, LinkCounters, utc_now
 from edge.outbox import MemoryOutbox
 from edge.publisher import MqttPublisher, PublisherStats
@@ -101,6 +102,10 @@ class Gateway:
                 return
             except asyncio.CancelledError:
                 raise
+            except EdgeError as exc:
+                # Expected hardware trouble (a pin that cannot be claimed): one line, retry.
+                log.error("source %s: %s; retrying in %.0fs", source.name, exc, _RESTART_DELAY)
+                await asyncio.sleep(_RESTART_DELAY)
             except Exception:
                 log.exception("source %s crashed; restarting in %.0fs", source.name, _RESTART_DELAY)
                 await asyncio.sleep(_RESTART_DELAY)

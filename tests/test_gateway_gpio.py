@@ -169,3 +169,23 @@ async def test_session_number_grows_across_gateway_restarts(
         mock_factory.reset()
     assert sessions[0] >= 1
     assert sessions[1] > sessions[0]
+
+
+async def test_a_pin_that_cannot_be_claimed_is_reported_in_one_line_and_retried(
+    mosquitto: MosquittoProcess,
+    topic_prefix: str,
+    tmp_path: Path,
+    mock_factory: MockFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = gpio_config(mosquitto, topic_prefix, tmp_path)
+    config = config.model_copy(
+        update={"gpio": (config.gpio[0].model_copy(update={"pin": "GPIO99"}),)}
+    )
+    gateway = Gateway(config, pin_factory=mock_factory)
+    async with running(gateway):
+        await wait_until(lambda: "retrying" in caplog.text)
+        await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors[0].getMessage().startswith("source gpio: gpio pin 'GPIO99' (front-door):")
+    assert errors[0].exc_info is None  # no traceback for an expected hardware problem

@@ -16,19 +16,16 @@ from typing import Any
 from gpiozero import DigitalInputDevice, GPIOZeroError
 
 from edge.config import GpioInputConfig
+from edge.errors import GpioError
 from edge.normalise import Clock, utc_now
 from edge.sources.base import Emit
 from qihe.contract import DoorReading, MotionReading, Reading, SeatReading
 
-__all__ = ["GpioError", "GpioSource"]
+__all__ = ["GpioSource"]
 
 log = logging.getLogger(__name__)
 
 GPIO_DEVICE = "gpio"
-
-
-class GpioError(RuntimeError):
-    """A configured pin could not be claimed."""
 
 
 class _Input:
