@@ -286,5 +286,5 @@ def _print_totals(running: _Running) -> None:
         return
     print("\n已入库 / points in InfluxDB (SELECT COUNT(*)):")
     for name, count in counts.items():
-        print(f"  {name:<10} {count}")
-    print(f"  {'total':<10} {sum(counts.values())}")
+        print(f"  {name:<15} {count}")
+    print(f"  {'total':<15} {sum(counts.values())}")
