@@ -239,7 +239,11 @@ class Consumer:
         log.info("connected to MQTT broker (session present: %s)", flags.session_present)
         # retainHandling=1: retained messages only for a new subscription, not on every reconnect.
         options = SubscribeOptions(qos=1, retainHandling=1)
-        filters = [*self._tree.reading_filters(), self._tree.status_filter()]
+        filters = [
+            *self._tree.reading_filters(),
+            self._tree.status_filter(),
+            self._tree.backlog_filter(),
+        ]
         client.subscribe([(topic, options) for topic in filters])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

@@ -111,8 +111,9 @@ class BatchFlusher:
 
     def _write_splitting(self, items: Sequence[Delivery]) -> list[Refused]:
         lines = [d.line for d in items if d.line is not None]
+        points = sum(line.count("\n") + 1 for line in lines)  # a backlog batch holds many
         try:
-            self._retrier.run(lambda: self._writer.write(lines), f"writing {len(lines)} points")
+            self._retrier.run(lambda: self._writer.write(lines), f"writing {points} points")
         except InfluxWriteError as exc:  # only errors that refuse points get here
             if len(items) == 1:
                 self._counters.add(rejected_points=1)
@@ -121,5 +122,5 @@ class BatchFlusher:
                 return [(items[0], f"influxdb: {exc.detail}")]
             half = len(items) // 2
             return self._write_splitting(items[:half]) + self._write_splitting(items[half:])
-        self._counters.add(written_points=len(items))
+        self._counters.add(written_points=points)
         return []

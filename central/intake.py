@@ -20,11 +20,12 @@ from qihe.contract import (
     TopicError,
     TopicParts,
     TopicTree,
+    parse_batch,
     parse_reading,
     parse_status,
 )
 
-__all__ = ["Delivery", "OncePerKey", "message_point", "to_delivery"]
+__all__ = ["Delivery", "OncePerKey", "message_point", "message_points", "to_delivery"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +46,28 @@ class Delivery:
     reason: str | None = None
 
 
+def message_points(tree: TopicTree, topic: str, payload: bytes) -> list[Point]:
+    """The points a message writes (a backlog batch writes many); raise
+    :class:`InvalidMessageError` saying why it cannot."""
+    try:
+        parts = tree.parse(topic)
+    except TopicError as exc:
+        raise InvalidMessageError(f"topic: {exc}") from None
+    if parts.kind != "backlog":
+        return [message_point(tree, topic, payload)]
+    try:
+        batch = parse_batch(payload)
+    except PayloadError as exc:
+        detail = str(exc)
+        raise InvalidMessageError(
+            detail if detail.startswith("payload") else f"payload: {detail}"
+        ) from None
+    _agree(parts, site=batch.site, gateway=batch.gateway)
+    return [reading_point(reading) for reading in batch.readings]
+
+
 def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
-    """The point a message writes; raise :class:`InvalidMessageError` saying why it cannot."""
+    """The point a single-reading or status message writes; raise :class:`InvalidMessageError`."""
     try:
         parts = tree.parse(topic)
     except TopicError as exc:
@@ -82,7 +103,8 @@ def to_delivery(
     line: str | None = None
     reason: str | None = None
     try:
-        line = encode_line(message_point(tree, topic, payload))
+        # A backlog batch is one delivery of many lines: acked once, after all are written.
+        line = "\n".join(encode_line(p) for p in message_points(tree, topic, payload))
     except InvalidMessageError as exc:
         reason = exc.reason
     except LineProtocolError as exc:

@@ -12,13 +12,15 @@ from qihe.contract import (
     PayloadError,
     TopicError,
     TopicTree,
+    encode_batch,
     encode_payload,
+    parse_batch,
     parse_reading,
     parse_status,
 )
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "mqtt.md").read_text(encoding="utf-8")
-BLOCKS = re.findall(r"```(json reading|json status|topics)\n(.*?)```", DOC, flags=re.S)
+BLOCKS = re.findall(r"```(json reading|json status|json batch|topics)\n(.*?)```", DOC, flags=re.S)
 
 
 def blocks(tag: str) -> list[str]:
@@ -34,6 +36,28 @@ def test_every_reading_example_validates_and_round_trips(example: str) -> None:
 def test_the_doc_shows_an_example_of_every_reading_kind() -> None:
     shown = {parse_reading(example).kind for example in blocks("json reading")}
     assert shown == set(READING_KINDS)
+
+
+@pytest.mark.parametrize("example", blocks("json batch"))
+def test_the_backlog_batch_example_validates(example: str) -> None:
+    batch = parse_batch(example)
+    assert batch.historical
+    assert [r.kind for r in batch.readings] == ["seat", "people"]
+
+
+def test_a_batch_may_not_carry_another_gateways_reading() -> None:
+    example = blocks("json batch")[0].replace(
+        '"gateway": "gw1", "device"', '"gateway": "gw9", "device"', 1
+    )
+    with pytest.raises(PayloadError, match=r"readings\.0: site/gateway qibin-taoyuan/gw9"):
+        parse_batch(example)
+
+
+def test_encode_batch_keeps_each_reading_byte_for_byte() -> None:
+    readings = [parse_reading(example) for example in blocks("json reading")[:3]]
+    payload = encode_batch("qibin-taoyuan", "gw1", [encode_payload(r) for r in readings])
+    assert parse_batch(payload).readings == tuple(readings)
+    assert all(encode_payload(r) in payload for r in readings)
 
 
 @pytest.mark.parametrize("example", blocks("json status"))

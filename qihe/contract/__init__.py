@@ -3,6 +3,7 @@
 from qihe.contract.errors import ContractError, PayloadError, TopicError
 from qihe.contract.payloads import (
     ID_PATTERN,
+    MAX_BATCH,
     READING_KINDS,
     SCHEMA_VERSION,
     DeviceReading,
@@ -14,8 +15,11 @@ from qihe.contract.payloads import (
     MotionReading,
     PeopleReading,
     Reading,
+    ReadingBatch,
     SeatReading,
+    encode_batch,
     encode_payload,
+    parse_batch,
     parse_reading,
     parse_status,
 )
@@ -24,6 +28,7 @@ from qihe.contract.topics import DEFAULT_PREFIX, RETAINED_KINDS, TopicParts, Top
 __all__ = [
     "DEFAULT_PREFIX",
     "ID_PATTERN",
+    "MAX_BATCH",
     "READING_KINDS",
     "RETAINED_KINDS",
     "SCHEMA_VERSION",
@@ -38,11 +43,14 @@ __all__ = [
     "PayloadError",
     "PeopleReading",
     "Reading",
+    "ReadingBatch",
     "SeatReading",
     "TopicError",
     "TopicParts",
     "TopicTree",
+    "encode_batch",
     "encode_payload",
+    "parse_batch",
     "parse_reading",
     "parse_status",
 ]

@@ -7,6 +7,7 @@ message delivered twice maps to the same InfluxDB point.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -37,8 +38,11 @@ __all__ = [
     "LinkReading",
     "PeopleReading",
     "Reading",
+    "ReadingBatch",
     "SeatReading",
+    "encode_batch",
     "encode_payload",
+    "parse_batch",
     "parse_reading",
     "parse_status",
 ]
@@ -172,6 +176,24 @@ class GatewayStatus(_WireModel):
     ts: UtcDatetime
 
 
+#: Most readings packed into one backlog message (keeps a message well under 1 MB).
+MAX_BATCH = 1000
+
+
+class ReadingBatch(_WireModel):
+    """Readings replayed from a gateway's outbox after an outage, packed into one message.
+
+    ``historical`` says they are not live: a late subscriber's view of the present
+    comes from the retained per-sensor topics, never from a batch.
+    """
+
+    kind: Literal["batch"] = "batch"
+    site: Ident
+    gateway: Ident
+    historical: bool = True
+    readings: Annotated[tuple[Reading, ...], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 def encode_payload(model: BaseModel) -> bytes:
     """Serialise a wire model exactly as it goes on the wire."""
     return model.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -183,6 +205,42 @@ def parse_reading(payload: bytes | str) -> Reading:
         return _READING_ADAPTER.validate_json(payload)
     except ValidationError as exc:
         raise PayloadError(_describe(exc)) from exc
+
+
+def encode_batch(site: str, gateway: str, readings: list[bytes]) -> bytes:
+    """A backlog batch from readings already encoded with :func:`encode_payload`.
+
+    Joins the stored JSON as it is (no re-encoding), so each reading keeps the
+    exact identity it was given at the source.
+    """
+    if not 1 <= len(readings) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1..{MAX_BATCH} readings, not {len(readings)}")
+    head = json.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "kind": "batch",
+            "site": site,
+            "gateway": gateway,
+            "historical": True,
+        },
+        separators=(",", ":"),
+    )
+    return head[:-1].encode() + b',"readings":[' + b",".join(readings) + b"]}"
+
+
+def parse_batch(payload: bytes | str) -> ReadingBatch:
+    """Validate a backlog batch; every reading must belong to the batch's site and gateway."""
+    try:
+        batch = ReadingBatch.model_validate_json(payload)
+    except ValidationError as exc:
+        raise PayloadError(_describe(exc)) from exc
+    for index, reading in enumerate(batch.readings):
+        if (reading.site, reading.gateway) != (batch.site, batch.gateway):
+            raise PayloadError(
+                f"readings.{index}: site/gateway {reading.site}/{reading.gateway} "
+                f"differs from the batch's {batch.site}/{batch.gateway}"
+            )
+    return batch
 
 
 def parse_status(payload: bytes | str) -> GatewayStatus:

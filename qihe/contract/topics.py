@@ -2,6 +2,7 @@
 
     {prefix}/v1/{site}/{gateway}/status                  retained, also the Last Will
     {prefix}/v1/{site}/{gateway}/{kind}/{sensor}         readings, QoS 1
+    {prefix}/v1/{site}/{gateway}/backlog                 readings replayed after an outage, packed
     {prefix}/v1/{site}/{gateway}/cmd/{device}            commands to a board (JSON)
     {prefix}/v1/{site}/{gateway}/cmd_reply/{device}      ACK/NACK of those commands
     {prefix}/v1/_dead_letter/{client}                    payloads a consumer refused
@@ -69,6 +70,9 @@ class TopicTree:
     def status(self, site: str, gateway: str) -> str:
         return f"{self.gateway_root(site, gateway)}/status"
 
+    def backlog(self, site: str, gateway: str) -> str:
+        return f"{self.gateway_root(site, gateway)}/backlog"
+
     def reading(self, site: str, gateway: str, kind: str, sensor: str) -> str:
         if kind not in READING_KINDS:
             raise TopicError(f"unknown reading kind {kind!r}")
@@ -92,15 +96,18 @@ class TopicTree:
     def status_filter(self, site: str = "+", gateway: str = "+") -> str:
         return f"{self.root}/{site}/{gateway}/status"
 
+    def backlog_filter(self, site: str = "+", gateway: str = "+") -> str:
+        return f"{self.root}/{site}/{gateway}/backlog"
+
     # Parsing ----------------------------------------------------------------
 
     def parse(self, topic: str) -> TopicParts:
-        """Split a reading or status topic; raise :class:`TopicError` for anything else."""
+        """Split a reading, status or backlog topic; raise :class:`TopicError` otherwise."""
         head = self.root + "/"
         if not topic.startswith(head):
             raise TopicError(f"topic {topic!r} is not under {head!r}")
         levels = topic[len(head) :].split("/")
-        if len(levels) == 3 and levels[2] == "status":
+        if len(levels) == 3 and levels[2] in ("status", "backlog"):
             site, gateway, kind = levels
             return TopicParts(_checked("site", site), _checked("gateway", gateway), kind)
         if len(levels) == 4 and levels[2] in READING_KINDS:
@@ -111,4 +118,4 @@ class TopicTree:
                 kind,
                 _checked("sensor", sensor),
             )
-        raise TopicError(f"topic {topic!r} is not a reading or status topic")
+        raise TopicError(f"topic {topic!r} is not a reading, status or backlog topic")
