@@ -50,6 +50,7 @@ from firmware_bridge.messages import (
     People,
     Ping,
     Reboot,
+    ReportAck,
     Seat,
     SensorKind,
     SensorRef,
@@ -84,7 +85,7 @@ _MIN_BODY = _HEADER.size + _CRC.size
 
 def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
     match message:
-        case Hello(device_id, firmware, interval, sensors):
+        case Hello(device_id, firmware, interval, sensors, boot):
             raw_id = device_id.encode("ascii")
             parts = [
                 struct.pack(">B", len(raw_id)),
@@ -93,6 +94,7 @@ def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
             ]
             parts.append(struct.pack(">B", len(sensors)))
             parts.extend(struct.pack(">BH", s.kind, s.index) for s in sensors)
+            parts.append(struct.pack(">I", boot))
             return MessageType.HELLO, b"".join(parts)
         case Seat(seat, occupied):
             return MessageType.SEAT, struct.pack(">HB", seat, occupied)
@@ -112,6 +114,8 @@ def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
             return MessageType.IDENTIFY, struct.pack(">B", seconds)
         case Reboot():
             return MessageType.REBOOT, b""
+        case ReportAck(seq):
+            return MessageType.REPORT_ACK, struct.pack(">H", seq)
         case Ack(ref_seq):
             return MessageType.ACK, struct.pack(">H", ref_seq)
         case Nack(ref_seq, reason):
@@ -166,15 +170,18 @@ def _decode_hello(payload: bytes) -> Hello:
     except UnicodeDecodeError:
         raise PayloadError("HELLO device id is not ASCII") from None
     major, minor, patch, interval, count = struct.unpack_from(">BBBHB", payload, 1 + id_len)
-    if len(payload) != fixed_end + 3 * count:
+    sensors_end = fixed_end + 3 * count
+    if len(payload) != sensors_end + 4:
         raise PayloadError(
-            f"HELLO announces {count} sensors but carries {len(payload) - fixed_end} sensor bytes"
+            f"HELLO announces {count} sensors and a boot number ({3 * count + 4} bytes) "
+            f"but carries {len(payload) - fixed_end}"
         )
     sensors = tuple(
         SensorRef(_enum(SensorKind, kind), index)
-        for kind, index in struct.iter_unpack(">BH", payload[fixed_end:])
+        for kind, index in struct.iter_unpack(">BH", payload[fixed_end:sensors_end])
     )
-    return Hello(device_id, (major, minor, patch), interval, sensors)
+    (boot,) = struct.unpack_from(">I", payload, sensors_end)
+    return Hello(device_id, (major, minor, patch), interval, sensors, boot)
 
 
 def _decode_payload(kind: MessageType, payload: bytes) -> Message:
@@ -214,6 +221,9 @@ def _decode_payload(kind: MessageType, payload: bytes) -> Message:
         case MessageType.REBOOT:
             _EMPTY(payload)
             return Reboot()
+        case MessageType.REPORT_ACK:
+            (seq,) = _U16(payload)
+            return ReportAck(seq)
         case MessageType.ACK:
             (ref_seq,) = _U16(payload)
             return Ack(ref_seq)

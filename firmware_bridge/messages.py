@@ -17,11 +17,13 @@ __all__ = [
     "DEVICE_ID_PATTERN",
     "PROTOCOL_VERSION",
     "Ack",
+    "BoardMessage",
     "Command",
     "Door",
     "Fault",
     "FaultCode",
     "Frame",
+    "GatewayMessage",
     "Heartbeat",
     "Hello",
     "Identify",
@@ -32,7 +34,9 @@ __all__ = [
     "People",
     "Ping",
     "Reboot",
+    "Reply",
     "Report",
+    "ReportAck",
     "Seat",
     "SensorKind",
     "SensorRef",
@@ -62,6 +66,7 @@ class MessageType(IntEnum):
     SET_REPORT_INTERVAL = 0x41
     IDENTIFY = 0x42
     REBOOT = 0x43
+    REPORT_ACK = 0x44
     ACK = 0x80
     NACK = 0x81
 
@@ -122,8 +127,11 @@ class Hello:
     firmware: tuple[int, int, int]
     report_interval_s: int
     sensors: tuple[SensorRef, ...] = ()
+    #: Drawn at random at every power-up: tells a new boot from a resent HELLO.
+    boot: int = 0
 
     def __post_init__(self) -> None:
+        _check("boot", self.boot, 0, _U32)
         if not DEVICE_ID_PATTERN.fullmatch(self.device_id):
             raise MessageValueError(
                 f"device_id={self.device_id!r} must match {DEVICE_ID_PATTERN.pattern}"
@@ -223,6 +231,21 @@ class Reboot:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportAck:
+    """Every report up to and including ``seq`` (the board's numbers, mod 2**16) is stored.
+
+    Cumulative and never answered: the board forgets the reports it covers and
+    stops sending them again. ``seq`` is the board's sequence number; the frame
+    that carries it has the gateway's own.
+    """
+
+    seq: int
+
+    def __post_init__(self) -> None:
+        _check("seq", self.seq, 0, _U16)
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """The command with sequence number ``ref_seq`` was carried out."""
 
@@ -242,10 +265,17 @@ class Nack:
         _check_enum("reason", self.reason, NackReason)
 
 
+#: Board → gateway, held by the board until a REPORT_ACK covers them (when it retransmits).
 Report = Hello | Seat | People | Door | Heartbeat | Fault
+#: Gateway → board, answered ACK or NACK.
 Command = Ping | SetReportInterval | Identify | Reboot
+#: Board → gateway, the answer to a command.
 Reply = Ack | Nack
-Message = Report | Command | Reply
+#: Everything a gateway sends: commands, and acknowledgements that are never answered.
+GatewayMessage = Command | ReportAck
+#: Everything a board sends.
+BoardMessage = Report | Reply
+Message = Report | Command | ReportAck | Reply
 
 
 @dataclass(frozen=True, slots=True)

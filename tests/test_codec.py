@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 
 import pytest
@@ -31,19 +32,23 @@ from firmware_bridge.errors import (
 )
 from firmware_bridge.messages import (
     Ack,
+    BoardMessage,
     Door,
     Fault,
     FaultCode,
     Frame,
+    GatewayMessage,
     Heartbeat,
     Hello,
     Identify,
+    Message,
     MessageType,
     Nack,
     NackReason,
     People,
     Ping,
     Reboot,
+    ReportAck,
     Seat,
     SensorKind,
     SensorRef,
@@ -75,6 +80,8 @@ EXAMPLES: dict[str, Frame] = {
     "set_report_interval": Frame(101, SetReportInterval(300)),
     "identify": Frame(102, Identify(10)),
     "reboot": Frame(103, Reboot()),
+    "report_ack": Frame(104, ReportAck(7)),
+    "report_ack_wrapped": Frame(105, ReportAck(0)),
     "ack": Frame(10, Ack(100)),
     "nack": Frame(11, Nack(101, NackReason.BUSY)),
     "seq_max": Frame(0xFFFF, Heartbeat(0xFFFF_FFFF, 0xFFFF)),
@@ -92,6 +99,7 @@ TYPE_OF = {
     SetReportInterval: MessageType.SET_REPORT_INTERVAL,
     Identify: MessageType.IDENTIFY,
     Reboot: MessageType.REBOOT,
+    ReportAck: MessageType.REPORT_ACK,
     Ack: MessageType.ACK,
     Nack: MessageType.NACK,
 }
@@ -120,6 +128,13 @@ def reference_crc(data: bytes) -> int:
 
 def test_examples_cover_every_message_type() -> None:
     assert {TYPE_OF[type(frame.message)] for frame in EXAMPLES.values()} == set(MessageType)
+
+
+def test_gateway_messages_are_the_0x40_types_and_board_messages_the_rest() -> None:
+    gateway, board = typing.get_args(GatewayMessage), typing.get_args(BoardMessage)
+    assert {TYPE_OF[cls] for cls in gateway} == {t for t in MessageType if 0x40 <= t < 0x80}
+    assert {TYPE_OF[cls] for cls in board} == {t for t in MessageType if not 0x40 <= t < 0x80}
+    assert set(gateway) | set(board) == set(typing.get_args(Message))
 
 
 @examples
@@ -158,15 +173,17 @@ def test_people_totals_are_big_endian_u32() -> None:
     assert body[4:-2] == bytes.fromhex("0001 01020304 00000005")
 
 
-def test_hello_payload_is_id_firmware_interval_and_sensor_list() -> None:
-    hello = Hello("b7", (2, 0, 11), 30, (SensorRef(SensorKind.DOOR, 0x0102),))
-    assert encode_body(Frame(0, hello))[4:-2] == bytes.fromhex("02 6237 02000B 001E 01 030102")
+def test_hello_payload_is_id_firmware_interval_sensor_list_and_boot_number() -> None:
+    hello = Hello("b7", (2, 0, 11), 30, (SensorRef(SensorKind.DOOR, 0x0102),), boot=0xC0FFEE01)
+    assert encode_body(Frame(0, hello))[4:-2] == bytes.fromhex(
+        "02 6237 02000B 001E 01 030102 C0FFEE01"
+    )
 
 
 def test_largest_frame_without_zero_bytes_fits_in_max_encoded() -> None:
     # 254 body bytes and not one zero: the case where COBS implementations differ.
-    sensors = tuple(SensorRef(SensorKind.SEAT, 0x0101 + i) for i in range(80))
-    frame = Frame(0x0101, Hello("a", (1, 1, 1), 0x0101, sensors))
+    sensors = tuple(SensorRef(SensorKind.SEAT, 0x0101 + i) for i in range(78))
+    frame = Frame(0x0101, Hello("abc", (1, 1, 1), 0x0101, sensors, boot=0x01010101))
     body = encode_body(frame)
     assert len(body) == MAX_BODY
     assert 0 not in body
@@ -176,8 +193,8 @@ def test_largest_frame_without_zero_bytes_fits_in_max_encoded() -> None:
 
 
 def test_the_papers_longer_cobs_form_of_the_largest_frame_is_accepted_too() -> None:
-    sensors = tuple(SensorRef(SensorKind.SEAT, 0x0101 + i) for i in range(80))
-    frame = Frame(0x0101, Hello("a", (1, 1, 1), 0x0101, sensors))
+    sensors = tuple(SensorRef(SensorKind.SEAT, 0x0101 + i) for i in range(78))
+    frame = Frame(0x0101, Hello("abc", (1, 1, 1), 0x0101, sensors, boot=0x01010101))
     wire = encode(frame)
     papers_form = wire[:-1] + b"\x01" + wire[-1:]  # a final, redundant 0x01 code byte
     assert len(papers_form) == MAX_ENCODED + 2
@@ -242,7 +259,7 @@ MALFORMED: dict[str, tuple[bytes, type[FrameError]]] = {
     "version_2": (framed(b"\x02" + SEAT_HEAD[1:]), UnsupportedVersionError),
     "type_0x00": (framed(bytes.fromhex("01 00 0001")), UnknownTypeError),
     "type_0x07": (framed(bytes.fromhex("01 07 0001")), UnknownTypeError),
-    "type_0x44": (framed(bytes.fromhex("01 44 0001")), UnknownTypeError),
+    "type_0x45": (framed(bytes.fromhex("01 45 0001")), UnknownTypeError),
     "type_0xff": (framed(bytes.fromhex("01 FF 0001")), UnknownTypeError),
     "seat_payload_short": (framed(bytes.fromhex("01 02 0001 000C")), PayloadError),
     "seat_payload_long": (framed(bytes.fromhex("01 02 0001 000C 01 00")), PayloadError),
@@ -260,6 +277,8 @@ MALFORMED: dict[str, tuple[bytes, type[FrameError]]] = {
     "reboot_with_payload": (framed(bytes.fromhex("01 43 0001 01")), PayloadError),
     "set_report_interval_zero": (framed(bytes.fromhex("01 41 0001 0000")), PayloadError),
     "identify_payload_empty": (framed(bytes.fromhex("01 42 0001")), PayloadError),
+    "report_ack_payload_short": (framed(bytes.fromhex("01 44 0001 07")), PayloadError),
+    "report_ack_payload_long": (framed(bytes.fromhex("01 44 0001 0007 00")), PayloadError),
     "ack_payload_long": (framed(bytes.fromhex("01 80 0001 0064 00")), PayloadError),
     "nack_reason_0x00": (framed(bytes.fromhex("01 81 0001 0064 00")), PayloadError),
     "hello_payload_empty": (framed(bytes.fromhex("01 01 0000")), PayloadError),
@@ -448,6 +467,9 @@ OUT_OF_RANGE: dict[str, Callable[[], object]] = {
     "identify_256": lambda: Identify(256),
     "identify_float": lambda: Identify(1.5),  # type: ignore[arg-type]
     "ack_ref_seq_65536": lambda: Ack(0x1_0000),
+    "report_ack_seq_65536": lambda: ReportAck(0x1_0000),
+    "report_ack_seq_negative": lambda: ReportAck(-1),
+    "report_ack_seq_bool": lambda: ReportAck(True),
     "nack_reason_4": lambda: Nack(1, 4),  # type: ignore[arg-type]
     "hello_firmware_two_parts": lambda: Hello("b7", (1, 2), 60),  # type: ignore[arg-type]
     "hello_firmware_part_256": lambda: Hello("b7", (1, 256, 0), 60),
@@ -472,6 +494,7 @@ def test_fields_at_the_edges_of_their_range_are_accepted() -> None:
     frame = Frame(0xFFFF, People(0xFFFF, 0xFFFF_FFFF, 0))
     assert decode_body(encode_body(frame)) == frame
     assert Identify(0).seconds == 0
+    assert decode_body(encode_body(Frame(0, ReportAck(0xFFFF)))) == Frame(0, ReportAck(0xFFFF))
     assert SetReportInterval(0xFFFF).seconds == 0xFFFF
 
 

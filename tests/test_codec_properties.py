@@ -35,6 +35,7 @@ from firmware_bridge.messages import (
     People,
     Ping,
     Reboot,
+    ReportAck,
     Seat,
     SensorKind,
     SensorRef,
@@ -71,6 +72,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(SetReportInterval, st.integers(1, 0xFFFF)),
     st.builds(Identify, u8),
     st.builds(Reboot),
+    st.builds(ReportAck, u16),
     st.builds(Ack, u16),
     st.builds(Nack, u16, st.sampled_from(NackReason)),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 from datetime import datetime, timedelta
 
@@ -71,6 +72,7 @@ def test_power_up_sends_hello_with_every_sensor_then_the_state() -> None:
                 SensorRef(SensorKind.PEOPLE, 1),
                 SensorRef(SensorKind.DOOR, 1),
             ),
+            boot=random.Random("taoyuan-1").getrandbits(32),
         ),
     )
     assert _messages(frames[1:]) == [
@@ -208,3 +210,11 @@ def test_config_refuses_a_stuck_seat_the_board_does_not_have() -> None:
 def test_config_refuses_more_seats_than_a_hello_can_carry() -> None:
     with pytest.raises(ValidationError, match="seats"):
         EmulatorConfig(seats=65)
+
+
+def test_every_boot_draws_a_new_boot_number_for_its_hello() -> None:
+    board = _board(seats=1)
+    first = board.power_up()[0].message
+    second = board.reboot()[0].message
+    assert isinstance(first, Hello) and isinstance(second, Hello)
+    assert first.boot != second.boot

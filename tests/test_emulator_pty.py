@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import pytest
 import serial_asyncio_fast
@@ -86,7 +87,7 @@ class Gateway:
             while not condition():
                 await asyncio.sleep(0.01)
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -39,6 +39,7 @@ from firmware_bridge.messages import (
     People,
     Ping,
     Reboot,
+    ReportAck,
     Seat,
     SensorKind,
     SensorRef,
@@ -115,6 +116,7 @@ _CONSTRUCTORS: dict[str, type[Any]] = {
         SetReportInterval,
         Identify,
         Reboot,
+        ReportAck,
         Ack,
         Nack,
     )
@@ -268,8 +270,8 @@ def spec_payload_length(message: Message) -> int:
     lengths = {row["class"]: row["payload bytes"] for row in table("### Message types")}
     text = lengths[type(message).__name__]
     if isinstance(message, Hello):
-        assert text == "7 + L + 3·N"
-        return 7 + len(message.device_id) + 3 * len(message.sensors)
+        assert text == "11 + L + 3·N"
+        return 11 + len(message.device_id) + 3 * len(message.sensors)
     return int(text)
 
 
@@ -308,7 +310,7 @@ def test_value_table_matches_the_code(heading: str, enum: type[IntEnum]) -> None
 
 
 def test_error_table_names_every_frame_error_with_its_kind() -> None:
-    documented = {row["error"]: row["kind"] for row in table("## 8. Malformed frames")}
+    documented = {row["error"]: row["kind"] for row in table("## 9. Malformed frames")}
     leaves = {
         name: cls.kind
         for name in errors.__all__

@@ -15,9 +15,11 @@ from firmware_bridge.emulator.noise import LineNoise
 from firmware_bridge.emulator.port import Port, PtyPort, SerialDevicePort
 from firmware_bridge.emulator.profile import SHANGHAI, OpeningHours, SupplyCurve, VisitorProfile
 from firmware_bridge.emulator.runner import BookHouseEmulator, EmulatorState
+from firmware_bridge.emulator.window import HOLD_HORIZON, ProducedReport, ReportFate, ReportWindow
 
 __all__ = [
     "FIRMWARE",
+    "HOLD_HORIZON",
     "MAX_SEATS",
     "SHANGHAI",
     "SUPPLY_SENSOR",
@@ -36,7 +38,10 @@ __all__ = [
     "LineNoise",
     "OpeningHours",
     "Port",
+    "ProducedReport",
     "PtyPort",
+    "ReportFate",
+    "ReportWindow",
     "SerialDevicePort",
     "SupplyCurve",
     "VisitorProfile",

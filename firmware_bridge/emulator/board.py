@@ -1,18 +1,22 @@
-"""The sensor board's protocol behaviour: sequence numbers, HELLO, and answering commands.
+"""The sensor board's protocol behaviour: sequence numbers, HELLO, commands, held reports.
 
 Sans-IO like the codec: :meth:`Board.receive` takes the bytes the gateway sent
 and returns the frames to send back; :meth:`Board.emit` numbers the model's
-reports. The runner moves the bytes.
+reports and hands them to the board's :class:`ReportWindow`, which keeps them
+until a REPORT_ACK covers them; :meth:`Board.resend_due` returns what to send
+again. The runner moves the bytes and asks for resends as time passes.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from firmware_bridge import cobs
 from firmware_bridge.codec import FrameDecoder
 from firmware_bridge.emulator.model import BookHouseModel
+from firmware_bridge.emulator.window import ReportWindow
 from firmware_bridge.errors import FrameError, PayloadError, UnknownTypeError
 from firmware_bridge.messages import (
     Ack,
@@ -26,6 +30,7 @@ from firmware_bridge.messages import (
     Ping,
     Reboot,
     Report,
+    ReportAck,
     SetReportInterval,
 )
 
@@ -43,17 +48,25 @@ _COMMAND_TYPES = frozenset(
         MessageType.REBOOT,
     }
 )
+# Types this board implements: a malformed one of these is dropped without a reply.
+_IMPLEMENTED = _COMMAND_TYPES | {MessageType.REPORT_ACK}
 
 
 @dataclass(slots=True)
 class BoardCounters:
-    """What the board received from the gateway since it was built (survives reboots)."""
+    """What the board received and did since it was built (survives reboots)."""
 
     commands: int = 0
     malformed: int = 0  # frames that failed to decode and were ignored
     nacked: int = 0
     reboots: int = 0
     identifies: int = 0
+    report_acks: int = 0  # REPORT_ACK frames received (never answered, not commands)
+    stale_acks: int = 0  # REPORT_ACKs for a seq not used since the last reset: ignored
+    acked_reports: int = 0  # held reports forgotten because a REPORT_ACK covered them
+    resent: int = 0  # frames put on the line again by the retransmit timer
+    window_dropped: int = 0  # held reports given up unacknowledged: window full or too old
+    lost_at_reset: int = 0  # held reports lost because the board reset or lost power
 
 
 class Board:
@@ -66,12 +79,22 @@ class Board:
         *,
         firmware: tuple[int, int, int] = FIRMWARE,
         first_seq: int = 0,
+        window: ReportWindow | None = None,
     ) -> None:
         self.model = model
         self.device_id = device_id
         self.firmware = firmware
         self.counters = BoardCounters()
+        #: Reports held for REPORT_ACK, and the ledger of every report (holding off by default).
+        self.window = window if window is not None else ReportWindow()
         self._seq = first_seq % _SEQ_MOD
+        self._boot = 1
+        # A real board takes its boot number from a hardware RNG or uninitialised RAM;
+        # seeded by the device id here so runs are reproducible.
+        self._boot_numbers = random.Random(device_id)
+        self._boot_number = self._boot_numbers.getrandbits(32)
+        self._boot_first_seq = self._seq
+        self._numbered = 0  # frames numbered since the last reset
         self._decoder = FrameDecoder()
 
     @property
@@ -79,14 +102,39 @@ class Board:
         """The sequence number the next frame will carry."""
         return self._seq
 
+    @property
+    def boot(self) -> int:
+        """1 at the first power-up, one more after every reset."""
+        return self._boot
+
+    @property
+    def unacknowledged(self) -> int:
+        """Reports held until a REPORT_ACK covers them."""
+        return len(self.window)
+
     def _frame(self, message: Message) -> Frame:
         frame = Frame(seq=self._seq, message=message)
         self._seq = (self._seq + 1) % _SEQ_MOD
+        self._numbered += 1
+        self.counters.window_dropped += self.window.numbered(frame.seq)
+        return frame
+
+    def _report(self, report: Report) -> Frame:
+        frame = self._frame(report)
+        self.counters.window_dropped += self.window.produce(
+            frame, boot=self._boot, sim_time=self.model.now
+        )
         return frame
 
     def emit(self, reports: Sequence[Report]) -> list[Frame]:
-        """Number the model's reports for the wire."""
-        return [self._frame(report) for report in reports]
+        """Number the model's reports for the wire (and hold them, when retransmitting)."""
+        return [self._report(report) for report in reports]
+
+    def resend_due(self) -> list[Frame]:
+        """Held reports to send again now (same frames, same seq), oldest first; often none."""
+        frames = self.window.due()
+        self.counters.resent += len(frames)
+        return frames
 
     def hello(self) -> Hello:
         return Hello(
@@ -94,16 +142,28 @@ class Board:
             firmware=self.firmware,
             report_interval_s=self.model.report_interval_s,
             sensors=self.model.sensors,
+            boot=self._boot_number,
         )
 
     def power_up(self) -> list[Frame]:
         """Frames sent at power-up: HELLO, then the state of every sensor."""
-        return [self._frame(self.hello()), *self.emit(self.model.snapshot())]
+        return [self._report(self.hello()), *self.emit(self.model.snapshot())]
+
+    def power_off(self) -> None:
+        """Power is gone: the held reports with it (they are RAM)."""
+        self.counters.lost_at_reset += self.window.reset()
 
     def reboot(self) -> list[Frame]:
-        """Restart: sequence numbers from 0, uptime and counter totals reset, HELLO again."""
+        """Restart: sequence numbers from 0, uptime and counter totals reset, HELLO again.
+
+        Reports held for REPORT_ACK are lost: the window starts empty.
+        """
         self.counters.reboots += 1
-        self._seq = 0
+        self.power_off()
+        self._boot += 1
+        self._boot_number = self._boot_numbers.getrandbits(32)
+        self._seq = self._boot_first_seq = 0
+        self._numbered = 0
         self._decoder = FrameDecoder()
         self.model.reboot()
         return self.power_up()
@@ -112,11 +172,25 @@ class Board:
         """Bytes from the gateway in, frames to send back out."""
         out: list[Frame] = []
         for item in self._decoder.feed(data):
-            if isinstance(item, Frame):
+            if isinstance(item, Frame) and isinstance(item.message, ReportAck):
+                self._report_ack(item.message.seq)  # never answered
+            elif isinstance(item, Frame):
                 out.extend(self._command(item))
             else:
                 out.extend(self._malformed(item))
         return out
+
+    def _report_ack(self, seq: int) -> None:
+        self.counters.report_acks += 1
+        # An ack for a number not used since the reset was meant for an earlier boot
+        # (the gateway has not seen this boot's HELLO yet); it must not cover new reports.
+        used = self._numbered >= _SEQ_MOD or (seq - self._boot_first_seq) % _SEQ_MOD < (
+            self._numbered
+        )
+        if not used:
+            self.counters.stale_acks += 1
+            return
+        self.counters.acked_reports += self.window.ack(seq)
 
     def _malformed(self, error: FrameError) -> list[Frame]:
         self.counters.malformed += 1
@@ -124,7 +198,7 @@ class Board:
         # implements is answered NACK UNKNOWN_COMMAND; any other malformed frame is dropped.
         if isinstance(error, UnknownTypeError | PayloadError):
             header = _header_of(error.raw)
-            if header is not None and header[0] not in _COMMAND_TYPES:
+            if header is not None and header[0] not in _IMPLEMENTED:
                 return [self._nack(header[1], NackReason.UNKNOWN_COMMAND)]
         return []
 

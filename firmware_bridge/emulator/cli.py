@@ -8,7 +8,7 @@ import contextlib
 import signal
 import sys
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -43,6 +43,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--report-interval", type=int, default=60, metavar="S", help="heartbeat, sim s")
     p.add_argument("--start", type=datetime.fromisoformat, help="sim start, ISO with offset")
     p.add_argument("--scripted", action="store_true", help="no visitors: HELLO and heartbeats")
+    p.add_argument(
+        "--retransmit-after",
+        type=float,
+        metavar="S",
+        help="hold reports until REPORT_ACK; resend after S real s (default: off)",
+    )
     faults = p.add_argument_group("faults / 故障")
     faults.add_argument("--noise", type=float, default=0.0, metavar="RATE", help="0..1 per frame")
     faults.add_argument("--stuck", type=int, action="append", default=[], metavar="SEAT")
@@ -71,6 +77,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         # A long demo must not grow without limit.
         "journal_limit": 10_000,
     }
+    if args.retransmit_after is not None:
+        fields["retransmit_after"] = timedelta(seconds=args.retransmit_after)
     if args.start is not None:
         fields["start"] = args.start
     return EmulatorConfig.model_validate(fields)
@@ -163,6 +171,11 @@ async def _status(emu: BookHouseEmulator, every: float) -> None:
             f" | 座位 seats {sum(house.seats)}/{len(house.seats)}"
             f" | 进 in {house.in_total} 出 out {house.out_total}"
             f" | {house.supply_mv} mV | 丢弃 dropped {state.dropped}"
-            f" 损坏 corrupted {state.corrupted}",
+            f" 损坏 corrupted {state.corrupted}"
+            + (
+                f" | 未确认 unacked {state.unacknowledged} 重发 resent {state.resent}"
+                if emu.config.retransmit_after is not None
+                else ""
+            ),
             flush=True,
         )

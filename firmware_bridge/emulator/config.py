@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from firmware_bridge.emulator.board import MAX_REPORT_INTERVAL_S
 from firmware_bridge.emulator.profile import OpeningHours
+from firmware_bridge.emulator.window import HOLD_HORIZON
 from firmware_bridge.messages import DEVICE_ID_PATTERN
 
 __all__ = ["MAX_SEATS", "EmulatorConfig"]
@@ -54,8 +55,16 @@ class EmulatorConfig(BaseModel):
     tick: timedelta = timedelta(milliseconds=50)
     #: Frames waiting for a port that does not drain; beyond this they are dropped.
     max_pending_frames: Annotated[int, Field(ge=1)] = 256
-    #: Keep at most about this many journal (and dropped) entries; ``None`` keeps all.
+    #: Keep at most about this many journal (and dropped, and produced) entries; ``None``: all.
     journal_limit: Annotated[int, Field(ge=2)] | None = None
+    #: Acknowledged reports (protocol section 8): the board holds every report until a
+    #: REPORT_ACK covers it and sends what it holds again after this much REAL time
+    #: without progress. ``None``: the board holds nothing and never resends.
+    retransmit_after: timedelta | None = None
+    #: Reports held at most; when full the oldest HEARTBEAT is dropped first, then the oldest.
+    ack_window: Annotated[int, Field(ge=1, le=HOLD_HORIZON)] = 128
+    #: Sequence number of the first frame (HELLO) at the first power-up; later boots use 0.
+    initial_seq: Annotated[int, Field(ge=0, le=0xFFFF)] = 0
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -68,6 +77,8 @@ class EmulatorConfig(BaseModel):
             raise ValueError(f"unknown timezone {self.timezone!r}") from None
         if self.tick <= timedelta(0):
             raise ValueError("tick must be positive")
+        if self.retransmit_after is not None and self.retransmit_after <= timedelta(0):
+            raise ValueError("retransmit_after must be positive")
         return self
 
     def opening_hours(self) -> OpeningHours:

@@ -6,6 +6,7 @@ queue; when that is full, new frames are dropped and counted (``overflow``). A
 frame enters the :attr:`Line.journal` only once its last byte was accepted by
 the port — that is what "on the wire" means here. Frames that never got there
 (silent board, unplugged port, overflow) go to :attr:`Line.dropped` instead.
+Both mark a board's retransmission of a held report as ``resent``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class JournalEntry:
     sim_time: datetime
     #: Wall-clock time (UTC) when its last byte was accepted by the port.
     sent_at: datetime
+    #: Sent again by the board's retransmit timer (the same frame, same seq, as before),
+    #: whether or not an earlier attempt reached the wire.
+    resent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class DroppedFrame:
     frame: Frame
     reason: DropReason
     sim_time: datetime
+    #: The attempt was a retransmission (see :attr:`JournalEntry.resent`).
+    resent: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +78,7 @@ class _Pending:
     data: bytes
     corrupted: bool
     sim_time: datetime
+    resent: bool
     offset: int = 0
 
 
@@ -95,6 +102,8 @@ class Line:
         self.counters = LineCounters()
         self.journal: list[JournalEntry] = []
         self.dropped: list[DroppedFrame] = []
+        #: Called with every journal entry as it is recorded.
+        self.on_record: Callable[[JournalEntry], None] | None = None
         self._max_pending = max_pending
         self._journal_limit = journal_limit
         self._clock = clock
@@ -139,27 +148,27 @@ class Line:
         self._fd = None
         while self._pending:
             item = self._pending.popleft()
-            self._drop(item.frame, "unplugged", item.sim_time)
+            self._drop(item.frame, "unplugged", item.sim_time, item.resent)
 
-    def send(self, frame: Frame, sim_time: datetime) -> None:
+    def send(self, frame: Frame, sim_time: datetime, *, resent: bool = False) -> None:
         """Put ``frame`` on the line, or drop it with a reason; never blocks."""
         if self.silent:
-            self._drop(frame, "silent", sim_time)
+            self._drop(frame, "silent", sim_time, resent)
         elif self._fd is None:
-            self._drop(frame, "unplugged", sim_time)
+            self._drop(frame, "unplugged", sim_time, resent)
         elif len(self._pending) >= self._max_pending:
-            self._drop(frame, "overflow", sim_time)
+            self._drop(frame, "overflow", sim_time, resent)
         else:
             data, corrupted = self.noise.apply(encode(frame))
-            self._pending.append(_Pending(frame, data, corrupted, sim_time))
+            self._pending.append(_Pending(frame, data, corrupted, sim_time, resent))
             if not self._writer_armed:
                 self._flush()
 
-    def _drop(self, frame: Frame, reason: DropReason, sim_time: datetime) -> None:
+    def _drop(self, frame: Frame, reason: DropReason, sim_time: datetime, resent: bool) -> None:
         self.counters.dropped[reason] += 1
         if reason == "overflow" and self.counters.dropped[reason] == 1:
             log.warning("serial line is not draining; dropping frames (counted as overflow)")
-        self.dropped.append(DroppedFrame(frame, reason, sim_time))
+        self.dropped.append(DroppedFrame(frame, reason, sim_time, resent))
         self._trim(self.dropped)
 
     def _trim(self, entries: list[JournalEntry] | list[DroppedFrame]) -> None:
@@ -190,8 +199,11 @@ class Line:
     def _record(self, done: _Pending) -> None:
         self.counters.sent += 1
         self.counters.corrupted += done.corrupted
-        self.journal.append(JournalEntry(done.frame, done.corrupted, done.sim_time, self._clock()))
+        entry = JournalEntry(done.frame, done.corrupted, done.sim_time, self._clock(), done.resent)
+        self.journal.append(entry)
         self._trim(self.journal)
+        if self.on_record is not None:
+            self.on_record(entry)
 
     def _arm_writer(self) -> None:
         if not self._writer_armed and self._loop is not None and self._fd is not None:

@@ -8,6 +8,11 @@ Usage::
         emu.set_seat(3, True)               # sent at once
         await emu.unplug(2.0)               # yank the adapter for two seconds
 
+With ``retransmit_after`` set the board holds every report until the gateway's
+REPORT_ACK covers it and sends what it still holds again when that much real
+time passes without progress. :meth:`BookHouseEmulator.produced_reports` lists
+every report once, with its fate, for tests that check nothing was lost.
+
 Simulated time runs at ``config.speed`` sim-seconds per real second from
 ``config.start``. Open the port (and the gateway) before attaching if the
 gateway must see HELLO: bytes sent before a reader opens the port are flushed by
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ from firmware_bridge.emulator.line import DroppedFrame, JournalEntry, Line
 from firmware_bridge.emulator.model import BookHouseModel, HouseState
 from firmware_bridge.emulator.noise import LineNoise
 from firmware_bridge.emulator.port import Port
+from firmware_bridge.emulator.window import ProducedReport, ReportWindow
 from firmware_bridge.errors import SerialLinkError
 from firmware_bridge.messages import Frame, Report
 
@@ -55,6 +62,14 @@ class EmulatorState:
     dropped: int
     commands: int
     malformed_in: int
+    #: Reports held until a REPORT_ACK covers them (0 when retransmission is off).
+    unacknowledged: int
+    #: Frames sent again by the retransmit timer.
+    resent: int
+    #: Held reports forgotten because a REPORT_ACK covered them.
+    acked_reports: int
+    #: Held reports given up unacknowledged (window full, or too old).
+    window_dropped: int
 
     # The house fields people ask for most, at the top level.
     @property
@@ -100,13 +115,24 @@ class BookHouseEmulator:
         self.model.set_supply(config.supply_mv)
         for seat in config.stuck_seats:
             self.model.set_stuck(seat, report=not config.stuck_silent)
-        self.board = Board(self.model, config.device_id)
+        retransmit_after = config.retransmit_after
+        window = ReportWindow(
+            retransmit_after=None if retransmit_after is None else retransmit_after.total_seconds(),
+            limit=config.ack_window,
+            # Real, monotonic time (the event loop's clock): the timeout is not simulated.
+            clock=time.monotonic,
+            ledger_limit=config.journal_limit,
+        )
+        self.board = Board(
+            self.model, config.device_id, first_seq=config.initial_seq, window=window
+        )
         self.line = Line(
             LineNoise(random.Random(f"noise-{config.seed}"), config.noise_rate),
             max_pending=config.max_pending_frames,
             journal_limit=config.journal_limit,
         )
         self.line.silent = config.silent
+        self.line.on_record = self._on_record
         self._port: Port | None = None
         self._unplugged = False
         self._lost = asyncio.Event()
@@ -126,6 +152,31 @@ class BookHouseEmulator:
     def dropped(self) -> list[DroppedFrame]:
         """Frames produced but never put on the wire (silent, unplugged, overflow)."""
         return self.line.dropped
+
+    @property
+    def unacknowledged(self) -> int:
+        """Reports the board holds until a REPORT_ACK covers them; wait for 0 to see all stored."""
+        return self.board.unacknowledged
+
+    def produced_reports(self) -> list[ProducedReport]:
+        """Every report the board produced, once each, in production order.
+
+        Listed whether or not any copy reached the wire, however often it was resent;
+        ``boot`` tells boots apart (seq restarts at each), ``on_wire`` says whether an
+        intact copy ever got out. ``fate`` is what the board knows became of it:
+        ``acked`` (the gateway said it is stored), ``held`` (it will be sent again until
+        acknowledged), ``evicted`` or ``reset`` (given up: lost unless a copy got
+        through, so it may or may not be in the gateway's store), ``untracked``
+        (retransmission off). So a gateway that acknowledges must end up storing every
+        report that is not ``evicted`` or ``reset``, once, in this order; wait for
+        :attr:`unacknowledged` to reach 0 first. With ``journal_limit`` only the newest
+        are kept.
+        """
+        return self.board.window.produced()
+
+    def reports_on_wire(self) -> list[ProducedReport]:
+        """The produced reports of which at least one intact copy reached the wire."""
+        return [report for report in self.produced_reports() if report.on_wire]
 
     @property
     def sim_now(self) -> datetime:
@@ -150,6 +201,10 @@ class BookHouseEmulator:
             dropped=sum(counters.dropped.values()),
             commands=self.board.counters.commands,
             malformed_in=self.board.counters.malformed,
+            unacknowledged=self.board.unacknowledged,
+            resent=self.board.counters.resent,
+            acked_reports=self.board.counters.acked_reports,
+            window_dropped=self.board.counters.window_dropped,
         )
 
     # -- running ---------------------------------------------------------------
@@ -195,6 +250,7 @@ class BookHouseEmulator:
                 raise
         finally:
             self.line.disconnect()
+            self.board.power_off()
             if opened_here:
                 port.close()
             self._port = None
@@ -213,12 +269,19 @@ class BookHouseEmulator:
 
     def _advance(self) -> None:
         if self._loop is not None:
+            # Resends first: oldest first on the wire, and a report produced in this very
+            # step is not sent twice in a row.
+            self._send(self.board.resend_due(), resent=True)
             self._send(self.board.emit(self.model.step(self.sim_now)))
 
-    def _send(self, frames: list[Frame]) -> None:
+    def _send(self, frames: list[Frame], *, resent: bool = False) -> None:
         now = self.model.now
         for frame in frames:
-            self.line.send(frame, now)
+            self.line.send(frame, now, resent=resent)
+
+    def _on_record(self, entry: JournalEntry) -> None:
+        if not entry.corrupted:
+            self.board.window.on_wire(entry.frame)
 
     def _report(self, reports: list[Report]) -> None:
         self._send(self.board.emit(reports))
@@ -274,7 +337,10 @@ class BookHouseEmulator:
         self.model.resume()
 
     def reboot(self) -> None:
-        """Power-cycle the board: seq from 0, uptime and totals reset, HELLO and state again."""
+        """Power-cycle the board: seq from 0, uptime and totals reset, HELLO and state again.
+
+        Reports held for REPORT_ACK are lost with the board's RAM (fate ``reset``).
+        """
         self._advance()
         self._send(self.board.reboot())
 
@@ -318,7 +384,9 @@ class BookHouseEmulator:
         """Plug the port in again: a new pty (the link follows), or the device reopened."""
         if self._port is None:
             raise RuntimeError("emulator is not attached")
-        self._advance()  # what the board sent while unplugged is dropped, not delayed
+        # What the board sent while unplugged is dropped, not delayed (a board that holds
+        # reports sends them again at its next resend).
+        self._advance()
         await self._port.open()
         self._unplugged = False
         if not self.line.connected:

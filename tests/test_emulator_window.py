@@ -1,0 +1,283 @@
+"""The board's held reports, sans-IO with a fake clock: acks, resends, a bounded window, resets."""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+
+import pytest
+from pydantic import ValidationError
+
+from firmware_bridge import cobs
+from firmware_bridge.codec import DELIMITER, encode
+from firmware_bridge.crc import crc16_ccitt_false
+from firmware_bridge.emulator import (
+    HOLD_HORIZON,
+    SHANGHAI,
+    Board,
+    BookHouseModel,
+    EmulatorConfig,
+    ReportWindow,
+)
+from firmware_bridge.emulator.window import covers
+from firmware_bridge.messages import (
+    Frame,
+    Heartbeat,
+    Hello,
+    Message,
+    People,
+    Ping,
+    ReportAck,
+    Seat,
+)
+
+START = datetime(2024, 6, 3, 9, 0, tzinfo=SHANGHAI)
+TIMEOUT = 5.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _board(
+    clock: FakeClock, *, first_seq: int = 0, limit: int = 128, retransmit: bool = True
+) -> Board:
+    model = BookHouseModel(seats=3, start=START, simulate=False, report_interval_s=60)
+    model.set_supply(4000)
+    window = ReportWindow(
+        retransmit_after=TIMEOUT if retransmit else None, limit=limit, clock=clock
+    )
+    return Board(model, "taoyuan-1", first_seq=first_seq, window=window)
+
+
+def _ack(seq: int, *, gateway_seq: int = 500) -> bytes:
+    return encode(Frame(seq=gateway_seq, message=ReportAck(seq)))
+
+
+def _seqs(frames: list[Frame]) -> list[int]:
+    return [frame.seq for frame in frames]
+
+
+def _messages(frames: list[Frame]) -> list[Message]:
+    return [frame.message for frame in frames]
+
+
+def test_the_spec_example_of_what_an_ack_covers_across_the_wrap() -> None:
+    covered = [s for s in range(0x1_0000) if covers(2, s)]
+
+    assert covered == [0, 1, 2, *range(32771, 0x1_0000)]
+    assert not covers(2, 3)
+    assert not covers(2, 32770)
+
+
+def test_every_report_is_held_until_a_report_ack_covers_it() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()  # HELLO, 3 seats, door, heartbeat, people: seq 0..6
+
+    replies = board.receive(_ack(3))
+
+    assert replies == []
+    assert board.window.held() == sent[4:]
+    assert board.counters.report_acks == 1
+    assert board.counters.acked_reports == 4
+    assert board.counters.commands == board.counters.malformed == 0
+
+
+def test_nothing_is_resent_before_the_timeout_then_everything_held_oldest_first() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()
+
+    clock.now += TIMEOUT - 0.01
+    early = board.resend_due()
+    clock.now += 0.01
+    resent = board.resend_due()
+
+    assert early == []
+    assert resent == sent
+    assert all(a is b for a, b in zip(resent, sent, strict=True))  # the very frames: same bytes
+    assert board.resend_due() == []  # the timer started again
+    assert board.counters.resent == len(sent)
+    assert board.next_seq == len(sent)  # resends take no new numbers
+
+
+def test_progress_restarts_the_timer() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()
+
+    clock.now += TIMEOUT - 1
+    board.receive(_ack(sent[2].seq))
+    clock.now += TIMEOUT - 1
+    before = board.resend_due()
+    clock.now += 1
+    after = board.resend_due()
+
+    assert before == []
+    assert after == sent[3:]
+
+
+def test_an_ack_that_covers_nothing_new_is_no_progress() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()
+    board.receive(_ack(sent[2].seq))
+
+    clock.now += TIMEOUT - 1
+    board.receive(_ack(sent[2].seq))  # the same ack again
+    clock.now += 1
+
+    assert board.resend_due() == sent[3:]
+
+
+def test_acks_compare_across_the_wrap_of_the_sequence_number() -> None:
+    clock = FakeClock()
+    board = _board(clock, first_seq=0xFFFC)
+    sent = board.power_up()  # 65532..65535, 0, 1, 2
+
+    board.receive(_ack(0xFFFF))
+    held_after_first = _seqs(board.window.held())
+    board.receive(_ack(1))
+
+    assert _seqs(sent) == [0xFFFC, 0xFFFD, 0xFFFE, 0xFFFF, 0, 1, 2]
+    assert held_after_first == [0, 1, 2]
+    assert _seqs(board.window.held()) == [2]
+
+
+def test_an_ack_for_a_number_not_used_since_the_reset_is_ignored() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()  # seq 0..6
+
+    board.receive(_ack(40))  # meant for an earlier boot: would cover 0..6
+
+    assert board.unacknowledged == 7
+    assert board.counters.stale_acks == 1
+    assert board.counters.acked_reports == 0
+
+
+def test_a_full_window_drops_the_oldest_heartbeat_first_then_the_oldest_report() -> None:
+    clock = FakeClock()
+    board = _board(clock, limit=7)
+    board.power_up()  # 7 reports: HELLO, seats 1-3, door, heartbeat (seq 5), people
+
+    board.emit([Seat(1, True)])  # window full: the heartbeat goes
+    board.emit([Seat(2, True)])  # no heartbeat left: the oldest (HELLO) goes
+    board.emit([Heartbeat(60, 4000)])  # the new heartbeat is the oldest heartbeat
+
+    assert [m for m in _messages(board.window.held()) if isinstance(m, Heartbeat | Hello)] == []
+    assert board.unacknowledged == 7
+    assert board.counters.window_dropped == 3
+    fates = [(r.frame.seq, r.fate) for r in board.window.produced() if r.fate == "evicted"]
+    assert fates == [(0, "evicted"), (5, "evicted"), (9, "evicted")]
+
+
+def test_a_report_falls_out_of_the_window_once_256_numbers_old() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    (seat,) = board.emit([Seat(1, True)])  # seq 0
+
+    for n in range(HOLD_HORIZON - 1):  # replies are numbered too
+        board.receive(encode(Frame(seq=n, message=Ping())))
+    held_at_255 = board.window.held()
+    board.receive(encode(Frame(seq=999, message=Ping())))
+
+    assert held_at_255 == [seat]
+    assert board.unacknowledged == 0
+    assert board.counters.window_dropped == 1
+    assert board.resend_due() == []
+
+
+def test_a_reboot_loses_the_window_and_the_ledger_says_so() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    first_boot = board.power_up()
+    board.receive(_ack(first_boot[1].seq))
+
+    second_boot = board.reboot()
+
+    assert board.boot == 2
+    assert board.window.held() == second_boot
+    assert board.counters.lost_at_reset == len(first_boot) - 2
+    produced = board.window.produced()
+    assert [(r.boot, r.frame.seq, r.fate) for r in produced[:3]] == [
+        (1, 0, "acked"),
+        (1, 1, "acked"),
+        (1, 2, "reset"),
+    ]
+    assert [(r.boot, r.fate) for r in produced[len(first_boot) :]] == [(2, "held")] * len(
+        second_boot
+    )
+
+
+def test_the_ledger_lists_a_report_once_however_often_it_was_resent() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()
+    for _ in range(3):
+        clock.now += TIMEOUT
+        board.resend_due()
+    board.window.on_wire(sent[0])
+    board.window.on_wire(Frame(seq=1, message=sent[1].message))  # equal, but not that frame
+
+    produced = board.window.produced()
+
+    assert [r.frame for r in produced] == sent
+    assert [r.attempts for r in produced] == [4] * len(sent)
+    assert [r.on_wire for r in produced[:2]] == [True, False]
+
+
+def test_a_malformed_report_ack_is_dropped_without_a_reply() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    head = struct.pack(">BBH", 1, 0x44, 7) + b"\x00"  # one payload byte, CRC good
+    wire = DELIMITER + cobs.encode(head + struct.pack(">H", crc16_ccitt_false(head))) + DELIMITER
+
+    assert board.receive(wire) == []
+    assert board.counters.malformed == 1
+    assert board.counters.report_acks == 0
+
+
+def test_with_retransmission_off_nothing_is_held_and_acks_are_ignored_silently() -> None:
+    clock = FakeClock()
+    board = _board(clock, retransmit=False)
+    board.power_up()
+
+    replies = board.receive(_ack(3))
+    clock.now += 1e6
+
+    assert replies == []
+    assert board.unacknowledged == 0
+    assert board.resend_due() == []
+    assert {r.fate for r in board.window.produced()} == {"untracked"}
+    assert board.counters.report_acks == 1
+    assert board.counters.malformed == board.counters.nacked == 0
+
+
+def test_the_ledger_keeps_the_newest_reports_within_its_limit() -> None:
+    window = ReportWindow(retransmit_after=TIMEOUT, limit=4, clock=FakeClock(), ledger_limit=10)
+    frames = [Frame(seq=n, message=People(1, n, 0)) for n in range(25)]
+    for frame in frames:
+        window.numbered(frame.seq)
+        window.produce(frame, boot=1, sim_time=START)
+
+    produced = window.produced()
+
+    assert len(produced) <= 10
+    assert [r.frame for r in produced] == frames[-len(produced) :]
+    assert window.held() == frames[-4:]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"retransmit_after": "PT0S"}, {"ack_window": 0}, {"ack_window": 257}, {"initial_seq": 65536}],
+    ids=["zero_timeout", "window_0", "window_beyond_horizon", "seq_65536"],
+)
+def test_config_refuses_retransmission_settings_that_cannot_work(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        EmulatorConfig.model_validate(fields)
