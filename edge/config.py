@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from firmware_bridge.messages import DEVICE_ID_PATTERN
 from qihe.configfile import load_config_file
-from qihe.contract import DEFAULT_PREFIX, ID_PATTERN
+from qihe.contract import DEFAULT_PREFIX, ID_PATTERN, MAX_BATCH
 
 __all__ = [
     "BrokerConfig",
+    "ClockConfig",
     "GatewayConfig",
     "GpioInputConfig",
+    "OutboxConfig",
     "SerialPortConfig",
     "load_gateway_config",
 ]
@@ -76,6 +78,31 @@ class GpioInputConfig(_Model):
     debounce: timedelta = timedelta(milliseconds=50)
 
 
+class OutboxConfig(_Model):
+    """The durable store of readings the broker has not acknowledged (docs/reliability.md)."""
+
+    #: Where the SQLite file lives; relative paths are under ``state_dir``.
+    path: Path = Path("outbox.sqlite3")
+    #: Bound of stored readings (~300 bytes each on disk). When full, the oldest
+    #: periodic telemetry goes first, then the oldest reading of any kind.
+    max_readings: int = Field(default=500_000, ge=100)
+    #: Readings are committed in groups: at most this long after they arrive...
+    commit_interval: timedelta = timedelta(milliseconds=500)
+    #: ...or as soon as this many are waiting.
+    commit_max: int = Field(default=500, ge=1)
+    #: Readings packed into one backlog message when replaying after an outage.
+    backlog_batch: int = Field(default=500, ge=1, le=MAX_BATCH)
+
+
+class ClockConfig(_Model):
+    """Whether to wait for NTP before trusting the wall clock (a Pi has no real-time clock)."""
+
+    #: true on a Raspberry Pi: readings taken before NTP has synchronised the clock are
+    #: held and restamped once it has. false where the clock is right from boot.
+    require_sync: bool = False
+    poll: timedelta = timedelta(seconds=1)
+
+
 class GatewayConfig(_Model):
     site: Ident
     gateway: Ident
@@ -83,8 +110,8 @@ class GatewayConfig(_Model):
     state_dir: Path = Path("/var/lib/qihe")
     serial: tuple[SerialPortConfig, ...] = ()
     gpio: tuple[GpioInputConfig, ...] = ()
-    #: Readings held in memory while the broker is unreachable.
-    queue_size: int = Field(default=10_000, ge=10)
+    outbox: OutboxConfig = OutboxConfig()
+    clock: ClockConfig = ClockConfig()
     link_report_interval: timedelta = timedelta(seconds=60)
 
     @model_validator(mode="after")
@@ -104,6 +131,10 @@ class GatewayConfig(_Model):
         if not self.serial and not self.gpio:
             raise ValueError("no sources: configure at least one serial port or gpio input")
         return self
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / self.outbox.path
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.normalise import Clock, LinkCounters, utc_now
-from edge.outbox import MemoryOutbox
+from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
@@ -42,13 +43,29 @@ class Gateway:
         *,
         pin_factory: Any = None,
         clock: Clock = utc_now,
+        clock_trust: ClockTrust | None = None,
     ) -> None:
         self.config = config
-        self.outbox = MemoryOutbox(config.queue_size)
+        outbox = config.outbox
+        self.outbox = Outbox(
+            config.outbox_path,
+            max_readings=outbox.max_readings,
+            commit_interval=outbox.commit_interval.total_seconds(),
+            commit_max=outbox.commit_max,
+        )
         self.publisher = MqttPublisher(config, self.outbox, clock=clock)
+        self.clock_guard = ClockGuard(
+            clock_trust or (KernelClockSync() if config.clock.require_sync else AlwaysTrusted()),
+            poll=config.clock.poll.total_seconds(),
+        )
         self.serial_sources = [
             SerialSource(
-                port, site=config.site, gateway=config.gateway, emit=self._emit, clock=clock
+                port,
+                site=config.site,
+                gateway=config.gateway,
+                emit=self._emit,
+                outbox=self.outbox,
+                clock=clock,
             )
             for port in config.serial
         ]
@@ -68,7 +85,7 @@ class Gateway:
 
     def _emit(self, reading: Reading) -> None:
         self._readings += 1
-        self.outbox.put(reading)
+        self.outbox.put(reading, untrusted_at=self.clock_guard.untrusted_stamp())
 
     def stats(self) -> GatewayStats:
         return GatewayStats(
@@ -87,12 +104,18 @@ class Gateway:
             len(self.config.serial),
             len(self.config.gpio),
         )
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.publisher.run(), name="publisher")
-            for source in self.sources:
-                tg.create_task(self._supervise(source), name=source.name)
-            if self.serial_sources:
-                tg.create_task(self._report_links(), name="link-report")
+        await self.outbox.open()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.outbox.run(), name="outbox-commit")
+                tg.create_task(self.clock_guard.run(self.outbox.restamp), name="clock-watch")
+                tg.create_task(self.publisher.run(), name="publisher")
+                for source in self.sources:
+                    tg.create_task(self._supervise(source), name=source.name)
+                if self.serial_sources:
+                    tg.create_task(self._report_links(), name="link-report")
+        finally:
+            await asyncio.shield(self.outbox.close())
 
     async def _supervise(self, source: Source) -> None:
         """Keep a source running: an unexpected crash is logged with its traceback and restarted."""

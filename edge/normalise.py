@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from edge.sequence import SequenceTracker, TrackerState, Verdict
 from firmware_bridge.errors import FrameError
 from firmware_bridge.messages import (
     Door,
@@ -32,7 +33,7 @@ from qihe.contract import (
     SeatReading,
 )
 
-__all__ = ["Clock", "FrameNormaliser", "LinkCounters", "SequenceTracker", "utc_now"]
+__all__ = ["Clock", "FrameNormaliser", "LinkCounters", "utc_now"]
 
 Clock = Callable[[], datetime]
 
@@ -41,54 +42,53 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkCounters:
     frames: int = 0
     crc_errors: int = 0
     malformed: int = 0
+    #: Frames skipped over and not recovered by a resend (yet).
     lost: int = 0
     duplicates: int = 0
     reconnects: int = 0
     hello_mismatches: int = 0
 
 
-class SequenceTracker:
-    """Classify 16-bit sequence numbers: new, duplicate, or after a gap of lost frames."""
-
-    def __init__(self) -> None:
-        self._last: int | None = None
-
-    def reset(self) -> None:
-        self._last = None
-
-    def observe(self, seq: int) -> tuple[bool, int]:
-        """Return ``(is_new, lost)`` for ``seq`` and remember it when new."""
-        last = self._last
-        if last is None:
-            self._last = seq
-            return True, 0
-        distance = (seq - last) & 0xFFFF
-        if distance == 0:
-            return False, 0
-        self._last = seq
-        if distance > 0x8000:
-            # Far behind: the board restarted without us seeing its HELLO. Follow it.
-            return True, 0
-        return True, distance - 1
-
-
 class FrameNormaliser:
-    def __init__(self, site: str, gateway: str, device: str, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        site: str,
+        gateway: str,
+        device: str,
+        *,
+        clock: Clock = utc_now,
+        sequence: TrackerState | None = None,
+    ) -> None:
         self.site = site
         self.gateway = gateway
         self.device = device
         self._clock = clock
-        self._seq = SequenceTracker()
-        self.counters = LinkCounters()
+        self.sequence = SequenceTracker(sequence)
+        self._counters = LinkCounters()
+
+    def restore(self, state: TrackerState | None) -> None:
+        """Continue the board's numbering from what the outbox stored before a restart."""
+        self.sequence = SequenceTracker(state)
+
+    @property
+    def counters(self) -> LinkCounters:
+        return replace(self._counters, lost=self.sequence.lost)
 
     def _count(self, **deltas: int) -> None:
-        c = self.counters
-        self.counters = replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()})
+        c = self._counters
+        self._counters = replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()})
 
     def on_error(self, error: FrameError) -> None:
         if error.kind == "crc":
@@ -97,8 +97,8 @@ class FrameNormaliser:
             self._count(malformed=1)
 
     def on_reconnect(self) -> None:
+        # Numbering goes on across a replugged cable: a board that rebooted says HELLO.
         self._count(reconnects=1)
-        self._seq.reset()
 
     def sensor_id(self, index: int) -> str:
         return f"{self.device}.{index}"
@@ -108,18 +108,19 @@ class FrameNormaliser:
         self._count(frames=1)
         message = frame.message
         if isinstance(message, Hello):
-            self._seq.reset()
-        is_new, lost = self._seq.observe(frame.seq)
-        if lost:
-            self._count(lost=lost)
-        if not is_new:
+            self.sequence.hello(message.boot)
+        now = self._clock()
+        seen = self.sequence.observe(frame.seq, _micros(now))
+        if seen.verdict is Verdict.REPEAT:
             self._count(duplicates=1)
             return None
+        if seen.stamp_us is not None:  # a late resend that fills a gap: keep sensor order
+            now = datetime.fromtimestamp(seen.stamp_us / 1_000_000, UTC)
         base = {
             "site": self.site,
             "gateway": self.gateway,
             "device": self.device,
-            "ts": self._clock(),
+            "ts": now,
             "seq": frame.seq,
         }
         match message:

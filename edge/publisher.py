@@ -19,15 +19,15 @@ import aiomqtt
 
 from edge.config import GatewayConfig
 from edge.normalise import Clock, utc_now
-from edge.outbox import Outbox
+from edge.outbox import Outbox, StoredReading
 from edge.session import SessionCounter
 from qihe.backoff import Backoff
 from qihe.contract import (
     RETAINED_KINDS,
     ContractError,
     GatewayStatus,
-    Reading,
     TopicTree,
+    encode_batch,
     encode_payload,
     parse_status,
 )
@@ -45,6 +45,7 @@ class PublisherStats:
     connects: int
     connection_failures: int
     will_corrections: int
+    backlog_batches: int
 
 
 class MqttPublisher:
@@ -60,6 +61,8 @@ class MqttPublisher:
         self._clock = clock
         self._topics = TopicTree(config.broker.topic_prefix)
         self._status_topic = self._topics.status(config.site, config.gateway)
+        self._backlog_topic = self._topics.backlog(config.site, config.gateway)
+        self._backlog_batch = config.outbox.backlog_batch
         self._sessions = SessionCounter(config.state_dir / "mqtt-session")
         self._backoff = Backoff(
             config.broker.reconnect_min.total_seconds(),
@@ -71,6 +74,7 @@ class MqttPublisher:
         self._connects = 0
         self._failures = 0
         self._will_corrections = 0
+        self._backlog_batches = 0
 
     def stats(self) -> PublisherStats:
         return PublisherStats(
@@ -80,6 +84,7 @@ class MqttPublisher:
             connects=self._connects,
             connection_failures=self._failures,
             will_corrections=self._will_corrections,
+            backlog_batches=self._backlog_batches,
         )
 
     def _status(self, state: Literal["online", "offline"], session: int) -> bytes:
@@ -162,18 +167,48 @@ class MqttPublisher:
             raise first from None
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        max_batch = self._config.broker.max_inflight
-        while True:
-            batch = await self._outbox.wait_batch(max_batch)
-            await asyncio.gather(*(self._publish(client, reading) for reading in batch))
-            self._outbox.confirm(batch)
-            self._published += len(batch)
+        """Live state first, then live readings as they come, the backlog in between.
 
-    async def _publish(self, client: aiomqtt.Client, reading: Reading) -> None:
-        topic = self._topics.reading(reading.site, reading.gateway, reading.kind, reading.sensor)
-        await client.publish(
-            topic, encode_payload(reading), qos=1, retain=reading.kind in RETAINED_KINDS
-        )
+        Readings stored before this connection are the backlog: first the newest
+        state of each sensor is published retained (so dashboards are right at
+        once), then live readings always go before the next backlog batch, and
+        the backlog drains oldest first in packed, non-retained batches.
+        """
+        outbox, batch_size = self._outbox, self._backlog_batch
+        watermark = outbox.last_id
+        if watermark:
+            latest = await outbox.latest_states(watermark)
+            await asyncio.gather(*(self._publish(client, row) for row in latest))
+            log.info("reconnected with a backlog: published the latest of %d sensors", len(latest))
+        live_cursor, backlog_cursor = watermark, 0
+        while True:
+            live = await outbox.fetch(after=live_cursor, limit=self._config.broker.max_inflight)
+            if live:
+                await asyncio.gather(*(self._publish(client, row) for row in live))
+                outbox.confirm(row.id for row in live)
+                self._published += len(live)
+                live_cursor = live[-1].id
+                continue
+            if backlog_cursor < watermark:
+                rows = await outbox.fetch(after=backlog_cursor, upto=watermark, limit=batch_size)
+                if rows:
+                    await self._publish_backlog(client, rows)
+                    backlog_cursor = rows[-1].id
+                    continue
+                backlog_cursor = watermark
+                log.info("backlog drained")
+            await outbox.wait_committed(live_cursor)
+
+    async def _publish(self, client: aiomqtt.Client, row: StoredReading) -> None:
+        topic = self._topics.reading(self._config.site, self._config.gateway, row.kind, row.sensor)
+        await client.publish(topic, row.payload, qos=1, retain=row.kind in RETAINED_KINDS)
+
+    async def _publish_backlog(self, client: aiomqtt.Client, rows: list[StoredReading]) -> None:
+        payload = encode_batch(self._config.site, self._config.gateway, [r.payload for r in rows])
+        await client.publish(self._backlog_topic, payload, qos=1, retain=False)
+        self._outbox.confirm(row.id for row in rows)
+        self._published += len(rows)
+        self._backlog_batches += 1
 
     async def _watch_status(self, client: aiomqtt.Client, session: int) -> None:
         async for message in client.messages:
@@ -185,11 +220,11 @@ class MqttPublisher:
                 continue
             if status.state == "offline" and status.session < session:
                 # A late Will of an old session overwrote our retained "online".
-                self._will_corrections += 1
                 log.info("late Last Will of session %d seen; restating online", status.session)
                 await client.publish(
                     self._status_topic, self._status("online", session), qos=1, retain=True
                 )
+                self._will_corrections += 1
 
     async def _say_offline(self, client: aiomqtt.Client, session: int) -> None:
         """A clean stop sends no Will, so say offline ourselves (best effort)."""

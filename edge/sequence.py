@@ -8,6 +8,11 @@ destroyed (keep it). The tracker remembers the gaps within a window, tells
 which number the gateway may acknowledge (everything up to the first gap), and
 gives a gap up as lost once it falls too far behind to ever be resent.
 
+A frame that fills a gap arrives late, after newer frames. Readings are stamped
+when they arrive, so a late filler gets the time just before the frame that
+revealed its gap (one microsecond per position), which keeps every sensor's
+readings in the order the board produced them.
+
 Its state is a small value (:class:`TrackerState`) that the outbox stores in
 the same transaction as the readings, so a gateway killed at any moment
 resumes exactly where its store left off.
@@ -18,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["GIVE_UP_AFTER", "SequenceTracker", "TrackerState", "Verdict"]
+__all__ = ["GIVE_UP_AFTER", "Observation", "SequenceTracker", "TrackerState", "Verdict"]
 
 _MOD = 0x10000
 _HALF = 0x8000
@@ -35,10 +40,13 @@ class Verdict(Enum):
 
 @dataclass(frozen=True, slots=True)
 class TrackerState:
-    """What must survive a restart: the newest number and the open gaps behind it."""
+    """What must survive a restart: the newest number and the open gaps behind it,
+    each with the time (µs since the epoch) its filler will be stamped with."""
 
     last: int | None = None
-    gaps: tuple[int, ...] = ()
+    gaps: tuple[tuple[int, int], ...] = ()
+    #: The boot number of the board's last HELLO: the same number again is a resend.
+    boot: int | None = None
 
     def ack_point(self) -> int | None:
         """The highest number the gateway may acknowledge: everything up to the first gap."""
@@ -47,8 +55,15 @@ class TrackerState:
         if not self.gaps:
             return self.last
         last = self.last
-        oldest = max(self.gaps, key=lambda gap: _behind(last, gap))
+        oldest = max((seq for seq, _ in self.gaps), key=lambda gap: _behind(last, gap))
         return (oldest - 1) % _MOD
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    verdict: Verdict
+    #: For a frame that fills a gap: the time to stamp it with (µs since the epoch).
+    stamp_us: int | None = None
 
 
 def _behind(newer: int, older: int) -> int:
@@ -59,7 +74,8 @@ class SequenceTracker:
     def __init__(self, state: TrackerState | None = None) -> None:
         state = state or TrackerState()
         self._last = state.last
-        self._gaps: set[int] = set(state.gaps)
+        self._gaps: dict[int, int] = dict(state.gaps)
+        self._boot = state.boot
         #: Frames skipped over and not (yet) recovered by a resend.
         self.lost = 0
         #: Gaps given up because they fell too far behind.
@@ -67,46 +83,54 @@ class SequenceTracker:
 
     @property
     def state(self) -> TrackerState:
-        return TrackerState(self._last, tuple(sorted(self._gaps)))
+        return TrackerState(self._last, tuple(sorted(self._gaps.items())), self._boot)
 
-    def reset(self) -> None:
-        """The board said HELLO: a new boot, numbering starts again."""
+    def hello(self, boot: int) -> bool:
+        """The board said HELLO with this boot number; True when it is a new boot.
+
+        A new boot starts numbering afresh; a known boot number means the HELLO is a
+        resend, to be judged by its sequence number like any frame.
+        """
+        if boot == self._boot:
+            return False
+        self._boot = boot
         self._last = None
         self._gaps.clear()
+        return True
 
     def ack_point(self) -> int | None:
         return self.state.ack_point()
 
-    def observe(self, seq: int) -> Verdict:
+    def observe(self, seq: int, received_us: int = 0) -> Observation:
+        """Classify ``seq``, received at ``received_us`` (µs since the epoch)."""
         last = self._last
         if last is None:
             self._last = seq
-            return Verdict.NEW
+            return Observation(Verdict.NEW)
         ahead = _behind(seq, last)
         if ahead == 0:
-            return Verdict.REPEAT
+            return Observation(Verdict.REPEAT)
         if ahead < _HALF:
             skipped = ahead - 1
             self.lost += skipped
             for back in range(1, min(skipped, GIVE_UP_AFTER) + 1):
-                self._gaps.add((seq - back) % _MOD)
+                self._gaps[(seq - back) % _MOD] = received_us - back
             self.given_up += max(0, skipped - GIVE_UP_AFTER)
             self._last = seq
             self._expire()
-            return Verdict.NEW
-        back = _behind(last, seq)
+            return Observation(Verdict.NEW)
         if seq in self._gaps:
-            self._gaps.discard(seq)
             self.lost -= 1
-            return Verdict.NEW
-        if back <= GIVE_UP_AFTER:
-            return Verdict.REPEAT
+            return Observation(Verdict.NEW, self._gaps.pop(seq))
+        if _behind(last, seq) <= GIVE_UP_AFTER:
+            return Observation(Verdict.REPEAT)
         self._last = seq
         self._gaps.clear()
-        return Verdict.RESTART
+        return Observation(Verdict.RESTART)
 
     def _expire(self) -> None:
         last = self._last or 0
-        stale = {gap for gap in self._gaps if _behind(last, gap) > GIVE_UP_AFTER}
+        stale = [gap for gap in self._gaps if _behind(last, gap) > GIVE_UP_AFTER]
         self.given_up += len(stale)
-        self._gaps -= stale
+        for gap in stale:
+            del self._gaps[gap]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import tty
@@ -185,7 +186,8 @@ async def test_an_unplugged_port_is_reopened_when_it_comes_back(
             await asyncio.sleep(0.3)  # a few failed reopen attempts while the port is gone
             board.plug()
             await wait_until(source.connected.is_set)
-            board.send(Frame(0, HELLO), Frame(1, Seat(1, False)))
+            rebooted = dataclasses.replace(HELLO, boot=HELLO.boot + 1)  # a new boot's number
+            board.send(Frame(0, rebooted), Frame(1, Seat(1, False)))
             await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 2)
             assert [s["occupied"] for s in kinds(recorder.snapshot(), "seat")] == [True, False]
             assert source.counters.reconnects == 1

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from edge.sequence import GIVE_UP_AFTER, SequenceTracker, TrackerState, Verdict
+from edge.sequence import GIVE_UP_AFTER, SequenceTracker, TrackerState
 
 
 def verdicts(tracker: SequenceTracker, *seqs: int) -> list[str]:
-    return [tracker.observe(seq).value for seq in seqs]
+    return [tracker.observe(seq).verdict.value for seq in seqs]
 
 
 def test_consecutive_numbers_are_new_and_all_acknowledgeable() -> None:
@@ -56,17 +56,38 @@ def test_a_number_far_behind_means_the_board_restarted_unseen() -> None:
     assert verdicts(tracker, 1) == ["new"]
 
 
+def test_a_late_gap_filler_is_stamped_just_before_the_frame_that_revealed_its_gap() -> None:
+    tracker = SequenceTracker()
+    tracker.observe(10, received_us=1_000)
+    tracker.observe(13, received_us=5_000)  # 11 and 12 went missing
+    tracker.observe(14, received_us=6_000)
+    assert tracker.observe(12, received_us=9_000).stamp_us == 4_999
+    assert tracker.observe(11, received_us=9_001).stamp_us == 4_998
+    assert tracker.observe(14, received_us=9_002).stamp_us is None  # a plain repeat
+
+
 def test_state_round_trips_so_a_restarted_gateway_resumes_exactly() -> None:
     before = SequenceTracker()
     verdicts(before, 100, 103)
     after = SequenceTracker(TrackerState(before.state.last, before.state.gaps))
+    assert [seq for seq, _ in after.state.gaps] == [101, 102]
     assert verdicts(after, 101, 103, 102, 104) == ["new", "repeat", "new", "new"]
     assert after.ack_point() == 104
 
 
-def test_hello_starts_numbering_afresh() -> None:
+def test_a_hello_with_a_new_boot_number_starts_numbering_afresh() -> None:
     tracker = SequenceTracker()
-    verdicts(tracker, 500, 502)
-    tracker.reset()
+    assert tracker.hello(boot=7)
+    verdicts(tracker, 0, 1, 2)
+    assert tracker.hello(boot=8)
     assert verdicts(tracker, 0) == ["new"]
     assert tracker.ack_point() == 0
+
+
+def test_a_resent_hello_of_the_same_boot_is_judged_by_its_number() -> None:
+    tracker = SequenceTracker()
+    tracker.hello(boot=7)
+    verdicts(tracker, 0, 1, 2)
+    restarted = SequenceTracker(tracker.state)  # the gateway restarted from its store
+    assert not restarted.hello(boot=7)
+    assert verdicts(restarted, 0, 1, 2, 3) == ["repeat", "repeat", "repeat", "new"]

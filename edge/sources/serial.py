@@ -11,10 +11,12 @@ import logging
 
 from edge.config import SerialPortConfig
 from edge.normalise import Clock, FrameNormaliser, LinkCounters, utc_now
+from edge.outbox import Outbox
+from edge.sequence import TrackerState
 from edge.sources.base import Emit
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
-from firmware_bridge.messages import Frame
+from firmware_bridge.messages import Frame, ReportAck
 from qihe.backoff import Backoff
 from qihe.contract import LinkReading
 
@@ -31,12 +33,19 @@ class SerialSource:
         site: str,
         gateway: str,
         emit: Emit,
+        outbox: Outbox,
         clock: Clock = utc_now,
     ) -> None:
         self.name = f"serial:{port.device}"
         self.port = port
         self._emit = emit
+        self._outbox = outbox
         self._normaliser = FrameNormaliser(site, gateway, port.device, clock=clock)
+        self._link: SerialLink | None = None
+        self._tx_seq = 0
+        self._heard_since_ack = False
+        self._registered = False
+        self.acks_sent = 0
         self._backoff = Backoff(
             port.reconnect_min.total_seconds(), port.reconnect_max.total_seconds()
         )
@@ -50,7 +59,38 @@ class SerialSource:
     def link_reading(self) -> LinkReading:
         return self._normaliser.link_reading(self.port.device)
 
+    def _register(self) -> None:
+        """Once: resume the board's numbering from the store, and store it with every commit."""
+        if self._registered:
+            return
+        self._registered = True
+        self._normaliser.restore(self._outbox.sequence_state.get(self.port.device))
+        self._outbox.track_sequence(self.port.device, lambda: self._normaliser.sequence.state)
+        self._outbox.on_commit(self._on_commit)
+
+    def _on_commit(self, sequences: dict[str, TrackerState]) -> None:
+        """Tell the board which of its reports are stored, so it can stop resending them.
+
+        Sent after every commit in which the board spoke: if an ack is lost on the
+        wire, the board's resends make us say it again.
+        """
+        state = sequences.get(self.port.device)
+        link = self._link
+        if state is None or link is None or not self._heard_since_ack:
+            return
+        point = state.ack_point()
+        if point is None:
+            return
+        try:
+            link.send(Frame(self._tx_seq, ReportAck(point)))
+        except SerialLinkError:
+            return
+        self._tx_seq = (self._tx_seq + 1) % 0x10000
+        self._heard_since_ack = False
+        self.acks_sent += 1
+
     def _on_event(self, event: Frame | FrameError) -> None:
+        self._heard_since_ack = True
         if isinstance(event, FrameError):
             self._normaliser.on_error(event)
             if event.kind not in self._errors_logged:
@@ -63,11 +103,13 @@ class SerialSource:
             self._emit(reading)
 
     async def run(self) -> None:
+        self._register()
         opened_before = False
         while True:
             link = SerialLink(self.port.path, self._on_event, baudrate=self.port.baudrate)
             try:
                 await link.open()
+                self._link = link
                 if opened_before:
                     self._normaliser.on_reconnect()
                 opened_before = True
@@ -82,4 +124,5 @@ class SerialSource:
                 self.connected.clear()
                 await asyncio.sleep(delay)
             finally:
+                self._link = None
                 link.close()

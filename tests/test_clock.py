@@ -1,0 +1,133 @@
+"""Readings taken before the clock is trusted are held, then given their true time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from edge.clock import ClockGuard, KernelClockSync
+from edge.config import GatewayConfig
+from edge.gateway import Gateway
+from edge.outbox import Outbox
+from qihe.contract import SeatReading, parse_reading
+from qihe.devstack import MosquittoProcess
+from tests.mqtt_helpers import Recorder, running, wait_until
+
+WRONG = datetime(2020, 1, 1, tzinfo=UTC)  # a Pi that booted from an old saved time
+
+
+class Switch:
+    def __init__(self) -> None:
+        self.on = False
+
+    def synchronised(self) -> bool:
+        return self.on
+
+
+def seat(n: int) -> SeatReading:
+    return SeatReading(
+        site="s",
+        gateway="g",
+        device="d",
+        sensor="d.1",
+        occupied=n % 2 == 0,
+        ts=WRONG + timedelta(seconds=n),
+        seq=n,
+    )
+
+
+async def test_held_readings_are_not_published_until_restamped(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_readings=100, boot="boot-1")
+    await box.open()
+    box.put(seat(0), untrusted_at=1000.0)
+    box.put(seat(1), untrusted_at=1001.5)
+    await box.close()
+    box = Outbox(tmp_path / "o.sqlite3", max_readings=100, boot="boot-1")
+    await box.open()
+    assert await box.fetch(after=0, limit=10) == []
+    assert await box.latest_states(box.last_id) == []
+    await box.restamp(offset=1_795_000_000.0)  # wall = monotonic + offset
+    rows = [parse_reading(r.payload) for r in await box.fetch(after=0, limit=10)]
+    assert [r.seq for r in rows] == [0, 1]
+    assert [r.ts.timestamp() for r in rows] == [1_795_001_000.0, 1_795_001_001.5]
+    await box.close()
+
+
+async def test_held_readings_of_an_earlier_boot_are_dropped_and_counted(tmp_path: Path) -> None:
+    first = Outbox(tmp_path / "o.sqlite3", max_readings=100, boot="boot-1")
+    await first.open()
+    first.put(seat(0), untrusted_at=5.0)
+    first.put(seat(1))  # taken with a trusted clock
+    await first.close()
+    second = Outbox(tmp_path / "o.sqlite3", max_readings=100, boot="boot-2")
+    await second.open()
+    await second.restamp(offset=1_795_000_000.0)
+    assert [parse_reading(r.payload).seq for r in await second.fetch(after=0, limit=10)] == [1]
+    assert second.dropped["untrusted_clock"] == 1
+    await second.close()
+
+
+async def test_a_gateway_holds_readings_until_ntp_then_publishes_their_true_time(
+    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
+) -> None:
+    factory = MockFactory()
+    trust = Switch()
+    config = GatewayConfig.model_validate(
+        {
+            "site": "qixian-qiyuan-daycare",
+            "gateway": "gw1",
+            "state_dir": tmp_path,
+            "broker": {
+                "host": mosquitto.host,
+                "port": mosquitto.port,
+                "topic_prefix": topic_prefix,
+            },
+            "gpio": [{"pin": 17, "kind": "door", "sensor": "entrance", "debounce": 0.01}],
+            "clock": {"require_sync": True, "poll": 0.05},
+            "outbox": {"commit_interval": 0.05},
+        }
+    )
+    recorder = Recorder(mosquitto, f"{topic_prefix}/v1/+/+/door/+")
+    gateway = Gateway(config, pin_factory=factory, clock=lambda: WRONG, clock_trust=trust)
+    try:
+        async with running(gateway):
+            await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
+            factory.pin(17).drive_high()
+            await wait_until(lambda: gateway.stats().readings == 2)
+            opened_at = time.time()
+            await asyncio.sleep(0.3)
+            assert recorder.snapshot() == []  # nothing goes out with a 2020 timestamp
+            trust.on = True
+            doors = await recorder.until(lambda ms: len(ms) == 2)
+    finally:
+        recorder.close()
+        factory.reset()
+    stamps = [json.loads(m.payload)["ts"] for m in doors]
+    opened = datetime.fromisoformat(stamps[1]).timestamp()
+    assert abs(opened - opened_at) < 0.5  # its true time, from the monotonic clock
+    assert [json.loads(m.payload)["open"] for m in doors] == [False, True]
+
+
+def test_the_kernel_check_answers_without_privileges() -> None:
+    assert KernelClockSync().synchronised() in (True, False)
+
+
+async def test_a_trusted_clock_needs_no_restamp() -> None:
+    class Always:
+        def synchronised(self) -> bool:
+            return True
+
+    guard = ClockGuard(Always())
+    assert guard.untrusted_stamp() is None
+    called: list[float] = []
+
+    async def record(offset: float) -> None:
+        called.append(offset)
+
+    await guard.run(record)
+    assert called == []
