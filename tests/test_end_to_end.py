@@ -20,6 +20,7 @@ from gpiozero.pins.mock import MockFactory
 
 from central.config import ConsumerConfig
 from central.consumer import Consumer
+from central.visitors import increases
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
@@ -299,3 +300,48 @@ async def test_with_acknowledged_reports_noise_costs_nothing_at_all(
     expected = expected_from_produced(emulator)
     await settles_to(expected, lambda: landed(influxd, influx_db))
     assert gateway.serial_sources[0].counters.lost == 0
+
+
+@pytest.mark.integration
+async def test_visitors_derived_from_influxdb_stay_right_across_a_board_reboot(
+    mosquitto: MosquittoProcess,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    topic_prefix: str,
+    consumer: Consumer,
+    tmp_path: Path,
+) -> None:
+    emulator = BookHouseEmulator(
+        EmulatorConfig(
+            device_id=DEVICE,
+            seats=2,
+            simulate=False,
+            retransmit_after=timedelta(milliseconds=300),
+            start=datetime(2026, 11, 28, 10, 0, tzinfo=SHANGHAI),
+        )
+    )
+    link = tmp_path / "usb-qihe_board"
+    gateway = Gateway(
+        gateway_config(
+            mosquitto, topic_prefix, tmp_path, serial=[{"path": str(link), "device": DEVICE}]
+        )
+    )
+    entered = [3, 5, 2, 7, 1]
+    async with PtyPort(link) as port, running(gateway):
+        await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
+        async with emulator.attach(port):
+            for step, people in enumerate(entered):
+                emulator.count_people(entered=people, left=people // 2)
+                await asyncio.sleep(0.1)
+                if step == 2:
+                    emulator.reboot()  # the totals start again from 0
+                    await asyncio.sleep(0.1)
+            await wait_until(lambda: emulator.unacknowledged == 0, timeout=10)
+        await wait_until(lambda: len(gateway.outbox) == 0)
+
+    def derived() -> int:
+        rows = influxd.rows('SELECT "in_total" FROM "people"', influx_db)
+        return sum(increases(int(row["in_total"]) for row in rows))
+
+    await settles_to(sum(entered), derived)
+    assert emulator.state.in_total == sum(entered[3:])  # the board itself only knows since boot
