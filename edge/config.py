@@ -87,7 +87,7 @@ class OutboxConfig(_Model):
     #: periodic telemetry goes first, then the oldest reading of any kind.
     max_readings: int = Field(default=500_000, ge=100)
     #: Readings are committed in groups: at most this long after they arrive...
-    commit_interval: timedelta = timedelta(milliseconds=500)
+    commit_interval: timedelta = timedelta(seconds=1)
     #: ...or as soon as this many are waiting.
     commit_max: int = Field(default=500, ge=1)
     #: Readings packed into one backlog message when replaying after an outage.

@@ -48,7 +48,9 @@ PERIODIC_KINDS = frozenset({"heartbeat", "link"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Ids are given by the outbox (they only grow within a process), not AUTOINCREMENT,
+    -- which would rewrite the sqlite_sequence page with every commit.
+    id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
     sensor TEXT NOT NULL,
     periodic INTEGER NOT NULL,
@@ -57,7 +59,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     mono REAL,
     boot TEXT
 );
-CREATE INDEX IF NOT EXISTS outbox_periodic ON outbox (periodic, id);
 CREATE TABLE IF NOT EXISTS device_sequence (
     device TEXT PRIMARY KEY,
     state TEXT NOT NULL
@@ -100,7 +101,7 @@ class Outbox:
         path: Path,
         *,
         max_readings: int,
-        commit_interval: float = 0.5,
+        commit_interval: float = 1.0,
         commit_max: int = 500,
         boot: str | None = None,
     ) -> None:
@@ -280,10 +281,11 @@ class Outbox:
                     "DELETE FROM outbox WHERE id = ?", [(i,) for i in confirmed]
                 ).rowcount
                 stored -= deleted
+            first_id = self._last_id + 1
             con.executemany(
-                "INSERT INTO outbox (kind, sensor, periodic, payload, mono, boot) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
+                "INSERT INTO outbox (id, kind, sensor, periodic, payload, mono, boot) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(first_id + i, *row) for i, row in enumerate(rows)],
             )
             stored += len(rows)
             for device, state in sequences.items():
@@ -319,12 +321,11 @@ class Outbox:
                     "ON CONFLICT (kind) DO UPDATE SET count = count + excluded.count",
                     (kind, count),
                 )
-            last_id = con.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        self._last_id = max(self._last_id, last_id)
+        self._last_id += len(rows)
         return _CommitResult(stored, dropped)
 
     # -- reading back (for the publisher) ------------------------------------------
@@ -398,9 +399,10 @@ class Outbox:
                 (self._boot,),
             ).fetchall()
             con.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in held])
+            first_id = self._last_id + 1
             con.executemany(
-                "INSERT INTO outbox (kind, sensor, periodic, payload) VALUES (?, ?, ?, ?)",
-                [_restamped(row[1:], offset)[:4] for row in held],
+                "INSERT INTO outbox (id, kind, sensor, periodic, payload) VALUES (?, ?, ?, ?, ?)",
+                [(first_id + i, *_restamped(row[1:], offset)[:4]) for i, row in enumerate(held)],
             )
             dropped = con.execute(
                 "DELETE FROM outbox WHERE mono IS NOT NULL AND boot != ?", (self._boot,)
@@ -411,13 +413,12 @@ class Outbox:
                     "ON CONFLICT (kind) DO UPDATE SET count = count + excluded.count",
                     (dropped,),
                 )
-            last_id = con.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         self._stored -= dropped
-        self._last_id = max(self._last_id, last_id)
+        self._last_id += len(held)
         return len(held), dropped
 
 
