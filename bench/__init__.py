@@ -1,0 +1,1 @@
+"""Benchmarks and measured runs (``python -m bench.NAME``); not part of the installed package."""
