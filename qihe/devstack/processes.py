@@ -152,6 +152,9 @@ class MosquittoProcess(_ChildServer):
                 "persistence true",
                 f"persistence_location {data}/",
                 "autosave_interval 1",
+                # Started by root (as CI is), Mosquitto would drop to the mosquitto user,
+                # which cannot write this private folder: it would never persist anything.
+                *(["user root"] if os.geteuid() == 0 else []),
                 f"max_queued_messages {self.max_queued_messages}",
                 "max_queued_bytes 0",
                 "max_inflight_messages 100",
