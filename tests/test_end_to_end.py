@@ -77,6 +77,13 @@ def influx_series(influxd: InfluxdProcess, db: str, q: str) -> list[dict[str, ob
     return influxd.rows(q, db)
 
 
+def board_gateway(broker: MosquittoProcess, prefix: str, tmp_path: Path) -> tuple[Path, Gateway]:
+    """A gateway reading one board through a stable link (like /dev/serial/by-id)."""
+    link = tmp_path / "usb-qihe_board"
+    serial = [{"path": str(link), "device": DEVICE}]
+    return link, Gateway(gateway_config(broker, prefix, tmp_path, serial=serial))
+
+
 async def play_board_through_pipe(
     broker: MosquittoProcess,
     prefix: str,
@@ -96,10 +103,7 @@ async def play_board_through_pipe(
             **emulator_options,
         )
     )
-    link = tmp_path / "usb-qihe_board"
-    gateway = Gateway(
-        gateway_config(broker, prefix, tmp_path, serial=[{"path": str(link), "device": DEVICE}])
-    )
+    link, gateway = board_gateway(broker, prefix, tmp_path)
     async with PtyPort(link) as port, running(gateway):
         # pyserial empties the input buffer when it opens: attach once the gateway listens.
         await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
@@ -281,12 +285,7 @@ async def test_with_acknowledged_reports_noise_costs_nothing_at_all(
             start=datetime(2026, 11, 28, 15, 0, tzinfo=SHANGHAI),
         )
     )
-    link = tmp_path / "usb-qihe_board"
-    gateway = Gateway(
-        gateway_config(
-            mosquitto, topic_prefix, tmp_path, serial=[{"path": str(link), "device": DEVICE}]
-        )
-    )
+    link, gateway = board_gateway(mosquitto, topic_prefix, tmp_path)
     async with PtyPort(link) as port, running(gateway):
         await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
         async with emulator.attach(port):
@@ -320,12 +319,7 @@ async def test_visitors_derived_from_influxdb_stay_right_across_a_board_reboot(
             start=datetime(2026, 11, 28, 10, 0, tzinfo=SHANGHAI),
         )
     )
-    link = tmp_path / "usb-qihe_board"
-    gateway = Gateway(
-        gateway_config(
-            mosquitto, topic_prefix, tmp_path, serial=[{"path": str(link), "device": DEVICE}]
-        )
-    )
+    link, gateway = board_gateway(mosquitto, topic_prefix, tmp_path)
     entered = [3, 5, 2, 7, 1]
     async with PtyPort(link) as port, running(gateway):
         await asyncio.wait_for(gateway.serial_sources[0].connected.wait(), 10)
