@@ -20,6 +20,7 @@ from qihe.contract import (
     HeartbeatReading,
     LinkReading,
     MotionReading,
+    OutboxReading,
     PeopleReading,
     Reading,
     SeatReading,
@@ -86,6 +87,13 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
                 "lost": reading.lost,
                 "duplicates": reading.duplicates,
                 "reconnects": reading.reconnects,
+            }
+        case OutboxReading():
+            return {
+                "queued": reading.queued,
+                "dropped_periodic": reading.dropped_periodic,
+                "dropped_state": reading.dropped_state,
+                "dropped_clock": reading.dropped_clock,
             }
         case _:
             assert_never(reading)

@@ -11,12 +11,12 @@ from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.normalise import Clock, LinkCounters, utc_now
-from edge.outbox import Outbox
+from edge.outbox import PERIODIC_KINDS, Outbox
 from edge.publisher import MqttPublisher, PublisherStats
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.serial import SerialSource
-from qihe.contract import Reading
+from qihe.contract import OutboxReading, Reading
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -82,6 +82,7 @@ class Gateway:
                 )
             )
         self._readings = 0
+        self._clock = clock
 
     def _emit(self, reading: Reading) -> None:
         self._readings += 1
@@ -112,8 +113,7 @@ class Gateway:
                 tg.create_task(self.publisher.run(), name="publisher")
                 for source in self.sources:
                     tg.create_task(self._supervise(source), name=source.name)
-                if self.serial_sources:
-                    tg.create_task(self._report_links(), name="link-report")
+                tg.create_task(self._report_health(), name="health-report")
         finally:
             await asyncio.shield(self.outbox.close())
 
@@ -133,9 +133,27 @@ class Gateway:
                 log.exception("source %s crashed; restarting in %.0fs", source.name, _RESTART_DELAY)
                 await asyncio.sleep(_RESTART_DELAY)
 
-    async def _report_links(self) -> None:
+    async def _report_health(self) -> None:
+        """Every ``link_report_interval``: each serial link's counters and the outbox's."""
         interval = self.config.link_report_interval.total_seconds()
         while True:
             await asyncio.sleep(interval)
             for source in self.serial_sources:
                 self._emit(source.link_reading())
+            self._emit(self._outbox_reading())
+
+    def _outbox_reading(self) -> OutboxReading:
+        dropped = self.outbox.dropped
+        periodic = sum(dropped[kind] for kind in PERIODIC_KINDS)
+        clock = dropped["untrusted_clock"]
+        return OutboxReading(
+            site=self.config.site,
+            gateway=self.config.gateway,
+            device="gateway",
+            sensor=self.config.gateway,
+            ts=self._clock(),
+            queued=len(self.outbox),
+            dropped_periodic=periodic,
+            dropped_state=sum(dropped.values()) - periodic - clock,
+            dropped_clock=clock,
+        )

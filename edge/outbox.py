@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 #: Kinds that are re-sent periodically anyway, so they are the first to go when full.
-PERIODIC_KINDS = frozenset({"heartbeat", "link"})
+PERIODIC_KINDS = frozenset({"heartbeat", "link", "outbox"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo" / "demo.yaml"
 MEASUREMENTS = (
-    *("seat", "people", "door", "motion", "heartbeat", "device", "fault", "link"),
+    *("seat", "people", "door", "motion", "heartbeat", "device", "fault", "link", "outbox"),
     "gateway_status",
 )
 

@@ -84,12 +84,10 @@ MEASUREMENTS = ("seat", "door", "people", "heartbeat", "device", "fault")
 
 #: Mosquitto 2.0 persists by snapshots: with ``autosave_on_changes`` the devstack's
 #: ``autosave_interval 1`` counts changes instead of seconds, so the broker saves
-#: after every loop in which something changed. Without it a SIGKILL loses what
-#: the broker had acknowledged and queued in the last second or two (docs/reliability.md).
-#: Started as root, Mosquitto drops to the ``mosquitto`` user, which cannot write into a
-#: test's private (0700) folder: it then never persists at all, logging only
-#: "Error: Permission denied". A child broker of the tests may stay root.
-DURABLE_BROKER = "autosave_on_changes true"  # the devstack adds `user root` when run by root
+#: after every loop in which something changed, as ``deploy/mosquitto/qihe.conf`` does.
+#: Without it a SIGKILL loses what the broker had acknowledged and queued in the last
+#: second or two (docs/reliability.md).
+DURABLE_BROKER = "autosave_on_changes true"
 
 
 class HarnessError(RuntimeError):

@@ -10,7 +10,7 @@ from gpiozero.pins.mock import MockFactory
 
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
-from qihe.devstack import MosquittoProcess
+from qihe.devstack import MosquittoProcess, free_port
 from tests.mqtt_helpers import Recorder, running, wait_until
 
 
@@ -66,3 +66,42 @@ async def test_readings_taken_while_the_broker_is_down_are_published_when_it_ret
             recorder.close()
         factory.reset()
         broker.stop()
+
+
+async def test_outbox_drops_when_full_are_counted_and_reported_as_a_reading(
+    tmp_path: Path,
+) -> None:
+    factory = MockFactory()
+    config = GatewayConfig.model_validate(
+        {
+            "site": "qixian-qiyuan-daycare",
+            "gateway": "gw1",
+            "state_dir": tmp_path / "state",
+            # Nobody listens here: everything stays in the outbox.
+            "broker": {"host": "127.0.0.1", "port": free_port(), "reconnect_min": 5},
+            "gpio": [{"pin": 17, "kind": "door", "sensor": "entrance", "debounce": 0.001}],
+            "outbox": {"max_readings": 100, "commit_interval": 0.01},
+            "link_report_interval": 0.05,
+        }
+    )
+    gateway = Gateway(config, pin_factory=factory)
+    try:
+        async with running(gateway):
+            pin = factory.pin(17)
+            for _ in range(80):  # 160 door changes for a store of 100
+                pin.drive_high()
+                await asyncio.sleep(0.003)
+                pin.drive_low()
+                await asyncio.sleep(0.003)
+            await wait_until(lambda: gateway.stats().readings >= 161)
+            await wait_until(
+                lambda: len(gateway.outbox) <= 100 and sum(gateway.outbox.dropped.values()) > 0
+            )
+            report = gateway._outbox_reading()
+    finally:
+        factory.reset()
+    assert report.queued == 100
+    # Periodic outbox reports went first; then the oldest door states.
+    assert report.dropped_periodic == gateway.outbox.dropped["outbox"]
+    assert report.dropped_state == gateway.outbox.dropped["door"] > 0
+    assert report.dropped_clock == 0

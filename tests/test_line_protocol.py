@@ -179,6 +179,14 @@ READING_LINES = [
         " frames=5120i,crc_errors=3i,malformed=1i,lost=2i,duplicates=0i,reconnects=1i"
         " 1795827900000000000",
     ),
+    (
+        '{"schema": 1, "kind": "outbox", "site": "qibin-taoyuan", "gateway": "gw1",'
+        ' "device": "gateway", "sensor": "gw1", "ts": "2026-11-28T01:05:00Z",'
+        ' "queued": 12840, "dropped_periodic": 310, "dropped_state": 0, "dropped_clock": 0}',
+        "outbox,device=gateway,gateway=gw1,sensor=gw1,site=qibin-taoyuan"
+        " queued=12840i,dropped_periodic=310i,dropped_state=0i,dropped_clock=0i"
+        " 1795827900000000000",
+    ),
 ]
 
 

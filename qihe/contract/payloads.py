@@ -136,6 +136,21 @@ class LinkReading(_ReadingBase):
     reconnects: NonNegativeInt
 
 
+class OutboxReading(_ReadingBase):
+    """The gateway's own outbox, every ``link_report_interval``: what waits, what was dropped.
+
+    ``device`` is ``gateway`` and ``sensor`` the gateway's id. Drops are cumulative over
+    the outbox's life (they survive restarts): periodic telemetry, state readings, and
+    readings whose time could never be set (``dropped_clock``).
+    """
+
+    kind: Literal["outbox"] = "outbox"
+    queued: NonNegativeInt
+    dropped_periodic: NonNegativeInt
+    dropped_state: NonNegativeInt
+    dropped_clock: NonNegativeInt
+
+
 Reading = Annotated[
     SeatReading
     | PeopleReading
@@ -144,7 +159,8 @@ Reading = Annotated[
     | HeartbeatReading
     | FaultReading
     | DeviceReading
-    | LinkReading,
+    | LinkReading
+    | OutboxReading,
     Field(discriminator="kind"),
 ]
 
@@ -157,6 +173,7 @@ READING_KINDS: tuple[str, ...] = (
     "fault",
     "device",
     "link",
+    "outbox",
 )
 
 _READING_ADAPTER: TypeAdapter[Reading] = TypeAdapter(Reading)
