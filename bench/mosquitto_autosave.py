@@ -15,7 +15,6 @@ saving after every change costs more the longer the backlog.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -33,15 +32,12 @@ from qihe.devstack import MosquittoProcess
 
 __all__ = ["SETTINGS", "main"]
 
-#: A child broker started by root must stay root to write into a private folder.
-_AS_ROOT = "\nuser root" if os.geteuid() == 0 else ""
-
-#: name -> extra broker config (the devstack already sets persistence and autosave_interval 1).
+#: name -> extra broker config (the devstack sets persistence and autosave_interval 1).
 SETTINGS: dict[str, str] = {
-    "autosave_interval 60 (deploy/)": "autosave_interval 60" + _AS_ROOT,
-    "autosave_interval 1 (devstack)": _AS_ROOT.strip(),
-    "autosave_on_changes, every 100": "autosave_on_changes true\nautosave_interval 100" + _AS_ROOT,
-    "autosave_on_changes, every change": "autosave_on_changes true" + _AS_ROOT,
+    "autosave_interval 60": "autosave_interval 60",
+    "autosave_interval 1": "",
+    "autosave_on_changes, every 100": "autosave_on_changes true\nautosave_interval 100",
+    "autosave_on_changes, every change": "autosave_on_changes true",
 }
 
 TOPIC = "bench/v1/site/gw1/seat/board-a.1"
