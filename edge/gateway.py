@@ -11,12 +11,12 @@ from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.normalise import Clock, LinkCounters, utc_now
-from edge.outbox import PERIODIC_KINDS, Outbox
+from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.serial import SerialSource
-from qihe.contract import OutboxReading, Reading
+from qihe.contract import PERIODIC_KINDS, OutboxReading, Reading
 
 __all__ = ["Gateway", "GatewayStats"]
 

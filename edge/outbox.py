@@ -35,16 +35,14 @@ from typing import TypeVar
 
 from edge.clock import boot_id
 from edge.sequence import TrackerState
-from qihe.contract import RETAINED_KINDS, Reading, encode_payload
+from qihe.contract import PERIODIC_KINDS, RETAINED_KINDS, Reading, encode_payload
 
-__all__ = ["PERIODIC_KINDS", "CommitListener", "Outbox", "StoredReading"]
+__all__ = ["CommitListener", "Outbox", "StoredReading"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: Kinds that are re-sent periodically anyway, so they are the first to go when full.
-PERIODIC_KINDS = frozenset({"heartbeat", "link", "outbox"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -62,6 +62,9 @@ class MqttPublisher:
         self._topics = TopicTree(config.broker.topic_prefix)
         self._status_topic = self._topics.status(config.site, config.gateway)
         self._backlog_topic = self._topics.backlog(config.site, config.gateway)
+        # Site and gateway were checked with the config, every sensor id when its reading
+        # was built: the per-reading topic is a plain join, no regex on the hot path.
+        self._gateway_root = self._topics.gateway_root(config.site, config.gateway)
         self._backlog_batch = config.outbox.backlog_batch
         self._sessions = SessionCounter(config.state_dir / "mqtt-session")
         self._backoff = Backoff(
@@ -200,7 +203,7 @@ class MqttPublisher:
             await outbox.wait_committed(live_cursor)
 
     async def _publish(self, client: aiomqtt.Client, row: StoredReading) -> None:
-        topic = self._topics.reading(self._config.site, self._config.gateway, row.kind, row.sensor)
+        topic = f"{self._gateway_root}/{row.kind}/{row.sensor}"
         await client.publish(topic, row.payload, qos=1, retain=row.kind in RETAINED_KINDS)
 
     async def _publish_backlog(self, client: aiomqtt.Client, rows: list[StoredReading]) -> None:

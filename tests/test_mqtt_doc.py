@@ -139,3 +139,10 @@ def test_topics_outside_the_tree_are_refused(topic: str) -> None:
 def test_ids_that_could_escape_a_topic_level_are_refused(hostile: str) -> None:
     with pytest.raises(TopicError):
         TopicTree("qihe").reading(hostile, "gw1", "seat", "s1")
+
+
+def test_every_reading_kind_is_either_retained_state_or_periodic_telemetry() -> None:
+    from qihe.contract import PERIODIC_KINDS, RETAINED_KINDS
+
+    assert PERIODIC_KINDS == {"heartbeat", "link", "outbox"}
+    assert PERIODIC_KINDS | RETAINED_KINDS == set(READING_KINDS)

@@ -24,12 +24,19 @@ from qihe.contract.payloads import (
     parse_reading,
     parse_status,
 )
-from qihe.contract.topics import DEFAULT_PREFIX, RETAINED_KINDS, TopicParts, TopicTree
+from qihe.contract.topics import (
+    DEFAULT_PREFIX,
+    PERIODIC_KINDS,
+    RETAINED_KINDS,
+    TopicParts,
+    TopicTree,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
     "ID_PATTERN",
     "MAX_BATCH",
+    "PERIODIC_KINDS",
     "READING_KINDS",
     "RETAINED_KINDS",
     "SCHEMA_VERSION",

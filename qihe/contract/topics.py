@@ -21,6 +21,7 @@ from qihe.contract.payloads import ID_PATTERN, READING_KINDS
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "PERIODIC_KINDS",
     "RETAINED_KINDS",
     "TopicParts",
     "TopicTree",
@@ -31,6 +32,10 @@ VERSION_LEVEL = "v1"
 
 #: Kinds whose last value is the present state: published retained so late subscribers see it.
 RETAINED_KINDS: frozenset[str] = frozenset({"seat", "door", "motion", "people", "fault", "device"})
+
+#: The rest is periodic telemetry (heartbeat, link, outbox): the next one comes anyway,
+#: so it is not retained, and a full outbox drops it first.
+PERIODIC_KINDS: frozenset[str] = frozenset(READING_KINDS) - RETAINED_KINDS
 
 _ID = re.compile(ID_PATTERN)
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
