@@ -228,7 +228,14 @@ class Outbox:
             await asyncio.shield(self._commit())
 
     async def _commit(self) -> None:
-        if self._con is None or (not self._pending and not self._confirmed):
+        if self._con is None:
+            return
+        if not self._pending and not self._confirmed:
+            # Nothing to write; still tell listeners what is stored, so a board whose
+            # acknowledgement was lost (it keeps resending repeats) hears it again.
+            stored = dict(self.sequence_state)
+            for listener in self._listeners:
+                listener(stored)
             return
         rows, self._pending = self._pending, []
         confirmed, self._confirmed = self._confirmed, set()
