@@ -72,7 +72,12 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
         case HeartbeatReading():
             return {"uptime_s": reading.uptime_s, "supply_mv": reading.supply_mv}
         case FaultReading():
-            return {"code": reading.code, "active": int(reading.active)}
+            fault: dict[str, FieldValue] = {"code": reading.code, "active": int(reading.active)}
+            if reading.target_kind is not None:
+                fault["target_kind"] = reading.target_kind
+            if reading.target is not None:
+                fault["target"] = reading.target
+            return fault
         case DeviceReading():
             return {
                 "firmware": reading.firmware,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from edge.sequence import SequenceTracker, TrackerState, Verdict
 from firmware_bridge.errors import FrameError
@@ -21,6 +22,7 @@ from firmware_bridge.messages import (
     Hello,
     People,
     Seat,
+    SensorKind,
 )
 from qihe.contract import (
     DeviceReading,
@@ -47,6 +49,12 @@ def _micros(moment: datetime) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_TARGET_KINDS: dict[SensorKind, Literal["seat", "people", "door"]] = {
+    SensorKind.SEAT: "seat",
+    SensorKind.PEOPLE: "people",
+    SensorKind.DOOR: "door",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +145,13 @@ class FrameNormaliser:
                     sensor=self.device, uptime_s=uptime_s, supply_mv=supply_mv, **base
                 )
             case Fault(sensor, code, active):
+                target_kind = _TARGET_KINDS[sensor.kind]
                 return FaultReading(
-                    sensor=self.sensor_id(sensor.index),
+                    sensor=f"{self.device}.{target_kind}.{sensor.index}",
                     code=code.name.lower(),
                     active=active,
+                    target_kind=target_kind,
+                    target=self.sensor_id(sensor.index),
                     **base,
                 )
             case Hello(device_id, firmware, interval, sensors):

@@ -162,6 +162,15 @@ READING_LINES = [
         ' code="stuck",active=1i,seq=830i 1795827840000000000',
     ),
     (
+        '{"schema": 1, "kind": "fault", "site": "qibin-taoyuan", "gateway": "gw1",'
+        ' "device": "board-a", "sensor": "board-a.seat.7", "ts": "2026-11-28T01:04:00Z",'
+        ' "seq": 830, "code": "stuck", "active": true, "target_kind": "seat",'
+        ' "target": "board-a.7"}',
+        "fault,device=board-a,gateway=gw1,sensor=board-a.seat.7,site=qibin-taoyuan"
+        ' code="stuck",active=1i,target_kind="seat",target="board-a.7",seq=830i'
+        " 1795827840000000000",
+    ),
+    (
         '{"schema": 1, "kind": "device", "site": "qibin-taoyuan", "gateway": "gw1",'
         ' "device": "board-a", "sensor": "board-a", "ts": "2026-11-28T00:00:01Z", "seq": 0,'
         ' "firmware": "1.0.0", "report_interval_s": 60,'

@@ -110,9 +110,18 @@ class HeartbeatReading(_ReadingBase):
 
 
 class FaultReading(_ReadingBase):
+    """A sensor fault raised (``active``) or cleared.
+
+    ``sensor`` names the fault itself, ``{device}.{kind}.{index}``, so every faulty sensor of a
+    board has its own retained topic (seat 1 and counter 1 share the index 1). ``target_kind``
+    and ``target`` say which sensor it is about, as that sensor's own readings name it.
+    """
+
     kind: Literal["fault"] = "fault"
     code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
     active: bool
+    target_kind: Literal["seat", "people", "door"] | None = None
+    target: Ident | None = None
 
 
 class DeviceReading(_ReadingBase):
