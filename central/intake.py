@@ -16,7 +16,9 @@ from central.errors import InvalidMessageError, LineProtocolError
 from central.influx.line_protocol import Point, encode_line
 from central.points import reading_point, status_point
 from qihe.contract import (
+    GatewayStatus,
     PayloadError,
+    Reading,
     TopicError,
     TopicParts,
     TopicTree,
@@ -25,7 +27,14 @@ from qihe.contract import (
     parse_status,
 )
 
-__all__ = ["Delivery", "OncePerKey", "message_point", "message_points", "to_delivery"]
+__all__ = [
+    "Delivery",
+    "OncePerKey",
+    "decode_message",
+    "message_point",
+    "message_points",
+    "to_delivery",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,15 @@ def message_points(tree: TopicTree, topic: str, payload: bytes) -> list[Point]:
 
 def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
     """The point a single-reading or status message writes; raise :class:`InvalidMessageError`."""
+    message = decode_message(tree, topic, payload)
+    if isinstance(message, GatewayStatus):
+        return status_point(message)
+    return reading_point(message)
+
+
+def decode_message(tree: TopicTree, topic: str, payload: bytes) -> GatewayStatus | Reading:
+    """The typed status or reading a (non-backlog) message carries; raise
+    :class:`InvalidMessageError` saying why it cannot be trusted."""
     try:
         parts = tree.parse(topic)
     except TopicError as exc:
@@ -76,7 +94,9 @@ def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
         if parts.kind == "status":
             status = parse_status(payload)
             _agree(parts, site=status.site, gateway=status.gateway)
-            return status_point(status)
+            return status
+        if parts.kind == "backlog":
+            raise InvalidMessageError("topic: a backlog batch is not a single message")
         reading = parse_reading(payload)
     except PayloadError as exc:
         detail = str(exc)  # already names the key, or "payload" for the whole document
@@ -86,7 +106,7 @@ def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
     _agree(
         parts, site=reading.site, gateway=reading.gateway, kind=reading.kind, sensor=reading.sensor
     )
-    return reading_point(reading)
+    return reading
 
 
 def to_delivery(

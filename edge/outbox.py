@@ -219,8 +219,11 @@ class Outbox:
         """Commit every ``commit_interval`` (sooner when ``commit_max`` is reached)."""
         try:
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races the event, and the outbox would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.commit_interval)
+                    async with asyncio.timeout(self.commit_interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 await self._commit()
         finally:

@@ -232,11 +232,9 @@ class MqttPublisher:
     async def _say_offline(self, client: aiomqtt.Client, session: int) -> None:
         """A clean stop sends no Will, so say offline ourselves (best effort)."""
         try:
-            await asyncio.wait_for(
-                client.publish(
+            async with asyncio.timeout(2):
+                await client.publish(
                     self._status_topic, self._status("offline", session), qos=1, retain=True
-                ),
-                timeout=2,
-            )
+                )
         except (aiomqtt.MqttError, TimeoutError):
             log.info("could not publish offline status at stop; the Will covers it")

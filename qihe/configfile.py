@@ -21,12 +21,18 @@ class ConfigError(ValueError):
     """A config file is missing, unreadable, not YAML, or does not validate."""
 
 
+#: Keys whose values are never echoed back in an error (they are, or may be, secrets).
+_SECRET_KEYS = ("password", "token", "secret", "key")
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors(include_url=False):
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         value = err.get("input")
-        shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+        secret = any(part in key.lower() for part in _SECRET_KEYS)
+        plain = isinstance(value, dict | list) or value is None or secret
+        shown = "" if plain else f" (got {value!r})"
         lines.append(f"  {key}: {err['msg']}{shown}")
     return "\n".join(lines)
 

@@ -541,7 +541,8 @@ class Pipe:
             step_no += 1
             next_at = max(next_at + self.step, loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_producing.wait(), next_at - loop.time())
+                async with asyncio.timeout(next_at - loop.time()):
+                    await self._stop_producing.wait()
 
     async def stop_production(self) -> None:
         """No more scripted changes; heartbeats go on until the board is powered off."""

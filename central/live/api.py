@@ -1,0 +1,189 @@
+"""The live service's HTTP face: JSON API, server-sent events, and the two pages.
+
+Everything here is read-only (there is no write endpoint), so the service is safe to put
+behind a public reverse proxy: path and query values are validated against the id pattern,
+errors are short JSON documents without internals, and responses carry a strict
+Content-Security-Policy. The public summary (``/public``, ``/api/v1/public/...``) holds nothing
+about people, gateways or devices; when ``operator_token`` is set, everything else asks
+for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Annotated, Literal, Protocol
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from central.live.config import HttpConfig
+from central.live.events import LiveEvent, sse_frame
+from central.live.hub import EventHub, HubFullError
+from central.live.views import PublicSites, SiteDetail, Sites
+from qihe.contract import ID_PATTERN
+
+__all__ = ["LiveSource", "create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC = resources.files("central.live") / "static"
+KEEPALIVE_S = 15.0
+COOKIE = "qihe_operator"
+
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class LiveSource(Protocol):
+    """What the API reads from (the running :class:`~central.live.service.LiveService`)."""
+
+    hub: EventHub
+
+    def sites(self) -> Sites: ...
+    def detail(self, site_id: str) -> SiteDetail | None: ...
+    def public(self) -> PublicSites: ...
+    def health(self) -> dict[str, object]: ...
+
+
+SiteId = Annotated[str, Path(pattern=ID_PATTERN, description="site id, e.g. qibin-taoyuan")]
+
+
+def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
+    app = FastAPI(
+        title="qihe live seat availability",
+        summary="淇河书屋实时座位 · Live seats of the Qihe Book Houses and day-care centres",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # the Swagger page loads its scripts from a CDN; the document is enough
+        redoc_url=None,
+    )
+    operator = Depends(_operator_check(http))
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    @app.get("/api/v1/sites", response_model=Sites, dependencies=[operator], tags=["operator"])
+    def list_sites(response: Response) -> Sites:
+        """Every site: seat counts, occupancy, door, gateways online and last seen."""
+        response.headers["Cache-Control"] = "no-store"
+        return source.sites()
+
+    @app.get(
+        "/api/v1/sites/{site_id}",
+        response_model=SiteDetail,
+        dependencies=[operator],
+        tags=["operator"],
+        responses={404: {"description": "no such site"}},
+    )
+    def site_detail(site_id: SiteId, response: Response) -> SiteDetail:
+        """One site's seat map, doors and devices."""
+        detail = source.detail(site_id)
+        if detail is None:
+            raise HTTPException(404, "no such site")
+        response.headers["Cache-Control"] = "no-store"
+        return detail
+
+    @app.get(
+        "/api/v1/events",
+        dependencies=[operator],
+        tags=["operator"],
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+            503: {"description": "too many live streams open"},
+        },
+    )
+    async def events(
+        site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        seats: Literal["all", "none"] = "all",
+    ) -> StreamingResponse:
+        """Changes as server-sent events: ``ready`` first, then ``site``, ``seat``, ``door``
+        (and ``resync`` when this client fell behind). Every event's ``v`` grows; apply only
+        those newer than the snapshot's ``version``."""
+        if site is not None and source.detail(site) is None:
+            raise HTTPException(404, "no such site")
+        if source.hub.subscribers >= http.max_streams:
+            raise HTTPException(503, "too many live streams open; try again shortly")
+        return StreamingResponse(
+            _stream(source.hub, site=site, seats=seats == "all"),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/api/v1/public/sites", response_model=PublicSites, tags=["public"])
+    def public_sites(response: Response) -> PublicSites:
+        """Per site: open now, today's hours and free seats — nothing else."""
+        response.headers["Cache-Control"] = f"public, max-age={http.public_max_age}"
+        return source.public()
+
+    @app.get("/healthz", tags=["operator"], dependencies=[operator])
+    def health() -> dict[str, object]:
+        return source.health()
+
+    @app.get("/", include_in_schema=False)
+    def operator_page() -> FileResponse:
+        return _page("operator.html")
+
+    @app.get("/public", include_in_schema=False)
+    def public_page() -> FileResponse:
+        return _page("public.html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(str(STATIC / name), media_type="text/html; charset=utf-8")
+
+
+def _operator_check(http: HttpConfig) -> Callable[[Request], None]:
+    token = http.operator_token.get_secret_value().encode() if http.operator_token else None
+
+    def check(request: Request) -> None:
+        if token is None:
+            return
+        given = request.cookies.get(COOKIE, "")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        if not hmac.compare_digest(given.encode(), token):
+            raise HTTPException(
+                401, "operator token required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return check
+
+
+async def _stream(hub: EventHub, *, site: str | None, seats: bool) -> AsyncIterator[bytes]:
+    try:
+        async with hub.subscribe(site=site, seats=seats) as sub:
+            yield b"retry: 2000\n\n"
+            yield sse_frame(LiveEvent.build("ready", None, hub.version, {}))
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        event = await sub.queue.get()
+                except TimeoutError:
+                    yield b": ping\n\n"
+                    continue
+                if event is None:  # the service is stopping
+                    return
+                yield sse_frame(event)
+    except HubFullError as exc:
+        log.warning("live stream refused: %s", exc)

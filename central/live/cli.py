@@ -1,0 +1,59 @@
+"""``qihe live --config FILE``: the live seat-availability service (API, stream, pages)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from central.live.config import LiveSetup, load_live_setup
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    live = sub.add_parser(
+        "live",
+        help="live seat availability: operator page, public summary, API",
+        description="Keep every site's present state from MQTT and serve it over HTTP.",
+    )
+    live.add_argument("--config", required=True, type=Path, help="live service YAML config")
+    live.add_argument("--check", action="store_true", help="validate the config and exit")
+    live.set_defaults(handler=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    setup = load_live_setup(args.config)
+    if args.check:
+        sites = setup.directory.sites
+        seats = sum(len(site.all_seats()) for site in sites)
+        print(f"{args.config}: 配置有效 / config OK ({len(sites)} sites, {seats} seats)")
+        return 0
+    try:
+        return asyncio.run(_serve(setup))
+    except OSError as exc:
+        print(f"qihe: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(setup: LiveSetup) -> int:
+    from central.live.service import LiveService
+
+    service = LiveService(setup.config, setup.directory)
+    task = asyncio.create_task(service.run(), name="live")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    listening = asyncio.create_task(service.wait_listening())
+    await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+    if listening.done() and not task.done():
+        print(f"运营页面 Operator page: {service.url}", file=sys.stderr)
+        print(f"公众页面 Public page:   {service.url}public", file=sys.stderr)
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    print("实时服务已停止 / live service stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,75 @@
+"""Configuration of the live service (``config/live.yaml``), validated without I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+from central.config import Duration, MqttConfig, Name
+from central.sites import SiteDirectory
+from qihe.configfile import ConfigError, load_config_file
+
+__all__ = ["HttpConfig", "LiveConfig", "LiveSetup", "load_live_setup"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _token(value: SecretStr) -> SecretStr:
+    # It travels in a header or a cookie: printable ASCII, no spaces, long enough to guess badly.
+    if not re.fullmatch(r"[!-~]{12,256}", value.get_secret_value()):
+        raise ValueError("must be 12-256 printable ASCII characters without spaces")
+    return value
+
+
+class HttpConfig(_Model):
+    #: ``127.0.0.1`` behind a reverse proxy (the usual); ``0.0.0.0`` to serve the LAN directly.
+    host: Name = "127.0.0.1"
+    #: 0 picks a free port (tests, the demo).
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: When set, the operator page and API ask for it (``Authorization: Bearer …`` or the
+    #: ``qihe_operator`` cookie); the public summary never does.
+    operator_token: Annotated[SecretStr, AfterValidator(_token)] | None = None
+    #: Live streams open at once, at most; more are refused with 503.
+    max_streams: int = Field(default=500, ge=1, le=100_000)
+    #: Events queued per stream before a slow client is told to resync.
+    stream_queue: int = Field(default=1000, ge=10, le=1_000_000)
+    #: Seconds a proxy may cache the public summary.
+    public_max_age: int = Field(default=10, ge=0, le=3600)
+
+
+class LiveConfig(_Model):
+    mqtt: MqttConfig = MqttConfig(client_id="qihe-live")
+    http: HttpConfig = HttpConfig()
+    #: The site directory (names, opening hours, seat layout), relative to this file.
+    sites: Path
+    #: A gateway silent this long (no message while its status says online) has its seats
+    #: shown as unknown. Gateways report at least every ``link_report_interval`` (60 s).
+    gateway_silent_after: Duration = timedelta(seconds=180)
+    #: A board that missed this many report intervals (its HELLO gives the interval) has
+    #: its seats shown as unknown.
+    device_silent_intervals: Annotated[float, Field(ge=1, le=100)] = 3.0
+    #: How often the passing of time alone is checked (silences, opening hours).
+    refresh_interval: Duration = timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSetup:
+    config: LiveConfig
+    directory: SiteDirectory
+
+
+def load_live_setup(path: str | Path) -> LiveSetup:
+    """The live config and the site directory it names; raise :class:`ConfigError`."""
+    path = Path(path)
+    config = load_config_file(path, LiveConfig)
+    sites = config.sites if config.sites.is_absolute() else path.resolve().parent / config.sites
+    if not sites.is_file():
+        raise ConfigError(f"{path}: sites: site directory {sites} not found")
+    return LiveSetup(config, load_config_file(sites, SiteDirectory))

@@ -1,0 +1,89 @@
+"""Fan-out of live events to stream subscribers, each with a bounded queue.
+
+A subscriber that cannot keep up is not allowed to hold memory or slow the others: when
+its queue is full, what it has queued is dropped and it is sent one ``resync`` event,
+after which the page fetches a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from central.live.events import LiveEvent
+
+__all__ = ["EventHub", "HubFullError", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+
+class HubFullError(RuntimeError):
+    """More stream subscribers than the configured limit."""
+
+
+@dataclass(eq=False)
+class Subscription:
+    #: Only this site's events (None: every site).
+    site: str | None
+    #: Seat events too (the overview page needs only site and door events).
+    seats: bool
+    queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(1000))
+    resyncs: int = 0
+
+    def wants(self, event: LiveEvent) -> bool:
+        if self.site is not None and event.site != self.site:
+            return False
+        return self.seats or event.kind != "seat"
+
+
+class EventHub:
+    def __init__(self, *, max_subscribers: int = 500, queue_size: int = 1000) -> None:
+        self._subscribers: set[Subscription] = set()
+        self._max = max_subscribers
+        self._queue_size = queue_size
+        self.version = 0
+        self.closed = False
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    @asynccontextmanager
+    async def subscribe(self, *, site: str | None, seats: bool) -> AsyncIterator[Subscription]:
+        if len(self._subscribers) >= self._max:
+            raise HubFullError(f"{len(self._subscribers)} live streams open, the limit")
+        sub = Subscription(site, seats, asyncio.Queue(self._queue_size))
+        self._subscribers.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscribers.discard(sub)
+
+    def publish(self, events: Iterable[LiveEvent]) -> None:
+        for event in events:
+            self.version = event.version
+            for sub in self._subscribers:
+                if sub.wants(event):
+                    self._offer(sub, event)
+
+    def _offer(self, sub: Subscription, event: LiveEvent) -> None:
+        try:
+            sub.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.resyncs += 1
+            if sub.resyncs == 1 or sub.resyncs % 100 == 0:
+                log.warning("a live stream fell behind (%d times): told to resync", sub.resyncs)
+            sub.queue.put_nowait(LiveEvent.build("resync", None, event.version, {}))
+
+    def close(self) -> None:
+        """End every stream (at shutdown): each queue gets the end marker."""
+        self.closed = True
+        for sub in self._subscribers:
+            while sub.queue.full():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(None)

@@ -1,0 +1,237 @@
+"""``LiveService``: MQTT in, live state, HTTP out — one asyncio process.
+
+Three owned tasks: the MQTT subscriber (reconnects with backoff; the broker replays the
+retained state on every subscribe, so the service is right at once after a start or a
+reconnect), the refresher (sends what changed, and turns seats unknown as time passes),
+and the HTTP server (uvicorn on a socket bound before start, so port 0 works).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiomqtt
+import uvicorn
+
+from central.errors import InvalidMessageError
+from central.intake import OncePerKey, decode_message
+from central.live.api import create_app
+from central.live.config import LiveConfig
+from central.live.hub import EventHub
+from central.live.state import LiveState, Timeouts
+from central.live.views import PublicSites, SiteDetail, Sites
+from central.sites import SiteDirectory
+from qihe.backoff import Backoff
+from qihe.contract import TopicTree
+
+__all__ = ["LiveService"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process that embeds it owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+class LiveService:
+    def __init__(
+        self, config: LiveConfig, directory: SiteDirectory, *, clock: Clock = utc_now
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._tree = TopicTree(config.mqtt.topic_prefix)
+        self.state = LiveState(
+            directory,
+            started_at=clock(),
+            timeouts=Timeouts(config.gateway_silent_after, config.device_silent_intervals),
+        )
+        self.hub = EventHub(
+            max_subscribers=config.http.max_streams, queue_size=config.http.stream_queue
+        )
+        self.app = create_app(self, config.http)
+        self.port: int | None = None
+        self.broker_connected = asyncio.Event()
+        self.received = 0
+        self.refused = 0
+        self._changed = asyncio.Event()
+        self._refused_topics = OncePerKey()
+        self._listening = asyncio.Event()
+
+    # The API's view (LiveSource) -----------------------------------------------------
+
+    def sites(self) -> Sites:
+        return self.state.sites(self._clock())
+
+    def detail(self, site_id: str) -> SiteDetail | None:
+        return self.state.detail(site_id, self._clock())
+
+    def public(self) -> PublicSites:
+        return self.state.public(self._clock())
+
+    def health(self) -> dict[str, object]:
+        return {
+            "status": "ok" if self.broker_connected.is_set() else "degraded",
+            "broker_connected": self.broker_connected.is_set(),
+            "messages_received": self.received,
+            "messages_refused": self.refused,
+            "streams": self.hub.subscribers,
+            "version": self.state.version,
+        }
+
+    # Running -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the live service is not listening yet")
+        host = self.config.http.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        return f"http://{shown}:{self.port}/"
+
+    async def wait_listening(self) -> None:
+        await self._listening.wait()
+
+    async def run(self) -> None:
+        """Serve until cancelled; then end the streams and stop the server cleanly."""
+        sock = await asyncio.to_thread(self._bind)
+        self.port = sock.getsockname()[1]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._serve_http(sock), name="live-http")
+                tg.create_task(self._subscribe(), name="live-mqtt")
+                tg.create_task(self._refresh(), name="live-refresh")
+        finally:
+            sock.close()
+
+    def _bind(self) -> socket.socket:
+        http = self.config.http
+        family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((http.host, http.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"live service cannot listen on {http.host}:{http.port}: {exc}") from exc
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    async def _serve_http(self, sock: socket.socket) -> None:
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                self.app,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                access_log=False,
+            )
+        )
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="live-uvicorn")
+        self._listening.set()
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            # Streams never end by themselves: end them, then let uvicorn close politely.
+            self.hub.close()
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await serving
+            raise
+
+    async def _subscribe(self) -> None:
+        mqtt = self.config.mqtt
+        backoff = Backoff()
+        filters = [self._tree.status_filter(), *self._tree.reading_filters()]
+        while True:
+            try:
+                client = aiomqtt.Client(
+                    mqtt.host,
+                    mqtt.port,
+                    username=mqtt.username,
+                    password=mqtt.password.get_secret_value() if mqtt.password else None,
+                    # Clean session: the retained topics are the state; a random suffix lets
+                    # several live services share one broker.
+                    identifier=f"{mqtt.client_id}-{secrets.token_hex(3)}",
+                    keepalive=max(5, int(mqtt.keepalive.total_seconds())),
+                    tls_context=await self._tls_context(),
+                    max_queued_incoming_messages=100_000,
+                    timeout=10,
+                )
+                async with client:
+                    for topic_filter in filters:
+                        await client.subscribe(topic_filter, qos=1)
+                    self.broker_connected.set()
+                    backoff.reset()
+                    log.info("live: subscribed at %s:%d", mqtt.host, mqtt.port)
+                    async for message in client.messages:
+                        self._take(str(message.topic), message.payload, retained=message.retain)
+            except aiomqtt.MqttError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "live: broker %s:%d: %s; reconnecting in %.1fs",
+                    mqtt.host,
+                    mqtt.port,
+                    exc,
+                    delay,
+                )
+                self.broker_connected.clear()
+                await asyncio.sleep(delay)
+
+    async def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.config.mqtt.tls:
+            return None
+        ca = self.config.mqtt.ca_file
+        return await asyncio.to_thread(ssl.create_default_context, cafile=str(ca) if ca else None)
+
+    def _take(self, topic: str, payload: object, *, retained: bool) -> None:
+        self.received += 1
+        if not isinstance(payload, bytes | bytearray):
+            payload = b""
+        try:
+            message = decode_message(self._tree, topic, bytes(payload))
+        except InvalidMessageError as exc:
+            self.refused += 1
+            if self._refused_topics.first(topic):
+                log.warning("live: ignored a message on %s: %s", topic, exc.reason)
+            return
+        self.state.apply(message, self._clock(), retained=retained)
+        self._changed.set()
+
+    async def _refresh(self) -> None:
+        """Send changes as soon as messages were taken, and check the clock every interval."""
+        interval = self.config.refresh_interval.total_seconds()
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
+        while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races the event, and this task would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_full - loop.time())):
+                    await self._changed.wait()
+            self._changed.clear()
+            everything = loop.time() >= next_full
+            if everything:
+                next_full = loop.time() + interval
+            events = self.state.take_pending() + self.state.refresh(
+                self._clock(), everything=everything
+            )
+            self.hub.publish(events)

@@ -1,0 +1,148 @@
+"""What the live service shows: the JSON documents of its API and its event stream.
+
+These are the public shape of ``/api/v1/...`` (and of the OpenAPI document); the state
+that produces them lives in :mod:`central.live.state`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "DeviceView",
+    "DoorView",
+    "GatewayView",
+    "Layout",
+    "PublicSite",
+    "PublicSites",
+    "SeatCounts",
+    "SeatState",
+    "SeatView",
+    "SiteDetail",
+    "SiteSummary",
+    "Sites",
+]
+
+SeatState = Literal["free", "occupied", "unknown", "fault"]
+GatewayState = Literal["online", "offline", "silent", "unknown"]
+DoorState = Literal["open", "closed", "unknown"]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SeatCounts(_View):
+    total: int
+    free: int
+    occupied: int
+    unknown: int
+    fault: int
+
+
+class GatewayView(_View):
+    id: str
+    #: ``silent``: no message for longer than the configured timeout while nominally online.
+    state: GatewayState
+    last_seen: datetime | None
+    since: datetime | None
+
+
+class SiteSummary(_View):
+    id: str
+    name: str
+    name_en: str | None
+    kind: str
+    district: str | None
+    district_en: str | None
+    address: str | None
+    capacity: int | None
+    open_now: bool
+    #: Today's opening hours in local time, ``"08:30-21:00"``; None when closed all day.
+    hours_today: str | None
+    seats: SeatCounts
+    #: Occupied ÷ (free + occupied): seats whose state is unknown or faulty do not count.
+    occupancy: float | None
+    people_inside: int | None
+    #: None when the site has no door sensor.
+    door: DoorState | None
+    online: bool
+    last_seen: datetime | None
+    gateways: tuple[GatewayView, ...]
+
+
+class SeatView(_View):
+    id: str
+    label: str
+    row: int | None
+    col: int | None
+    x: float | None
+    y: float | None
+    state: SeatState
+    since: datetime | None
+    #: Why a seat is unknown (``no_data``, ``gateway_offline``, ``gateway_silent``,
+    #: ``device_silent``) or which fault it has (``stuck``, ...); None otherwise.
+    reason: str | None
+
+
+class DoorView(_View):
+    id: str
+    label: str
+    state: DoorState
+    since: datetime | None
+
+
+class DeviceView(_View):
+    id: str
+    gateway: str
+    firmware: str | None
+    supply_mv: int | None
+    last_heartbeat: datetime | None
+    state: Literal["ok", "silent", "unknown"]
+
+
+class Layout(_View):
+    rows: int | None
+    cols: int | None
+
+
+class Sites(_View):
+    version: int
+    generated_at: datetime
+    sites: tuple[SiteSummary, ...]
+
+
+class SiteDetail(_View):
+    version: int
+    generated_at: datetime
+    site: SiteSummary
+    layout: Layout
+    seats: tuple[SeatView, ...]
+    doors: tuple[DoorView, ...]
+    devices: tuple[DeviceView, ...]
+
+
+class PublicSite(_View):
+    """What a resident may see: nothing about people, gateways or devices."""
+
+    id: str
+    name: str
+    name_en: str | None
+    kind: str
+    district: str | None
+    district_en: str | None
+    address: str | None
+    open_now: bool
+    hours_today: str | None
+    #: None when the site's seats cannot be known right now.
+    free_seats: int | None
+    total_seats: int
+    updated_at: datetime | None
+
+
+class PublicSites(_View):
+    generated_at: datetime
+    sites: tuple[PublicSite, ...]

@@ -1,0 +1,240 @@
+"""The site directory (``config/sites.yaml``): what people call each site and how it is laid out.
+
+Ids (site, gateway, sensor) are the ASCII slugs of the wire contract; everything a person
+reads — names, districts, addresses, seat labels — may be Chinese. Opening hours are in the
+directory's time zone (Asia/Shanghai by default) and are used by the live pages, the alert
+rules and the statistics alike.
+
+Opening hours are written per weekday or weekday range::
+
+    opening_hours:
+      mon-fri: "08:30-12:00, 14:00-21:00"
+      sat: "09:00-17:00"
+      sun: closed
+
+``daily`` sets every day; a later key overrides an earlier one for its days.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date, datetime, time, tzinfo
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from qihe.contract import ID_PATTERN
+
+__all__ = [
+    "DoorSpec",
+    "OpeningHours",
+    "SeatGrid",
+    "SeatSpec",
+    "SiteDirectory",
+    "SiteSpec",
+]
+
+Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+#: Text shown to people: any script, one line, bounded.
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n\x00]+$")]
+SiteKind = Literal["book_house", "day_care", "canteen", "other"]
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_INTERVAL = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _days_of(key: str) -> list[int]:
+    key = key.strip().lower()
+    if key == "daily":
+        return list(range(7))
+    if key in _DAYS:
+        return [_DAYS.index(key)]
+    first, sep, last = key.partition("-")
+    if sep and first in _DAYS and last in _DAYS:
+        start, end = _DAYS.index(first), _DAYS.index(last)
+        if start <= end:
+            return list(range(start, end + 1))
+    raise ValueError(f"{key!r} is not a day: use daily, mon..sun, or a range such as mon-fri")
+
+
+def _intervals_of(text: str) -> tuple[tuple[time, time], ...]:
+    if text.strip().lower() == "closed":
+        return ()
+    out: list[tuple[time, time]] = []
+    for part in text.split(","):
+        match = _INTERVAL.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"{part.strip()!r} is not HH:MM-HH:MM (or 'closed')")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h2 == 24 and m2 == 0:
+            h2, m2 = 23, 59  # "until midnight"
+        try:
+            start, end = time(h1, m1), time(h2, m2)
+        except ValueError as exc:
+            raise ValueError(f"{part.strip()!r}: {exc}") from None
+        if end <= start:
+            raise ValueError(f"{part.strip()!r} ends before it starts (one day at a time)")
+        if out and start < out[-1][1]:
+            raise ValueError(f"{part.strip()!r} overlaps the interval before it")
+        out.append((start, end))
+    return tuple(out)
+
+
+class OpeningHours:
+    """Per weekday (Monday = 0), the local-time intervals a site is open."""
+
+    def __init__(self, spec: dict[str, str]) -> None:
+        self.spec = dict(spec)
+        self.week: list[tuple[tuple[time, time], ...]] = [() for _ in range(7)]
+        for key, text in spec.items():
+            intervals = _intervals_of(text)
+            for day in _days_of(key):
+                self.week[day] = intervals
+
+    def intervals_on(self, day: date) -> tuple[tuple[time, time], ...]:
+        return self.week[day.weekday()]
+
+    def is_open(self, local: datetime) -> bool:
+        moment = local.time()
+        return any(start <= moment < end for start, end in self.intervals_on(local.date()))
+
+    def describe(self, day: date) -> str | None:
+        """``"08:30-12:00, 14:00-21:00"``, or None when closed all day."""
+        intervals = self.intervals_on(day)
+        if not intervals:
+            return None
+        return ", ".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in intervals)
+
+
+def _opening_hours(value: dict[str, str]) -> dict[str, str]:
+    OpeningHours(value)  # raises ValueError naming the bad day or interval
+    return value
+
+
+class SeatSpec(_Model):
+    """One self-study seat: which sensor reports it, its label and where it is drawn."""
+
+    gateway: Ident
+    sensor: Ident
+    label: Text | None = None
+    row: Annotated[int, Field(ge=1, le=200)] | None = None
+    col: Annotated[int, Field(ge=1, le=200)] | None = None
+    x: Annotated[float, Field(ge=0, le=1)] | None = None
+    y: Annotated[float, Field(ge=0, le=1)] | None = None
+
+    @model_validator(mode="after")
+    def _placed_once(self) -> Self:
+        if (self.row is None) != (self.col is None):
+            raise ValueError("give both row and col, or neither")
+        if (self.x is None) != (self.y is None):
+            raise ValueError("give both x and y, or neither")
+        return self
+
+
+class SeatGrid(_Model):
+    """Shorthand for a board's seats ``{device}.1 .. {device}.{count}`` laid out row by row."""
+
+    gateway: Ident
+    device: Ident
+    count: Annotated[int, Field(ge=1, le=1000)]
+    cols: Annotated[int, Field(ge=1, le=200)]
+    #: Labels are ``{label_prefix}{n}``; the first row starts at ``first_row``.
+    label_prefix: Annotated[str, StringConstraints(max_length=20, pattern=r"^[^\r\n\x00]*$")] = ""
+    first_row: Annotated[int, Field(ge=1, le=200)] = 1
+
+    def seats(self) -> Iterator[SeatSpec]:
+        for n in range(1, self.count + 1):
+            yield SeatSpec(
+                gateway=self.gateway,
+                sensor=f"{self.device}.{n}",
+                label=f"{self.label_prefix}{n}",
+                row=self.first_row + (n - 1) // self.cols,
+                col=1 + (n - 1) % self.cols,
+            )
+
+
+class DoorSpec(_Model):
+    gateway: Ident
+    sensor: Ident
+    label: Text | None = None
+
+
+class SiteSpec(_Model):
+    id: Ident
+    name: Text
+    name_en: Text | None = None
+    kind: SiteKind = "book_house"
+    district: Text | None = None
+    district_en: Text | None = None
+    address: Text | None = None
+    #: People the site takes (defaults to its number of seats).
+    capacity: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    opening_hours: Annotated[dict[str, str], AfterValidator(_opening_hours)] = Field(
+        default_factory=dict
+    )
+    #: Listed on the public summary page.
+    public: bool = True
+    seat_grids: tuple[SeatGrid, ...] = ()
+    seats: tuple[SeatSpec, ...] = ()
+    doors: tuple[DoorSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _seats_unique(self) -> Self:
+        seen: set[tuple[str, str]] = set()
+        cells: set[tuple[int, int]] = set()
+        for seat in self.all_seats():
+            key = (seat.gateway, seat.sensor)
+            if key in seen:
+                raise ValueError(f"seat {seat.gateway}/{seat.sensor} is listed twice")
+            seen.add(key)
+            if seat.row is not None and seat.col is not None:
+                if (seat.row, seat.col) in cells:
+                    raise ValueError(f"two seats at row {seat.row}, col {seat.col}")
+                cells.add((seat.row, seat.col))
+        return self
+
+    def all_seats(self) -> list[SeatSpec]:
+        return [seat for grid in self.seat_grids for seat in grid.seats()] + list(self.seats)
+
+    def hours(self) -> OpeningHours:
+        return OpeningHours(self.opening_hours)
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+class SiteDirectory(_Model):
+    """Every site a city runs, in the order its pages list them."""
+
+    timezone: Annotated[str, AfterValidator(_zone)] = "Asia/Shanghai"
+    sites: tuple[SiteSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> Self:
+        ids = [site.id for site in self.sites]
+        doubled = sorted({i for i in ids if ids.count(i) > 1})
+        if doubled:
+            raise ValueError(f"site ids listed more than once: {', '.join(doubled)}")
+        return self
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.timezone)

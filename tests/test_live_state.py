@@ -1,0 +1,393 @@
+"""The live state: what each seat, door and site shows, and when it must stop trusting a value."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from central.live.state import LiveState, Timeouts
+from central.sites import SiteDirectory
+from qihe.contract import (
+    DeviceReading,
+    DoorReading,
+    FaultReading,
+    GatewayStatus,
+    HeartbeatReading,
+    LinkReading,
+    PeopleReading,
+    SeatReading,
+)
+
+# 2026-11-30 is a Monday; 02:00 UTC is 10:00 in Hebi (Asia/Shanghai).
+T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+SITE = "shancheng-xinyuan2"
+IDS = {"site": SITE, "gateway": "gw1", "device": "xinyuan2-a"}
+
+DIRECTORY = SiteDirectory.model_validate(
+    {
+        "sites": [
+            {
+                "id": SITE,
+                "name": "淇河书屋·馨苑二区站",
+                "name_en": "Qihe Book House, Xinyuan No. 2",
+                "district": "山城区",
+                "opening_hours": {"mon-fri": "08:30-12:00, 14:00-21:00", "sun": "closed"},
+                "seat_grids": [
+                    {"gateway": "gw1", "device": "xinyuan2-a", "count": 4, "cols": 2},
+                ],
+                "doors": [{"gateway": "gw1", "sensor": "xinyuan2-a.1", "label": "入口"}],
+            },
+            {"id": "heshan-wenti", "name": "鹤山区文体中心", "public": False},
+        ]
+    }
+)
+
+
+def live(now: datetime = T0, **timeouts: object) -> LiveState:
+    return LiveState(DIRECTORY, started_at=now, timeouts=Timeouts(**timeouts))  # type: ignore[arg-type]
+
+
+def online(at: datetime = T0, session: int = 1) -> GatewayStatus:
+    return GatewayStatus(site=SITE, gateway="gw1", state="online", session=session, ts=at)
+
+
+def offline(at: datetime, session: int = 1) -> GatewayStatus:
+    return GatewayStatus(site=SITE, gateway="gw1", state="offline", session=session, ts=at)
+
+
+def seat(n: int, occupied: bool, at: datetime = T0) -> SeatReading:
+    return SeatReading(sensor=f"xinyuan2-a.{n}", occupied=occupied, ts=at, **IDS)
+
+
+def link(at: datetime) -> LinkReading:
+    counters = dict(frames=1, crc_errors=0, malformed=0, lost=0, duplicates=0, reconnects=0)
+    return LinkReading(sensor="serial0", ts=at, **counters, **IDS)
+
+
+def seats_of(state: LiveState, now: datetime) -> dict[str, tuple[str, str | None]]:
+    detail = state.detail(SITE, now)
+    assert detail is not None
+    return {s.id: (s.state, s.reason) for s in detail.seats}
+
+
+def test_retained_state_is_shown_at_once_after_a_start() -> None:
+    state = live()
+    state.apply(online(), T0, retained=True)
+    state.apply(seat(1, True), T0, retained=True)
+    state.apply(seat(2, False), T0, retained=True)
+
+    assert seats_of(state, T0) == {
+        "xinyuan2-a.1": ("occupied", None),
+        "xinyuan2-a.2": ("free", None),
+        "xinyuan2-a.3": ("unknown", "no_data"),
+        "xinyuan2-a.4": ("unknown", "no_data"),
+    }
+    summary = state.sites(T0).sites[0]
+    assert summary.seats.model_dump() == {
+        "total": 4,
+        "free": 1,
+        "occupied": 1,
+        "unknown": 2,
+        "fault": 0,
+    }
+    assert summary.occupancy == 0.5  # of the seats whose state is known
+    assert summary.online is True
+
+
+def test_a_seat_change_sends_one_seat_event_and_the_new_site_summary() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, False), T0, retained=False)
+    state.refresh(T0)
+
+    state.apply(seat(1, True, T0 + timedelta(seconds=5)), T0 + timedelta(seconds=5), retained=False)
+    events = state.refresh(T0 + timedelta(seconds=5))
+
+    assert [e.kind for e in events] == ["seat", "site"]
+    seat_event = json.loads(events[0].data)
+    assert seat_event["site"] == SITE
+    assert seat_event["seat"]["id"] == "xinyuan2-a.1"
+    assert seat_event["seat"]["state"] == "occupied"
+    assert json.loads(events[1].data)["site"]["seats"]["occupied"] == 1
+    assert [e.version for e in events] == [state.version - 1, state.version]
+
+
+def test_nothing_is_sent_when_nothing_changed() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+    state.refresh(T0)
+
+    state.apply(seat(1, True), T0, retained=False)  # the same value again (a resend)
+
+    assert state.refresh(T0) == []
+
+
+def test_a_gateway_that_went_offline_shows_every_seat_unknown_at_once() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+    state.refresh(T0)
+    gone = T0 + timedelta(seconds=30)
+
+    state.apply(offline(gone), gone, retained=False)  # its Last Will
+
+    assert set(seats_of(state, gone).values()) == {("unknown", "gateway_offline")}
+    summary = state.sites(gone).sites[0]
+    assert summary.online is False
+    assert summary.occupancy is None
+    assert summary.gateways[0].state == "offline"
+
+
+def test_a_late_will_of_an_old_session_does_not_take_the_gateway_offline() -> None:
+    state = live()
+    state.apply(online(session=8), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+
+    state.apply(offline(T0 + timedelta(seconds=1), session=7), T0, retained=False)
+
+    assert seats_of(state, T0)["xinyuan2-a.1"] == ("occupied", None)
+
+
+def test_a_silent_gateway_turns_its_seats_unknown_after_the_timeout_and_back_when_heard() -> None:
+    state = live(gateway_silent_after=timedelta(seconds=90))
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+
+    assert seats_of(state, T0 + timedelta(seconds=89))["xinyuan2-a.1"] == ("occupied", None)
+    late = T0 + timedelta(seconds=90)
+    assert seats_of(state, late)["xinyuan2-a.1"] == ("unknown", "gateway_silent")
+    assert state.sites(late).sites[0].gateways[0].state == "silent"
+
+    back = T0 + timedelta(seconds=120)
+    state.apply(link(back), back, retained=False)
+    assert seats_of(state, back)["xinyuan2-a.1"] == ("occupied", None)
+
+
+def test_passing_time_alone_produces_the_unknown_events_on_a_full_refresh() -> None:
+    state = live(gateway_silent_after=timedelta(seconds=60))
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+    state.refresh(T0)
+
+    events = state.refresh(T0 + timedelta(seconds=61), everything=True)
+
+    changed = {
+        json.loads(e.data)["seat"]["id"]: json.loads(e.data)["seat"]
+        for e in events
+        if e.kind == "seat"
+    }
+    assert set(changed) == {f"xinyuan2-a.{n}" for n in range(1, 5)}
+    assert {(s["state"], s["reason"]) for s in changed.values()} == {("unknown", "gateway_silent")}
+    assert changed["xinyuan2-a.1"]["since"] == "2026-11-30T02:01:00Z"
+
+
+def test_retained_messages_do_not_count_as_hearing_from_the_gateway() -> None:
+    # A service (re)started at T0 gives every gateway the timeout to speak.
+    state = live(gateway_silent_after=timedelta(seconds=60))
+    state.apply(online(T0 - timedelta(hours=3)), T0, retained=True)
+    state.apply(seat(1, True, T0 - timedelta(hours=2)), T0, retained=True)
+
+    assert seats_of(state, T0 + timedelta(seconds=59))["xinyuan2-a.1"] == ("occupied", None)
+    assert seats_of(state, T0 + timedelta(seconds=60))["xinyuan2-a.1"] == (
+        "unknown",
+        "gateway_silent",
+    )
+
+
+def test_a_board_that_misses_its_heartbeats_turns_its_seats_unknown() -> None:
+    state = live(device_silent_intervals=3)
+    state.apply(online(), T0, retained=False)
+    hello = DeviceReading(sensor="xinyuan2-a", firmware="1.0.0", report_interval_s=10, ts=T0, **IDS)
+    state.apply(hello, T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+    # The gateway itself keeps talking (its link report), the board does not.
+    later = T0 + timedelta(seconds=30)
+    state.apply(link(later), later, retained=False)
+
+    assert seats_of(state, T0 + timedelta(seconds=29))["xinyuan2-a.1"] == ("occupied", None)
+    assert seats_of(state, later)["xinyuan2-a.1"] == ("unknown", "device_silent")
+    devices = state.detail(SITE, later).devices  # type: ignore[union-attr]
+    assert [(d.id, d.state, d.firmware) for d in devices] == [("xinyuan2-a", "silent", "1.0.0")]
+
+
+def test_a_stuck_seat_shows_its_fault_until_the_fault_ends() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(3, True), T0, retained=False)
+
+    def fault(active: bool) -> FaultReading:
+        return FaultReading(
+            sensor="xinyuan2-a.seat.3",
+            code="stuck",
+            active=active,
+            target_kind="seat",
+            target="xinyuan2-a.3",
+            ts=T0,
+            **IDS,
+        )
+
+    state.apply(fault(True), T0, retained=False)
+    assert seats_of(state, T0)["xinyuan2-a.3"] == ("fault", "stuck")
+    assert state.sites(T0).sites[0].seats.fault == 1
+
+    state.apply(fault(False), T0, retained=False)
+    assert seats_of(state, T0)["xinyuan2-a.3"] == ("occupied", None)
+
+
+def test_a_supply_fault_on_counter_1_does_not_mark_seat_1() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, False), T0, retained=False)
+    supply = FaultReading(
+        sensor="xinyuan2-a.people.1",
+        code="supply_low",
+        active=True,
+        target_kind="people",
+        target="xinyuan2-a.1",
+        ts=T0,
+        **IDS,
+    )
+
+    state.apply(supply, T0, retained=False)
+
+    assert seats_of(state, T0)["xinyuan2-a.1"] == ("free", None)
+
+
+def test_door_people_inside_and_board_supply_are_shown() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(DoorReading(sensor="xinyuan2-a.1", open=True, ts=T0, **IDS), T0, retained=False)
+    state.apply(
+        PeopleReading(sensor="xinyuan2-a.1", in_total=30, out_total=21, ts=T0, **IDS),
+        T0,
+        retained=False,
+    )
+    state.apply(
+        HeartbeatReading(sensor="xinyuan2-a", uptime_s=60, supply_mv=4950, ts=T0, **IDS),
+        T0,
+        retained=False,
+    )
+
+    detail = state.detail(SITE, T0)
+    assert detail is not None
+    assert detail.site.door == "open"
+    assert detail.site.people_inside == 9
+    assert [(d.label, d.state) for d in detail.doors] == [("入口", "open")]
+    assert detail.devices[0].supply_mv == 4950
+
+
+def test_a_counter_reset_never_shows_a_negative_room() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(
+        PeopleReading(sensor="xinyuan2-a.1", in_total=2, out_total=5, ts=T0, **IDS),
+        T0,
+        retained=False,
+    )
+
+    assert state.sites(T0).sites[0].people_inside == 0
+
+
+def test_opening_hours_are_read_in_local_time() -> None:
+    state = live()
+    monday_10_local = T0
+    monday_13_local = T0 + timedelta(hours=3)
+    sunday_10_local = T0 - timedelta(days=1)
+
+    assert state.sites(monday_10_local).sites[0].open_now is True
+    assert state.sites(monday_13_local).sites[0].open_now is False  # the lunch break
+    assert state.sites(monday_10_local).sites[0].hours_today == "08:30-12:00, 14:00-21:00"
+    assert state.sites(sunday_10_local).sites[0].hours_today is None
+    assert state.sites(sunday_10_local).sites[0].open_now is False
+
+
+def test_a_site_missing_from_the_directory_is_shown_under_its_id() -> None:
+    state = live()
+    other = {"site": "xunxian-weihelu", "gateway": "gw1", "device": "board-a"}
+    state.apply(SeatReading(sensor="board-a.1", occupied=True, ts=T0, **other), T0, retained=False)
+
+    summaries = {s.id: s for s in state.sites(T0).sites}
+    assert summaries["xunxian-weihelu"].name == "xunxian-weihelu"
+    assert summaries["xunxian-weihelu"].seats.occupied == 1
+    assert "xunxian-weihelu" not in {s.id for s in state.public(T0).sites}
+
+
+def test_a_seat_missing_from_the_layout_is_drawn_below_the_listed_ones() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(9, True), T0, retained=False)
+
+    detail = state.detail(SITE, T0)
+    assert detail is not None
+    extra = next(s for s in detail.seats if s.id == "xinyuan2-a.9")
+    assert (extra.row, extra.col) == (3, 1)
+    assert (detail.layout.rows, detail.layout.cols) == (3, 2)
+
+
+def test_the_public_view_holds_free_seats_and_opening_only() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, False), T0, retained=False)
+    state.apply(seat(2, True), T0, retained=False)
+
+    public = state.public(T0)
+
+    assert [s.id for s in public.sites] == [SITE]  # heshan-wenti is not public
+    site = public.sites[0].model_dump()
+    assert site["free_seats"] == 1
+    assert site["total_seats"] == 4
+    assert set(site) == {
+        "id",
+        "name",
+        "name_en",
+        "kind",
+        "district",
+        "district_en",
+        "address",
+        "open_now",
+        "hours_today",
+        "free_seats",
+        "total_seats",
+        "updated_at",
+    }
+
+
+def test_the_public_view_says_nothing_about_seats_it_cannot_know() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, False), T0, retained=False)
+    state.apply(offline(T0 + timedelta(seconds=1)), T0, retained=False)
+
+    assert state.public(T0 + timedelta(seconds=1)).sites[0].free_seats is None
+
+
+def test_a_snapshot_carries_the_version_of_the_newest_event_it_reflects() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+
+    snapshot = state.sites(T0)
+    pending = state.take_pending()
+
+    assert pending  # produced while answering, kept for the stream
+    assert snapshot.version == pending[-1].version == state.version
+
+
+@pytest.mark.parametrize(
+    ("hours", "problem"),
+    [
+        ({"mon-fri": "8:30-25:00"}, "hour must be in 0..23"),
+        ({"weekdays": "08:00-12:00"}, "'weekdays' is not a day"),
+        ({"daily": "12:00-08:00"}, "ends before it starts"),
+        ({"daily": "08:00-12:00, 11:00-13:00"}, "overlaps"),
+        ({"daily": "morning"}, "is not HH:MM-HH:MM"),
+    ],
+)
+def test_bad_opening_hours_are_refused_naming_the_problem(
+    hours: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        SiteDirectory.model_validate({"sites": [{"id": "a", "name": "甲", "opening_hours": hours}]})
