@@ -79,10 +79,10 @@ def _intervals_of(text: str) -> tuple[tuple[time, time], ...]:
         if match is None:
             raise ValueError(f"{part.strip()!r} is not HH:MM-HH:MM (or 'closed')")
         h1, m1, h2, m2 = (int(g) for g in match.groups())
-        if h2 == 24 and m2 == 0:
-            h2, m2 = 23, 59  # "until midnight"
         try:
-            start, end = time(h1, m1), time(h2, m2)
+            start = time(h1, m1)
+            # "24:00" is midnight at the end of the day: open through 23:59:59.999999.
+            end = time.max if (h2, m2) == (24, 0) else time(h2, m2)
         except ValueError as exc:
             raise ValueError(f"{part.strip()!r}: {exc}") from None
         if end <= start:
@@ -116,7 +116,11 @@ class OpeningHours:
         intervals = self.intervals_on(day)
         if not intervals:
             return None
-        return ", ".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in intervals)
+        return ", ".join(f"{s:%H:%M}-{_hhmm(e)}" for s, e in intervals)
+
+
+def _hhmm(moment: time) -> str:
+    return "24:00" if moment == time.max else f"{moment:%H:%M}"
 
 
 def _opening_hours(value: dict[str, str]) -> dict[str, str]:

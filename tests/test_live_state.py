@@ -391,3 +391,28 @@ def test_bad_opening_hours_are_refused_naming_the_problem(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         SiteDirectory.model_validate({"sites": [{"id": "a", "name": "甲", "opening_hours": hours}]})
+
+
+def test_a_board_saying_hello_and_its_heartbeats_are_sent_as_device_events() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.refresh(T0)
+    hello = DeviceReading(sensor="xinyuan2-a", firmware="1.2.0", report_interval_s=60, ts=T0, **IDS)
+
+    state.apply(hello, T0, retained=False)
+    events = [json.loads(e.data) for e in state.refresh(T0) if e.kind == "device"]
+
+    assert [(e["device"]["id"], e["device"]["firmware"], e["device"]["state"]) for e in events] == [
+        ("xinyuan2-a", "1.2.0", "ok")
+    ]
+
+
+def test_open_until_midnight_is_written_24_00_and_open_in_its_last_minute() -> None:
+    directory = SiteDirectory.model_validate(
+        {"sites": [{"id": "a", "name": "甲", "opening_hours": {"daily": "06:00-24:00"}}]}
+    )
+    hours = directory.sites[0].hours()
+    last_minute = datetime(2026, 11, 30, 23, 59, 30)
+
+    assert hours.describe(last_minute.date()) == "06:00-24:00"
+    assert hours.is_open(last_minute) is True

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 __all__ = ["EventKind", "LiveEvent", "sse_frame"]
 
-EventKind = Literal["ready", "site", "seat", "door", "resync"]
+EventKind = Literal["ready", "site", "seat", "door", "device", "resync"]
 
 
 @dataclass(frozen=True, slots=True)

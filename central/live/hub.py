@@ -28,7 +28,7 @@ class HubFullError(RuntimeError):
 class Subscription:
     #: Only this site's events (None: every site).
     site: str | None
-    #: Seat events too (the overview page needs only site and door events).
+    #: Seat and device events too (the overview page needs only site and door events).
     seats: bool
     queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(1000))
     resyncs: int = 0
@@ -36,7 +36,7 @@ class Subscription:
     def wants(self, event: LiveEvent) -> bool:
         if self.site is not None and event.site != self.site:
             return False
-        return self.seats or event.kind != "seat"
+        return self.seats or event.kind not in ("seat", "device")
 
 
 class EventHub:

@@ -128,6 +128,7 @@ class _Site:
     # What was last published, to send only differences.
     shown_seats: dict[Key, SeatView] = field(default_factory=dict)
     shown_doors: dict[Key, DoorView] = field(default_factory=dict)
+    shown_devices: dict[tuple[str, str], DeviceView] = field(default_factory=dict)
     shown_summary: SiteSummary | None = None
     dirty: bool = True
     #: Seats the directory does not list are drawn from this row on.
@@ -216,6 +217,10 @@ class LiveState:
                 if site.shown_doors.get(key) != door:
                     site.shown_doors[key] = door
                     events.append(self._event("door", site_id, {"door": door}))
+            for device in self._device_views(site, now):
+                if site.shown_devices.get((device.gateway, device.id)) != device:
+                    site.shown_devices[(device.gateway, device.id)] = device
+                    events.append(self._event("device", site_id, {"device": device}))
             summary = self._summary(site, now)
             if summary != site.shown_summary:
                 site.shown_summary = summary
@@ -248,7 +253,7 @@ class LiveState:
             layout=Layout(rows=max(rows, default=None), cols=max(cols, default=None)),
             seats=seats,
             doors=tuple(site.shown_doors.values()),
-            devices=self._device_views(site, now),
+            devices=tuple(site.shown_devices[k] for k in sorted(site.shown_devices)),
         )
 
     def public(self, now: datetime) -> PublicSites:

@@ -17,7 +17,7 @@ const $ = (id) => document.getElementById(id);
 const SEAT_STATES = ["free", "occupied", "unknown", "fault"];
 const GLYPH = { free: "✓", occupied: "●", unknown: "?", fault: "⚠" };
 const SUPPLY_LOW_MV = 3400; // the sensor boards raise SUPPLY_LOW below this (emulator profile)
-const DETAIL_REFRESH_MS = 60_000; // devices/heartbeats have no events: refetch the open site now and then
+const DETAIL_REFRESH_MS = 60_000; // a safety net: refetch the open site now and then
 
 // Batch work that many events in one frame would otherwise repeat (summary, legend).
 const pending = new Set();
@@ -77,7 +77,7 @@ function connect() {
   let ready = false;
   es.addEventListener("ready", () => { ready = true; if (gen === stream.gen) refetch(); });
   es.addEventListener("resync", () => gen === stream.gen && refetch());
-  for (const type of ["site", "seat", "door"]) {
+  for (const type of ["site", "seat", "door", "device"]) {
     es.addEventListener(type, (ev) => { if (gen === stream.gen) onEvent(type, ev.data); });
   }
   // EventSource would retry by itself, but gives up on HTTP errors and has no backoff: own it.
@@ -109,6 +109,7 @@ function applyEvent(type, data) {
   if (type === "site") onSite(data.site);
   else if (type === "seat") onSeat(data.site, data.seat);
   else if (type === "door") onDoor(data.site, data.door);
+  else if (type === "device") onDevice(data.site, data.device);
 }
 
 async function httpStatus(url) {
@@ -515,6 +516,16 @@ function onDoor(siteId, door) {
   if (state.view.name !== "site" || siteId !== state.view.id) return;
   state.doors.set(door.id, door);
   renderDoors(); // a site has one or two doors: redrawing the short list is simplest
+}
+
+function onDevice(siteId, device) {
+  if (state.view.name !== "site" || siteId !== state.view.id || !state.detail) return;
+  const devices = (state.detail.devices || []).filter(
+    (d) => !(d.id === device.id && d.gateway === device.gateway));
+  devices.push(device);
+  devices.sort((a, b) => `${a.gateway}/${a.id}`.localeCompare(`${b.gateway}/${b.id}`));
+  state.detail.devices = devices;
+  renderDevices(); // a site has a handful of boards: redrawing the table is simplest
 }
 
 // ---- operator token ------------------------------------------------------------------------
