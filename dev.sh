@@ -4,12 +4,16 @@
 #   ./dev.sh demo    install what is missing, then run the local demo (qihe demo)
 #   ./dev.sh test    install what is missing, then run the whole test suite
 #
-# "What is missing": Debian packages (Mosquitto, InfluxDB 1.x, Python venv),
-# the virtual environment in .venv, and this project with its test tools.
+# "What is missing": Debian packages (Mosquitto, InfluxDB 1.x, Python venv; for the
+# tests also Chromium and a CJK font), the virtual environment in .venv, and this
+# project with its test tools.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(mosquitto influxdb influxdb-client python3-venv)
+# The browser tests drive Debian's Chromium (never a downloaded one); without a CJK font
+# its screenshots show Chinese as empty boxes.
+TEST_APT_PACKAGES=(chromium fonts-wqy-microhei)
 
 say() { printf '\033[1m[qihe]\033[0m %s\n' "$*"; }
 
@@ -21,7 +25,7 @@ as_root() {
 
 install_system_packages() {
     local missing=()
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
             || missing+=("$pkg")
     done
@@ -65,13 +69,13 @@ main() {
     shift || true
     case "$action" in
         demo)
-            install_system_packages; setup_venv
+            install_system_packages "${APT_PACKAGES[@]}"; setup_venv
             exec .venv/bin/qihe demo "$@" ;;
         test)
-            install_system_packages; setup_venv
+            install_system_packages "${APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"; setup_venv
             exec .venv/bin/python -m pytest "$@" ;;
         setup)
-            install_system_packages; setup_venv ;;
+            install_system_packages "${APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"; setup_venv ;;
         *)
             echo "usage: ./dev.sh demo|test|setup [args...]" >&2; exit 2 ;;
     esac

@@ -130,6 +130,8 @@ class MqttPublisher:
                     tls_context=await self._tls_context(),
                     timeout=10,
                 )
+                # aiomqtt warns past 10 publishes awaiting their PUBACK; we allow max_inflight.
+                client.pending_calls_threshold = broker.max_inflight
                 async with client:
                     try:
                         await self._serve(client, session)

@@ -2,9 +2,9 @@
 
 A real Mosquitto and a real InfluxDB under a state folder; per book house an
 emulated sensor board on a pty and a gateway reading it; a day-care centre with
-contacts on (mock) GPIO pins; the consumer writing everything to InfluxDB. It
-prints what flows and how many points have landed, until Ctrl-C or
-``--duration``.
+contacts on (mock) GPIO pins; the consumer writing everything to InfluxDB; the
+live service with its operator page on a local port. It prints what flows and
+how many points have landed, until Ctrl-C or ``--duration``.
 
 Sites come from ``config/demo/demo.yaml`` and the gateway configs beside it;
 the demo only replaces addresses, folders and serial paths with its own.
@@ -64,6 +64,10 @@ class DemoConfig(_Model):
     timezone: str = "Asia/Shanghai"
     database: str = Field(default="qihe_demo", pattern=r"^[A-Za-z0-9_]+$")
     consumer_config: Path
+    #: The live service's config; its site directory is cut down to the demo's sites.
+    live_config: Path
+    #: Where the operator page is served (a free port when this one is taken).
+    live_port: int = Field(default=8080, ge=0, le=65535)
     sites: tuple[DemoSite, ...] = Field(min_length=1)
 
 
@@ -89,6 +93,7 @@ class _Running:
     gateways: dict[str, Any] = field(default_factory=dict)
     emulators: dict[str, Any] = field(default_factory=dict)
     consumer: Any = None
+    live: Any = None
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -150,6 +155,7 @@ async def _run_sites(
     sim_start = datetime.combine(datetime.now(zone).date(), config.start_local_time, zone)
     with contextlib.suppress(asyncio.CancelledError):
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(_run_live(config, base, broker, running), name="demo-live")
             for site in config.sites:
                 tg.create_task(
                     _run_site(site, config, base, state, broker, running, sim_start),
@@ -159,6 +165,51 @@ async def _run_sites(
             if args.duration is not None:
                 await asyncio.sleep(args.duration)
                 raise asyncio.CancelledError
+
+
+async def _run_live(
+    config: DemoConfig, base: Path, broker: MosquittoProcess, running: _Running
+) -> None:
+    """The live service on ``live_port``, showing only the sites the demo plays."""
+    from central.live.config import load_live_setup
+    from central.live.service import LiveService
+    from edge.config import load_gateway_config
+
+    setup = load_live_setup(base / config.live_config)
+    played = {load_gateway_config(base / s.gateway_config).site for s in config.sites}
+    directory = setup.directory.model_copy(
+        update={"sites": tuple(s for s in setup.directory.sites if s.id in played)}
+    )
+    live_config = setup.config.model_copy(
+        update={
+            "mqtt": setup.config.mqtt.model_copy(update={"host": broker.host, "port": broker.port}),
+            "http": setup.config.http.model_copy(
+                update={"host": "127.0.0.1", "port": _port_or_free(config.live_port)}
+            ),
+        }
+    )
+    service = LiveService(live_config, directory)
+    running.live = service
+    task = asyncio.create_task(service.run(), name="live")
+    try:
+        await service.wait_listening()
+        print(f"  运营页面 Operator page  {service.url}", flush=True)
+        print(f"  公众页面 Public page    {service.url}public", flush=True)
+        await task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _port_or_free(port: int) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0  # taken: the service picks a free one and prints it
+    return port
 
 
 async def _run_site(

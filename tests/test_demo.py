@@ -5,12 +5,27 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from qihe.configfile import load_config_file
 from qihe.demo import DEFAULT_CONFIG, DemoConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def live_book_house(url: str) -> dict[str, Any]:
+    """The emulated book house as the demo's live page shows it, once its seats are known."""
+    deadline = time.monotonic() + 30
+    while True:
+        sites = {s["id"]: s for s in httpx.get(f"{url}api/v1/sites").json()["sites"]}
+        site: dict[str, Any] = sites["shancheng-xinyuan2"]
+        if site["seats"]["unknown"] == 0 or time.monotonic() > deadline:
+            return site
+        time.sleep(0.2)
 
 
 def test_the_demo_config_and_the_configs_it_names_load() -> None:
@@ -21,8 +36,8 @@ def test_the_demo_config_and_the_configs_it_names_load() -> None:
     assert any("淇河书屋" in site.name for site in config.sites)
 
 
-def test_the_demo_lands_points_and_counts_them_with_influxql(tmp_path: Path) -> None:
-    result = subprocess.run(
+def test_the_demo_lands_points_counts_them_and_serves_the_live_page(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -31,16 +46,32 @@ def test_the_demo_lands_points_and_counts_them_with_influxql(tmp_path: Path) -> 
             "--state-dir",
             str(tmp_path),
             "--duration",
-            "12",
+            "15",
             "--every",
             "3",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
         cwd=ROOT,
     )
+    try:
+        assert demo.stdout is not None
+        head = []
+        for line in demo.stdout:
+            head.append(line)
+            if "Operator page" in line:
+                break
+        page = re.search(r"Operator page\s+(http://\S+)", "".join(head))
+        assert page, "".join(head)
+        book_house = live_book_house(page.group(1))
+        rest, stderr = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    result = subprocess.CompletedProcess(demo.args, demo.returncode, "".join(head) + rest, stderr)
+    assert book_house["name"] == "淇河书屋·馨苑二区站"
+    assert book_house["online"] is True
+    assert book_house["seats"]["free"] + book_house["seats"]["occupied"] == 24
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Traceback" not in result.stderr

@@ -59,9 +59,7 @@ async def test_the_operator_page_shows_a_seat_change_live_without_a_reload(
     browser: Browser,
     output_dir: Path,
 ) -> None:
-    emulator = BookHouseEmulator(
-        EmulatorConfig(device_id=DEVICE, seats=6, simulate=False, speed=1)
-    )
+    emulator = BookHouseEmulator(EmulatorConfig(device_id=DEVICE, seats=6, simulate=False, speed=1))
     link = tmp_path / "usb-qihe_board"
     gateway = Gateway(
         GatewayConfig.model_validate(

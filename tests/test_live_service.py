@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from central.live.client import StreamEvent, read_events
-from central.live.config import LiveConfig
+from central.live.config import LiveConfig, load_live_setup
 from central.live.service import LiveService
 from central.sites import SiteDirectory
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
@@ -483,11 +484,38 @@ def test_an_operator_token_that_cannot_travel_in_a_header_is_refused_without_ech
 
 
 def test_the_sample_live_config_and_site_directory_load() -> None:
-    from central.live.config import load_live_setup
-
     setup = load_live_setup(Path(__file__).parent.parent / "config" / "live.yaml")
 
     names = {site.id: site.name for site in setup.directory.sites}
     assert names["qibin-taoyuan"] == "淇河书屋·桃园站"
     assert setup.config.gateway_silent_after == timedelta(seconds=180)
     assert json.dumps(names, ensure_ascii=False)
+
+
+def test_a_bad_site_directory_is_refused_naming_the_file_and_the_key(tmp_path: Path) -> None:
+    (tmp_path / "sites.yaml").write_text(
+        "sites:\n  - id: a\n    name: 甲\n    opening_hours: {mon-fri: '8:30-25:00'}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "live.yaml").write_text("sites: sites.yaml\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "qihe.cli", "live", "--config", str(tmp_path / "live.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert f"{tmp_path / 'sites.yaml'}: invalid configuration" in result.stderr
+    problem = "sites.0.opening_hours: Value error, '8:30-25:00': hour must be in 0..23"
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_site_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "live.yaml").write_text("sites: nowhere.yaml\n")
+
+    with pytest.raises(ConfigError, match=r"site directory .*nowhere\.yaml not found"):
+        load_live_setup(tmp_path / "live.yaml")
