@@ -662,6 +662,20 @@ def markdown_table(results: dict[Scenario, list[Figures]], runs: int) -> str:
     return "\n".join(lines)
 
 
+def commit_share(results: dict[Scenario, list[Figures]]) -> str:
+    """How much of the p50 is the wait for the gateway's next outbox commit."""
+    lines = []
+    for scenario, figures in results.items():
+        p50 = summarise(figures).p50
+        if p50:
+            wait = scenario.commit / 2 * 1000  # a reading arrives uniformly within an interval
+            lines.append(
+                f"{scenario.name} at commit_interval {scenario.commit:g} s: the mean wait for "
+                f"the next commit ({wait:,.0f} ms) is {wait / p50:.0%} of the p50"
+            )
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, object]:
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -729,6 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fast_commit > 0:
         scenarios.append(Scenario("rush", normal * args.rush, args.fast_commit))
     info = machine()
+    # A plain kill ends a run as Ctrl-C does: every child stopped, the folder removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     command = " ".join(["python -m bench.live_latency", *(argv or sys.argv[1:])])
     try:
         with contextlib.ExitStack() as cleanup:
@@ -738,6 +754,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 keep = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qihe-live-")))
             results = asyncio.run(run_all(args, scenarios, keep))
+    except KeyboardInterrupt:
+        print("interrupted; every child process was stopped", file=sys.stderr)
+        return 130
     finally:
         _kill_leftovers()
     print(
@@ -745,6 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Mosquitto {info['mosquitto']}; {args.sites} sites × {args.seats} seats\n"
     )
     print(markdown_table(results, args.runs))
+    print(commit_share(results))
     if args.json is not None:
         document = {
             "machine": info,

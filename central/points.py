@@ -24,6 +24,7 @@ from qihe.contract import (
     PeopleReading,
     Reading,
     SeatReading,
+    SystemReading,
 )
 
 __all__ = ["STATUS_MEASUREMENT", "reading_point", "status_point"]
@@ -100,5 +101,16 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
                 "dropped_state": reading.dropped_state,
                 "dropped_clock": reading.dropped_clock,
             }
+        case SystemReading():
+            system: dict[str, FieldValue] = {
+                "disk_free_bytes": reading.disk_free_bytes,
+                "disk_total_bytes": reading.disk_total_bytes,
+                "mem_available_bytes": reading.mem_available_bytes,
+                "mem_total_bytes": reading.mem_total_bytes,
+            }
+            if reading.cpu_temp_c is not None:
+                system["cpu_temp_c"] = reading.cpu_temp_c
+            system["load_1m"] = reading.load_1m
+            return system
         case _:
             assert_never(reading)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
+from pathlib import Path
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from qihe.configfile import ConfigError, load_config_file
 from qihe.contract import ID_PATTERN
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "SeatSpec",
     "SiteDirectory",
     "SiteSpec",
+    "load_directory",
 ]
 
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -110,6 +113,26 @@ class OpeningHours:
     def is_open(self, local: datetime) -> bool:
         moment = local.time()
         return any(start <= moment < end for start, end in self.intervals_on(local.date()))
+
+    @property
+    def known(self) -> bool:
+        """False when the directory gives no opening hours (then nothing is "after hours")."""
+        return bool(self.spec)
+
+    def closed_for(self, local: datetime) -> timedelta | None:
+        """How long the site has been closed at ``local``; None while it is open or when its
+        hours are not known. A site closed all week counts as closed for a week."""
+        if not self.known or self.is_open(local):
+            return None
+        for back in range(8):
+            day = local.date() - timedelta(days=back)
+            for _start, end in reversed(self.intervals_on(day)):
+                closed_at = datetime.combine(day, end, local.tzinfo)
+                if end == time.max:
+                    closed_at = datetime.combine(day + timedelta(days=1), time(0), local.tzinfo)
+                if closed_at <= local:
+                    return local - closed_at
+        return timedelta(days=7)
 
     def describe(self, day: date) -> str | None:
         """``"08:30-12:00, 14:00-21:00"``, or None when closed all day."""
@@ -242,3 +265,11 @@ class SiteDirectory(_Model):
     @property
     def zone(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+
+def load_directory(config_file: Path, sites: Path) -> SiteDirectory:
+    """The directory a service config names (``sites:``, relative to that config file)."""
+    path = sites if sites.is_absolute() else config_file.resolve().parent / sites
+    if not path.is_file():
+        raise ConfigError(f"{config_file}: sites: site directory {path} not found")
+    return load_config_file(path, SiteDirectory)

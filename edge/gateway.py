@@ -16,7 +16,8 @@ from edge.publisher import MqttPublisher, PublisherStats
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.serial import SerialSource
-from qihe.contract import PERIODIC_KINDS, OutboxReading, Reading
+from edge.system import HostProbe, SystemProbe, SystemProbeError
+from qihe.contract import PERIODIC_KINDS, OutboxReading, Reading, SystemReading
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -44,6 +45,7 @@ class Gateway:
         pin_factory: Any = None,
         clock: Clock = utc_now,
         clock_trust: ClockTrust | None = None,
+        system_probe: SystemProbe | None = None,
     ) -> None:
         self.config = config
         outbox = config.outbox
@@ -81,6 +83,8 @@ class Gateway:
                     clock=clock,
                 )
             )
+        self.system_probe = HostProbe(config.state_dir) if system_probe is None else system_probe
+        self._system_failing = False
         self._readings = 0
         self._clock = clock
 
@@ -134,13 +138,16 @@ class Gateway:
                 await asyncio.sleep(_RESTART_DELAY)
 
     async def _report_health(self) -> None:
-        """Every ``link_report_interval``: each serial link's counters and the outbox's."""
+        """Every ``link_report_interval``: each serial link's counters, the outbox's, the host's."""
         interval = self.config.link_report_interval.total_seconds()
         while True:
             await asyncio.sleep(interval)
             for source in self.serial_sources:
                 self._emit(source.link_reading())
             self._emit(self._outbox_reading())
+            system = await self._system_reading()
+            if system is not None:
+                self._emit(system)
 
     def _outbox_reading(self) -> OutboxReading:
         dropped = self.outbox.dropped
@@ -156,4 +163,30 @@ class Gateway:
             dropped_periodic=periodic,
             dropped_state=sum(dropped.values()) - periodic - clock,
             dropped_clock=clock,
+        )
+
+    async def _system_reading(self) -> SystemReading | None:
+        """The host's health, or None (logged once per failing stretch) if it cannot be read."""
+        try:
+            snapshot = await asyncio.to_thread(self.system_probe.read)
+        except SystemProbeError as exc:
+            if not self._system_failing:
+                log.warning("system health not reported: %s", exc)
+                self._system_failing = True
+            return None
+        if self._system_failing:
+            log.info("system health readable again")
+            self._system_failing = False
+        return SystemReading(
+            site=self.config.site,
+            gateway=self.config.gateway,
+            device="gateway",
+            sensor=self.config.gateway,
+            ts=self._clock(),
+            disk_free_bytes=snapshot.disk_free_bytes,
+            disk_total_bytes=snapshot.disk_total_bytes,
+            mem_available_bytes=snapshot.mem_available_bytes,
+            mem_total_bytes=snapshot.mem_total_bytes,
+            cpu_temp_c=snapshot.cpu_temp_c,
+            load_1m=snapshot.load_1m,
         )

@@ -16,13 +16,21 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported here so `qihe --help` stays fast and one part's import error names itself.
+    from central.alerts.cli import add_parsers as alerts_parsers
     from central.cli import add_parsers as central_parsers
     from central.live.cli import add_parsers as live_parsers
     from edge.cli import add_parsers as edge_parsers
     from firmware_bridge.emulator.cli import add_parsers as emulator_parsers
     from qihe.demo import add_parsers as demo_parsers
 
-    return [edge_parsers, central_parsers, live_parsers, emulator_parsers, demo_parsers]
+    return [
+        edge_parsers,
+        central_parsers,
+        live_parsers,
+        alerts_parsers,
+        emulator_parsers,
+        demo_parsers,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo" / "demo.yaml"
 MEASUREMENTS = (
     *("seat", "people", "door", "motion", "heartbeat", "device", "fault", "link", "outbox"),
+    "system",
     "gateway_status",
 )
 

@@ -681,6 +681,12 @@ class Pipe:
         await self.stop_production()
         if self.retransmit_after is not None:
             await self._wait_board_acknowledged(drain_timeout)
+        else:
+            # Powering off drops whatever still sits unread in the pty: that is the unplug's
+            # loss, not the fault's. Hush the board (what it makes now never reaches the wire,
+            # so it is not "produced"), let the gateway read what is on the wire, then power off.
+            self.emulator.set_silent(True)
+            await self.wait_delivered(self.produced(), drain_timeout)
         await self._stack.aclose()  # powers the board off and unplugs it: production is final
         produced = self.produced()
         await self.wait_delivered(produced, drain_timeout)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import yaml
 
 from edge.gateway import Gateway
 from qihe.devstack import MosquittoProcess
@@ -89,3 +94,59 @@ class Recorder:
     def close(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
+
+
+class GatewayProcess:
+    """``qihe gateway run`` in its own process, so it can be killed or frozen for real."""
+
+    def __init__(
+        self,
+        broker: MosquittoProcess,
+        prefix: str,
+        folder: Path,
+        link: Path,
+        *,
+        site: str,
+        device: str,
+    ) -> None:
+        self.config = folder / "gateway.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "site": site,
+                    "gateway": "gw1",
+                    "state_dir": str(folder / "state"),
+                    "broker": {
+                        "host": broker.host,
+                        "port": broker.port,
+                        "topic_prefix": prefix,
+                        "keepalive": 5,
+                    },
+                    "serial": [{"path": str(link), "device": device}],
+                    "link_report_interval": 1,
+                }
+            )
+        )
+        self.log = folder / "gateway.log"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> GatewayProcess:
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "qihe.cli", "gateway", "run", "--config", str(self.config)),
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        return self
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, sig)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.kill()
+        async with asyncio.timeout(10):
+            await self.process.wait()

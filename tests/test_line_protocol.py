@@ -196,6 +196,17 @@ READING_LINES = [
         " queued=12840i,dropped_periodic=310i,dropped_state=0i,dropped_clock=0i"
         " 1795827900000000000",
     ),
+    (
+        '{"schema": 1, "kind": "system", "site": "qibin-taoyuan", "gateway": "gw1",'
+        ' "device": "gateway", "sensor": "gw1", "ts": "2026-11-28T01:05:00Z",'
+        ' "disk_free_bytes": 21474836480, "disk_total_bytes": 31268536320,'
+        ' "mem_available_bytes": 3221225472, "mem_total_bytes": 4124626944,'
+        ' "cpu_temp_c": 48.312, "load_1m": 0.42}',
+        "system,device=gateway,gateway=gw1,sensor=gw1,site=qibin-taoyuan"
+        " disk_free_bytes=21474836480i,disk_total_bytes=31268536320i,"
+        "mem_available_bytes=3221225472i,mem_total_bytes=4124626944i,cpu_temp_c=48.312,load_1m=0.42"
+        " 1795827900000000000",
+    ),
 ]
 
 

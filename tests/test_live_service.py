@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.configfile import ConfigError, load_config_file
 from qihe.contract import GatewayStatus, SeatReading, TopicTree, encode_payload
 from qihe.devstack import MosquittoProcess
-from tests.mqtt_helpers import wait_until
+from tests.mqtt_helpers import GatewayProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +128,7 @@ def seat_states(detail: dict[str, Any]) -> dict[str, str]:
 
 
 async def next_event(
-    events: AsyncIterator[StreamEvent], matches: Callable[[StreamEvent], bool], timeout: float = 10
+    events: AsyncIterator[StreamEvent], matches: Callable[[StreamEvent], bool], timeout: float = 20
 ) -> StreamEvent:
     async with asyncio.timeout(timeout):
         async for event in events:
@@ -179,12 +178,12 @@ async def test_an_emulated_seat_change_reaches_a_subscribed_client_without_polli
     async with (
         serving(live_config(mosquitto, topic_prefix)) as service,
         PtyPort(link) as port,
-        GatewayProcess(mosquitto, topic_prefix, tmp_path, link) as gateway,
+        GatewayProcess(mosquitto, topic_prefix, tmp_path, link, site=SITE, device=DEVICE),
         httpx.AsyncClient(base_url=service.url) as http,
     ):
         events = read_events(http, "/api/v1/events", site=SITE)
         await next_event(events, lambda e: e.kind == "ready")
-        await gateway.wait_listening(http)
+        await gateway_online(http)
         async with emulator.attach(port):
             await next_event(events, lambda e: e.kind == "site" and e.data["site"]["online"])
             emulator.set_seat(3, True)
@@ -203,60 +202,14 @@ async def test_an_emulated_seat_change_reaches_a_subscribed_client_without_polli
     assert event.data["v"] > 0
 
 
-class GatewayProcess:
-    """``qihe gateway run`` in its own process, so it can be killed or frozen for real."""
+async def gateway_online(http: httpx.AsyncClient) -> None:
+    async def online() -> bool:
+        site = (await http.get(f"/api/v1/sites/{SITE}")).json()["site"]
+        return bool(site["online"])
 
-    def __init__(self, broker: MosquittoProcess, prefix: str, folder: Path, link: Path) -> None:
-        self.config = folder / "gateway.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "site": SITE,
-                    "gateway": "gw1",
-                    "state_dir": str(folder / "state"),
-                    "broker": {
-                        "host": broker.host,
-                        "port": broker.port,
-                        "topic_prefix": prefix,
-                        "keepalive": 5,
-                    },
-                    "serial": [{"path": str(link), "device": DEVICE}],
-                    "link_report_interval": 1,
-                }
-            )
-        )
-        self.log = folder / "gateway.log"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> GatewayProcess:
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "qihe.cli", "gateway", "run", "--config", str(self.config)),
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        return self
-
-    async def wait_listening(self, http: httpx.AsyncClient) -> None:
-        async def online() -> bool:
-            site = (await http.get(f"/api/v1/sites/{SITE}")).json()["site"]
-            return bool(site["online"])
-
-        async with asyncio.timeout(20):
-            while not await online():
-                await asyncio.sleep(0.1)
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, sig)
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.process.kill()
-        async with asyncio.timeout(10):
-            await self.process.wait()
+    async with asyncio.timeout(20):
+        while not await online():
+            await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager
@@ -268,12 +221,12 @@ async def board_seat_occupied(
     link = folder / "usb-qihe_board"
     async with (
         PtyPort(link) as port,
-        GatewayProcess(mosquitto, prefix, folder, link) as gateway,
+        GatewayProcess(mosquitto, prefix, folder, link, site=SITE, device=DEVICE) as gateway,
         httpx.AsyncClient(base_url=service.url) as http,
     ):
         events = read_events(http, "/api/v1/events", site=SITE)
         await next_event(events, lambda e: e.kind == "ready")
-        await gateway.wait_listening(http)
+        await gateway_online(http)
         async with emulator.attach(port):
             emulator.set_seat(seat, True)
             await next_event(

@@ -11,8 +11,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from central.config import Duration, MqttConfig, Name
-from central.sites import SiteDirectory
-from qihe.configfile import ConfigError, load_config_file
+from central.sites import SiteDirectory, load_directory
+from qihe.configfile import load_config_file
 
 __all__ = ["HttpConfig", "LiveConfig", "LiveSetup", "load_live_setup"]
 
@@ -69,7 +69,4 @@ def load_live_setup(path: str | Path) -> LiveSetup:
     """The live config and the site directory it names; raise :class:`ConfigError`."""
     path = Path(path)
     config = load_config_file(path, LiveConfig)
-    sites = config.sites if config.sites.is_absolute() else path.resolve().parent / config.sites
-    if not sites.is_file():
-        raise ConfigError(f"{path}: sites: site directory {sites} not found")
-    return LiveSetup(config, load_config_file(sites, SiteDirectory))
+    return LiveSetup(config, load_directory(path, config.sites))

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 __all__ = ["EventKind", "LiveEvent", "sse_frame"]
 
-EventKind = Literal["ready", "site", "seat", "door", "device", "resync"]
+EventKind = Literal["ready", "site", "seat", "door", "device", "alerts", "resync"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,18 @@ class LiveEvent:
         if site is not None:
             document["site"] = site
         for name, value in body.items():
-            document[name] = (
-                value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-            )
+            document[name] = _plain(value)
         return cls(
             kind, site, version, json.dumps(document, ensure_ascii=False, separators=(",", ":"))
         )
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def sse_frame(event: LiveEvent) -> bytes:

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 
 import aiomqtt
 import uvicorn
+from pydantic import ValidationError
 
+from central.alerts.model import Alert
 from central.errors import InvalidMessageError
 from central.intake import OncePerKey, decode_message
 from central.live.api import create_app
@@ -29,7 +31,7 @@ from central.live.state import LiveState, Timeouts
 from central.live.views import PublicSites, SiteDetail, Sites
 from central.sites import SiteDirectory
 from qihe.backoff import Backoff
-from qihe.contract import TopicTree
+from qihe.contract import TopicError, TopicTree
 
 __all__ = ["LiveService"]
 
@@ -57,6 +59,7 @@ class LiveService:
         self.config = config
         self._clock = clock
         self._tree = TopicTree(config.mqtt.topic_prefix)
+        self._alerts_root = f"{self._tree.root}/_alerts/"
         self.state = LiveState(
             directory,
             started_at=clock(),
@@ -160,7 +163,11 @@ class LiveService:
     async def _subscribe(self) -> None:
         mqtt = self.config.mqtt
         backoff = Backoff()
-        filters = [self._tree.status_filter(), *self._tree.reading_filters()]
+        filters = [
+            self._tree.alerts_filter(),
+            self._tree.status_filter(),
+            *self._tree.reading_filters(),
+        ]
         while True:
             try:
                 client = aiomqtt.Client(
@@ -206,6 +213,9 @@ class LiveService:
         self.received += 1
         if not isinstance(payload, bytes | bytearray):
             payload = b""
+        if topic.startswith(self._alerts_root):
+            self._take_alert(topic, bytes(payload))
+            return
         try:
             message = decode_message(self._tree, topic, bytes(payload))
         except InvalidMessageError as exc:
@@ -214,6 +224,18 @@ class LiveService:
                 log.warning("live: ignored a message on %s: %s", topic, exc.reason)
             return
         self.state.apply(message, self._clock(), retained=retained)
+        self._changed.set()
+
+    def _take_alert(self, topic: str, payload: bytes) -> None:
+        try:
+            site, alert_id = self._tree.parse_alert(topic)
+            alert = Alert.model_validate_json(payload) if payload else None
+        except (TopicError, ValidationError) as exc:
+            self.refused += 1
+            if self._refused_topics.first(topic):
+                log.warning("live: ignored an alert on %s: %s", topic, exc)
+            return
+        self.state.apply_alert(site, alert_id, alert)
         self._changed.set()
 
     async def _refresh(self) -> None:

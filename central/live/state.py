@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from central.alerts.model import Alert
+from central.facts import DeviceFacts, FactStore, GatewayFacts, SiteFacts
 from central.live.events import EventKind, LiveEvent
 from central.live.views import (
     DeviceView,
@@ -41,24 +43,10 @@ from central.live.views import (
     SiteSummary,
 )
 from central.sites import SiteDirectory, SiteSpec
-from qihe.contract import (
-    DeviceReading,
-    DoorReading,
-    FaultReading,
-    GatewayStatus,
-    HeartbeatReading,
-    LinkReading,
-    MotionReading,
-    OutboxReading,
-    PeopleReading,
-    Reading,
-    SeatReading,
-)
+from qihe.contract import GatewayStatus, Reading, SeatReading
 
 __all__ = ["LiveState", "Timeouts"]
 
-#: Report interval assumed for a board that has not said HELLO since this service started.
-DEFAULT_REPORT_INTERVAL = timedelta(seconds=60)
 _AUTO_COLS = 8
 
 Key = tuple[str, str]  # (gateway, sensor)
@@ -68,39 +56,6 @@ Key = tuple[str, str]  # (gateway, sensor)
 class Timeouts:
     gateway_silent_after: timedelta = timedelta(seconds=180)
     device_silent_intervals: float = 3.0
-
-
-@dataclass(slots=True)
-class _Gateway:
-    status: str | None = None
-    session: int = -1
-    status_ts: datetime | None = None
-    #: Receive time of the last live (not retained) message.
-    heard: datetime | None = None
-    #: Newest timestamp a message of this gateway carried.
-    last_seen: datetime | None = None
-
-
-@dataclass(slots=True)
-class _Device:
-    heard: datetime | None = None
-    interval: timedelta | None = None
-    firmware: str | None = None
-    supply_mv: int | None = None
-    last_heartbeat: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Value:
-    on: bool
-    ts: datetime
-    device: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Fault:
-    code: str
-    ts: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +74,14 @@ class _Site:
     configured: bool
     places: dict[Key, _Place] = field(default_factory=dict)
     door_labels: dict[Key, str] = field(default_factory=dict)
-    gateways: dict[str, _Gateway] = field(default_factory=dict)
-    devices: dict[tuple[str, str], _Device] = field(default_factory=dict)
-    seats: dict[Key, _Value] = field(default_factory=dict)
-    doors: dict[Key, _Value] = field(default_factory=dict)
-    counters: dict[Key, tuple[int, int, datetime]] = field(default_factory=dict)
-    faults: dict[tuple[str, str, str], _Fault] = field(default_factory=dict)
+    facts: SiteFacts = field(default_factory=SiteFacts)
     # What was last published, to send only differences.
     shown_seats: dict[Key, SeatView] = field(default_factory=dict)
     shown_doors: dict[Key, DoorView] = field(default_factory=dict)
     shown_devices: dict[tuple[str, str], DeviceView] = field(default_factory=dict)
     shown_summary: SiteSummary | None = None
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    alerts_changed: bool = False
     dirty: bool = True
     #: Seats the directory does not list are drawn from this row on.
     first_free_row: int = 1
@@ -145,9 +97,10 @@ class LiveState:
         #: Grows by one with every event; snapshots carry it so a client can drop older events.
         self.version = 0
         self._sites: dict[str, _Site] = {}
+        self._facts = FactStore()
         self._pending: list[LiveEvent] = []
         for spec in directory.sites:
-            self._sites[spec.id] = _configured(spec)
+            self._sites[spec.id] = _configured(spec, self._facts)
 
     # Feeding -------------------------------------------------------------------------
 
@@ -156,50 +109,23 @@ class LiveState:
     ) -> None:
         """Take one validated message; ``retained`` when the broker replayed it on subscribe."""
         site = self._site(message.site)
-        gateway = site.gateways.setdefault(message.gateway, _Gateway())
+        self._facts.apply(message, received_at, retained=retained)
         site.dirty = True
-        if not retained:
-            gateway.heard = received_at
-        if gateway.last_seen is None or message.ts > gateway.last_seen:
-            gateway.last_seen = message.ts
-        if isinstance(message, GatewayStatus):
-            if message.session >= gateway.session:  # a late Will of an old session is stale
-                gateway.status, gateway.session = message.state, message.session
-                gateway.status_ts = message.ts
+        if isinstance(message, SeatReading):
+            key = (message.gateway, message.sensor)
+            if key not in site.places:
+                site.places[key] = _auto_place(site, key)
+
+    def apply_alert(self, site_id: str, alert_id: str, alert: Alert | None) -> None:
+        """An alert the engine published (``None``: resolved, or its retained message cleared)."""
+        site = self._site(site_id)
+        if alert is not None and alert.state == "firing":
+            if site.alerts.get(alert_id) == alert:
+                return
+            site.alerts[alert_id] = alert
+        elif site.alerts.pop(alert_id, None) is None:
             return
-        if isinstance(message, LinkReading | OutboxReading | MotionReading):
-            return  # the gateway's own reports (and its GPIO): they show it alive, nothing more
-        device = site.devices.setdefault((message.gateway, message.device), _Device())
-        if not retained:
-            device.heard = received_at
-        key = (message.gateway, message.sensor)
-        match message:
-            case SeatReading():
-                _newest(site.seats, key, _Value(message.occupied, message.ts, message.device))
-                if key not in site.places:
-                    site.places[key] = _auto_place(site, key)
-            case DoorReading():
-                _newest(site.doors, key, _Value(message.open, message.ts, message.device))
-            case PeopleReading():
-                old = site.counters.get(key)
-                if old is None or message.ts >= old[2]:
-                    site.counters[key] = (message.in_total, message.out_total, message.ts)
-            case HeartbeatReading():
-                device.supply_mv = message.supply_mv
-                device.last_heartbeat = message.ts
-            case DeviceReading():
-                device.firmware = message.firmware
-                device.interval = timedelta(seconds=message.report_interval_s)
-            case FaultReading():
-                target = (
-                    message.gateway,
-                    message.target_kind or "seat",
-                    message.target or message.sensor,
-                )
-                if message.active:
-                    site.faults[target] = _Fault(message.code, message.ts)
-                else:
-                    site.faults.pop(target, None)
+        site.alerts_changed = site.dirty = True
 
     def refresh(self, now: datetime, *, everything: bool = False) -> list[LiveEvent]:
         """Recompute what changed since the last call (every site when ``everything``: time
@@ -221,6 +147,9 @@ class LiveState:
                 if site.shown_devices.get((device.gateway, device.id)) != device:
                     site.shown_devices[(device.gateway, device.id)] = device
                     events.append(self._event("device", site_id, {"device": device}))
+            if site.alerts_changed:
+                site.alerts_changed = False
+                events.append(self._event("alerts", site_id, {"alerts": _newest_first(site)}))
             summary = self._summary(site, now)
             if summary != site.shown_summary:
                 site.shown_summary = summary
@@ -254,6 +183,7 @@ class LiveState:
             seats=seats,
             doors=tuple(site.shown_doors.values()),
             devices=tuple(site.shown_devices[k] for k in sorted(site.shown_devices)),
+            alerts=_newest_first(site),
         )
 
     def public(self, now: datetime) -> PublicSites:
@@ -300,7 +230,8 @@ class LiveState:
     def _site(self, site_id: str) -> _Site:
         site = self._sites.get(site_id)
         if site is None:  # a gateway the directory does not know yet: show it anyway
-            site = _Site(spec=SiteSpec(id=site_id, name=site_id, kind="other"), configured=False)
+            spec = SiteSpec(id=site_id, name=site_id, kind="other")
+            site = _Site(spec, False, facts=self._facts.sites.setdefault(site_id, SiteFacts()))
             self._sites[site_id] = site
         return site
 
@@ -308,27 +239,19 @@ class LiveState:
         self.version += 1
         return LiveEvent.build(kind, site, self.version, body)
 
-    def _gateway_state(self, gateway: _Gateway, now: datetime) -> tuple[str, datetime | None]:
-        if gateway.status == "offline":
-            return "offline", gateway.status_ts
-        heard = gateway.heard or self.started_at
-        silent_at = heard + self.timeouts.gateway_silent_after
-        if now >= silent_at:
-            return "silent", silent_at
-        if gateway.status == "online" or gateway.heard is not None:
-            return "online", gateway.status_ts
-        return "unknown", None  # only retained readings so far, no status: still in its grace
+    def _gateway_state(self, gateway: GatewayFacts, now: datetime) -> tuple[str, datetime | None]:
+        return gateway.state(
+            now, silent_after=self.timeouts.gateway_silent_after, started_at=self.started_at
+        )
 
     def _device_silent_at(self, site: _Site, gateway: str, device: str) -> datetime | None:
-        dev = site.devices.get((gateway, device))
+        dev = site.facts.devices.get((gateway, device))
         if dev is None:
             return None
-        interval = dev.interval or DEFAULT_REPORT_INTERVAL
-        heard = dev.heard or self.started_at
-        return heard + interval * self.timeouts.device_silent_intervals
+        return dev.silent_at(self.timeouts.device_silent_intervals, self.started_at)
 
     def _seat_views(self, site: _Site, now: datetime) -> dict[Key, SeatView]:
-        gateway_states = {g: self._gateway_state(gw, now) for g, gw in site.gateways.items()}
+        gateway_states = {g: self._gateway_state(gw, now) for g, gw in site.facts.gateways.items()}
         views: dict[Key, SeatView] = {}
         for key, place in site.places.items():
             state, reason, since = self._seat_state(site, key, gateway_states, now)
@@ -365,22 +288,22 @@ class LiveState:
             return "unknown", "gateway_offline", gateway_since
         if gateway_state == "silent":
             return "unknown", "gateway_silent", gateway_since
-        value = site.seats.get(key)
+        value = site.facts.seats.get(key)
         if value is None:
             return "unknown", "no_data", None
         silent_at = self._device_silent_at(site, key[0], value.device)
         if silent_at is not None and now >= silent_at:
             return "unknown", "device_silent", silent_at
-        fault = site.faults.get((key[0], "seat", key[1]))
+        fault = site.facts.faults.get((key[0], "seat", key[1]))
         if fault is not None:
             return "fault", fault.code, fault.ts
         return ("occupied" if value.on else "free"), None, value.ts
 
     def _door_views(self, site: _Site, now: datetime) -> dict[Key, DoorView]:
-        keys = list(site.door_labels) + [k for k in site.doors if k not in site.door_labels]
+        keys = list(site.door_labels) + [k for k in site.facts.doors if k not in site.door_labels]
         views = {}
         for key in keys:
-            value = site.doors.get(key)
+            value = site.facts.doors.get(key)
             state, since = "unknown", None
             if value is not None and self._source_alive(site, key[0], value.device, now):
                 state, since = ("open" if value.on else "closed"), value.ts
@@ -390,12 +313,14 @@ class LiveState:
         return views
 
     def _source_alive(self, site: _Site, gateway: str, device: str, now: datetime) -> bool:
-        gw = site.gateways.get(gateway)
+        gw = site.facts.gateways.get(gateway)
         if gw is None or self._gateway_state(gw, now)[0] not in ("online",):
             return False
         silent_at = self._device_silent_at(site, gateway, device)
         # Boards heartbeat; GPIO contacts on the gateway itself live as long as the gateway.
-        has_heartbeat = site.devices.get((gateway, device), _Device()).last_heartbeat is not None
+        has_heartbeat = (
+            site.facts.devices.get((gateway, device), DeviceFacts()).last_heartbeat is not None
+        )
         return not (has_heartbeat and silent_at is not None and now >= silent_at)
 
     def _summary(self, site: _Site, now: datetime) -> SiteSummary:
@@ -413,12 +338,12 @@ class LiveState:
         hours = spec.hours()
         gateways = tuple(
             GatewayView(id=g, state=state, last_seen=gw.last_seen, since=since)
-            for g, gw in sorted(site.gateways.items())
+            for g, gw in sorted(site.facts.gateways.items())
             for state, since in [self._gateway_state(gw, now)]
         )
-        for g in sorted({k[0] for k in site.places} - set(site.gateways)):
+        for g in sorted({k[0] for k in site.places} - set(site.facts.gateways)):
             gateways += (GatewayView(id=g, state="unknown", last_seen=None, since=None),)
-        seen = [gw.last_seen for gw in site.gateways.values() if gw.last_seen is not None]
+        seen = [gw.last_seen for gw in site.facts.gateways.values() if gw.last_seen is not None]
         return SiteSummary(
             id=spec.id,
             name=spec.name,
@@ -437,14 +362,15 @@ class LiveState:
             online=bool(gateways) and all(g.state == "online" for g in gateways),
             last_seen=max(seen, default=None),
             gateways=gateways,
+            alerts=len(site.alerts),
         )
 
     def _people_inside(self, site: _Site, now: datetime) -> int | None:
-        if not site.counters:
+        if not site.facts.counters:
             return None
         inside = 0
-        for (gateway, _sensor), (in_total, out_total, _ts) in site.counters.items():
-            gw = site.gateways.get(gateway)
+        for (gateway, _sensor), (in_total, out_total, _ts) in site.facts.counters.items():
+            gw = site.facts.gateways.get(gateway)
             if gw is None or self._gateway_state(gw, now)[0] != "online":
                 return None
             # Totals count since the counter's last reset; more out than in means people
@@ -454,11 +380,11 @@ class LiveState:
 
     def _device_views(self, site: _Site, now: datetime) -> tuple[DeviceView, ...]:
         out = []
-        for (gateway, device), dev in sorted(site.devices.items()):
+        for (gateway, device), dev in sorted(site.facts.devices.items()):
             if dev.firmware is None and dev.last_heartbeat is None:
                 continue  # the gateway's own pseudo-devices (GPIO, its outbox)
             silent_at = self._device_silent_at(site, gateway, device)
-            gw = site.gateways.get(gateway)
+            gw = site.facts.gateways.get(gateway)
             alive_gw = gw is not None and self._gateway_state(gw, now)[0] == "online"
             state = (
                 "unknown"
@@ -478,14 +404,12 @@ class LiveState:
         return tuple(out)
 
 
-def _newest(values: dict[Key, _Value], key: Key, value: _Value) -> None:
-    old = values.get(key)
-    if old is None or value.ts >= old.ts:
-        values[key] = value
+def _newest_first(site: _Site) -> tuple[Alert, ...]:
+    return tuple(sorted(site.alerts.values(), key=lambda a: a.starts_at, reverse=True))
 
 
-def _configured(spec: SiteSpec) -> _Site:
-    site = _Site(spec=spec, configured=True)
+def _configured(spec: SiteSpec, facts: FactStore) -> _Site:
+    site = _Site(spec, True, facts=facts.sites.setdefault(spec.id, SiteFacts()))
     for seat in spec.all_seats():
         key = (seat.gateway, seat.sensor)
         site.places[key] = _Place(

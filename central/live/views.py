@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from central.alerts.model import Alert
+
 __all__ = [
     "DeviceView",
     "DoorView",
@@ -72,6 +74,8 @@ class SiteSummary(_View):
     online: bool
     last_seen: datetime | None
     gateways: tuple[GatewayView, ...]
+    #: Maintenance alerts firing at the site (silenced or inhibited ones included).
+    alerts: int = 0
 
 
 class SeatView(_View):
@@ -123,6 +127,8 @@ class SiteDetail(_View):
     seats: tuple[SeatView, ...]
     doors: tuple[DoorView, ...]
     devices: tuple[DeviceView, ...]
+    #: Firing maintenance alerts, newest first.
+    alerts: tuple[Alert, ...] = ()
 
 
 class PublicSite(_View):

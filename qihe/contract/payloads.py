@@ -40,6 +40,7 @@ __all__ = [
     "Reading",
     "ReadingBatch",
     "SeatReading",
+    "SystemReading",
     "encode_batch",
     "encode_payload",
     "parse_batch",
@@ -160,6 +161,29 @@ class OutboxReading(_ReadingBase):
     dropped_clock: NonNegativeInt
 
 
+#: A finite measurement that cannot be negative (NaN and infinity have no JSON form).
+_FiniteNonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class SystemReading(_ReadingBase):
+    """The gateway's own host, every ``link_report_interval``: disk, memory, CPU.
+
+    ``device`` is ``gateway`` and ``sensor`` the gateway's id. The disk is the filesystem
+    holding the gateway's ``state_dir`` (the SD card, where the outbox lives); free bytes are
+    those an unprivileged process may still write (``df``'s "Avail"). Memory is
+    ``/proc/meminfo``'s MemAvailable and MemTotal. ``cpu_temp_c`` is absent when the machine
+    has no thermal zone (or it could not be read); ``load_1m`` is the 1-minute load average.
+    """
+
+    kind: Literal["system"] = "system"
+    disk_free_bytes: NonNegativeInt
+    disk_total_bytes: NonNegativeInt
+    mem_available_bytes: NonNegativeInt
+    mem_total_bytes: NonNegativeInt
+    cpu_temp_c: _FiniteNonNegative | None = None
+    load_1m: _FiniteNonNegative
+
+
 Reading = Annotated[
     SeatReading
     | PeopleReading
@@ -169,7 +193,8 @@ Reading = Annotated[
     | FaultReading
     | DeviceReading
     | LinkReading
-    | OutboxReading,
+    | OutboxReading
+    | SystemReading,
     Field(discriminator="kind"),
 ]
 
@@ -183,6 +208,7 @@ READING_KINDS: tuple[str, ...] = (
     "device",
     "link",
     "outbox",
+    "system",
 )
 
 _READING_ADAPTER: TypeAdapter[Reading] = TypeAdapter(Reading)

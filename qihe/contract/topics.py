@@ -6,6 +6,7 @@
     {prefix}/v1/{site}/{gateway}/cmd/{device}            commands to a board (JSON)
     {prefix}/v1/{site}/{gateway}/cmd_reply/{device}      ACK/NACK of those commands
     {prefix}/v1/_dead_letter/{client}                    payloads a consumer refused
+    {prefix}/v1/_alerts/{site}/{alert}                   active maintenance alerts, retained
 
 ``kind`` is one of :data:`READING_KINDS`. Ids match :data:`ID_PATTERN`, which
 excludes ``/``, ``+``, ``#`` and anything else that could escape a topic level.
@@ -33,7 +34,7 @@ VERSION_LEVEL = "v1"
 #: Kinds whose last value is the present state: published retained so late subscribers see it.
 RETAINED_KINDS: frozenset[str] = frozenset({"seat", "door", "motion", "people", "fault", "device"})
 
-#: The rest is periodic telemetry (heartbeat, link, outbox): the next one comes anyway,
+#: The rest is periodic telemetry (heartbeat, link, outbox, system): the next one comes anyway,
 #: so it is not retained, and a full outbox drops it first.
 PERIODIC_KINDS: frozenset[str] = frozenset(READING_KINDS) - RETAINED_KINDS
 
@@ -91,6 +92,20 @@ class TopicTree:
 
     def dead_letter(self, client: str) -> str:
         return f"{self.root}/_dead_letter/{_checked('client', client)}"
+
+    def alert(self, site: str, alert_id: str) -> str:
+        return f"{self.root}/_alerts/{_checked('site', site)}/{_checked('alert', alert_id)}"
+
+    def alerts_filter(self, site: str = "+") -> str:
+        return f"{self.root}/_alerts/{site}/+"
+
+    def parse_alert(self, topic: str) -> tuple[str, str]:
+        """``(site, alert id)`` of an alert topic; raise :class:`TopicError` otherwise."""
+        head = f"{self.root}/_alerts/"
+        levels = topic[len(head) :].split("/") if topic.startswith(head) else []
+        if len(levels) != 2:
+            raise TopicError(f"topic {topic!r} is not an alert topic")
+        return _checked("site", levels[0]), _checked("alert", levels[1])
 
     # Subscription filters -------------------------------------------------
 

@@ -7,16 +7,16 @@
 // Map); dirty elements are written once per animation frame, so bursts for 65 sites × 80
 // seats stay cheap and nothing is re-rendered wholesale.
 //
+// How a site's card and the site view's panels are drawn lives in site.js.
 // API strings are only ever put into the page with textContent / attributes, never innerHTML.
 
+import { t, bindLangButton, onLangChange, districtName, el, tickRelTimes } from "/static/i18n.js";
 import {
-  t, tCode, bindLangButton, onLangChange, siteName, districtName, fmtTime, fmtFull, el, setRel, tickRelTimes,
-} from "/static/i18n.js";
+  buildCard, fillCard, alertCount, renderAlerts, clearAlerts, renderSeatMap, seatState, fillSeat, renderLegend,
+  showSeatInfo, renderDoors, renderGateways, renderDevices,
+} from "/static/site.js";
 
 const $ = (id) => document.getElementById(id);
-const SEAT_STATES = ["free", "occupied", "unknown", "fault"];
-const GLYPH = { free: "✓", occupied: "●", unknown: "?", fault: "⚠" };
-const SUPPLY_LOW_MV = 3400; // the sensor boards raise SUPPLY_LOW below this (emulator profile)
 const DETAIL_REFRESH_MS = 60_000; // a safety net: refetch the open site now and then
 
 // Batch work that many events in one frame would otherwise repeat (summary, legend).
@@ -37,7 +37,7 @@ const state = {
   view: { name: "overview" },    // or { name: "site", id }
   sites: new Map(),              // site id -> SiteSummary
   cards: new Map(),              // site id -> card refs (see buildCard)
-  detail: null,                  // SiteDetail of the open site (site, layout, devices)
+  detail: null,                  // SiteDetail of the open site (site, layout, devices, alerts)
   seats: new Map(),              // seat id -> Seat   (open site)
   seatEls: new Map(),            // seat id -> tile element
   doors: new Map(),              // door id -> Door   (open site)
@@ -77,7 +77,7 @@ function connect() {
   let ready = false;
   es.addEventListener("ready", () => { ready = true; if (gen === stream.gen) refetch(); });
   es.addEventListener("resync", () => gen === stream.gen && refetch());
-  for (const type of ["site", "seat", "door", "device"]) {
+  for (const type of ["site", "seat", "door", "device", "alerts"]) {
     es.addEventListener(type, (ev) => { if (gen === stream.gen) onEvent(type, ev.data); });
   }
   // EventSource would retry by itself, but gives up on HTTP errors and has no backoff: own it.
@@ -110,6 +110,7 @@ function applyEvent(type, data) {
   else if (type === "seat") onSeat(data.site, data.seat);
   else if (type === "door") onDoor(data.site, data.door);
   else if (type === "device") onDevice(data.site, data.device);
+  else if (type === "alerts") onAlerts(data.site, data.alerts);
 }
 
 async function httpStatus(url) {
@@ -161,78 +162,6 @@ const cardsEl = $("cards");
 const districtSel = $("district");
 const searchEl = $("search");
 
-function buildCard(link, id) {
-  const c = {
-    root: link ? el("a", { class: "card", href: `#/site/${encodeURIComponent(id)}`, data: { site: id } })
-      : el("div", { class: "card", data: { role: "site-head" } }),
-    name: el("h2"), sub: el("div", { class: "sub" }), addr: link ? null : el("div", { class: "sub" }),
-    gw: el("span", { class: "badge", data: { role: "gateway" } }),
-    free: el("span", { class: "free num", data: { role: "free" } }),
-    total: el("span", { class: "total num" }), freeLbl: el("span", { class: "muted" }),
-    occ: el("span", { class: "occ num" }),
-    bar: el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }),
-    barFill: el("span"),
-    open: el("span", { class: "badge", data: { role: "open" } }),
-    door: el("span", { class: "badge door", data: { role: "door" } }),
-    inside: el("span", { class: "badge plain", data: { role: "inside" } }),
-    issues: el("span", { class: "issues" }),
-    seen: el("span", { data: { role: "last-seen" } }),
-  };
-  c.bar.append(c.barFill);
-  c.root.append(
-    el("div", { class: "card-head" }, el("div", {}, c.name, c.sub, ...(c.addr ? [c.addr] : [])), c.gw),
-    el("div", { class: "card-nums" }, c.free, c.total, c.freeLbl, c.occ),
-    c.bar,
-    el("div", { class: "card-tags" }, c.open, c.door, c.inside),
-    el("div", { class: "card-foot" }, c.issues, c.seen),
-  );
-  return c;
-}
-
-/** Worst gateway state of a site: offline > silent > unknown > online. */
-function gatewayState(s) {
-  const gws = s.gateways || [];
-  if (!gws.length) return "unknown";
-  return ["offline", "silent", "unknown"].find((st) => gws.some((g) => g.state === st)) || "online";
-}
-
-function fillCard(c, s) {
-  const seats = s.seats || {};
-  const gw = gatewayState(s);
-  c.root.dataset.gw = gw;
-  c.name.textContent = siteName(s);
-  c.sub.textContent = [districtName(s), s.kind && s.kind !== "book_house" ? tCode("kind", s.kind) : null]
-    .filter(Boolean).join(" · ");
-  if (c.addr) c.addr.textContent = s.address || "";
-  c.gw.dataset.state = gw;
-  c.gw.textContent = (s.gateways || []).length ? t(`gw.${gw}`) : t("gw.none");
-  c.gw.title = (s.gateways || []).map((g) => `${g.id}: ${tCode("gwstate", g.state)}`).join("\n");
-
-  c.free.textContent = seats.free ?? "—";
-  c.free.classList.toggle("zero", seats.free === 0 && s.occupancy != null);
-  c.free.classList.toggle("nodata", s.occupancy == null); // no seat known: the count means little
-  c.total.textContent = t("card.ofTotal", { total: seats.total ?? "—" });
-  c.freeLbl.textContent = t("card.free");
-  const occ = typeof s.occupancy === "number" ? Math.round(s.occupancy * 100) : null;
-  c.occ.textContent = occ === null ? t("card.occupancyNone") : t("card.occupancy", { pct: `${occ}%` });
-  c.bar.dataset.level = occ === null ? "none" : occ >= 90 ? "high" : occ >= 70 ? "mid" : "low";
-  c.barFill.style.width = `${occ ?? 0}%`;
-  if (occ === null) c.bar.removeAttribute("aria-valuenow"); else c.bar.setAttribute("aria-valuenow", occ);
-  c.bar.setAttribute("aria-label", c.occ.textContent);
-
-  c.open.dataset.state = s.open_now ? "open-now" : "closed-now";
-  const hours = s.hours_today ? t("hours.today", { hours: s.hours_today }) : t("hours.closedToday");
-  c.open.textContent = `${t(s.open_now ? "open.now" : "open.closed")} · ${hours}`;
-  c.door.hidden = s.door == null;
-  if (s.door != null) { c.door.dataset.state = s.door; c.door.textContent = tCode("door", s.door); }
-  c.inside.hidden = s.people_inside == null;
-  if (s.people_inside != null) c.inside.textContent = t("card.inside", { n: s.people_inside });
-  c.issues.textContent = [seats.unknown ? t("card.unknownSeats", { n: seats.unknown }) : "",
-    seats.fault ? `⚠ ${t("card.faultSeats", { n: seats.fault })}` : ""].filter(Boolean).join(" · ");
-  if (s.last_seen) setRel(c.seen, s.last_seen, "card.lastSeen");
-  else { delete c.seen.dataset.ts; c.seen.textContent = t("card.neverSeen"); }
-}
-
 function matchesFilter(s) {
   if (districtSel.value && s.district !== districtSel.value) return false;
   const q = searchEl.value.trim().toLowerCase();
@@ -278,19 +207,23 @@ function applyFilter() {
 }
 
 function renderSummary() {
-  let shown = 0, online = 0, free = 0, open = 0;
+  let shown = 0, online = 0, free = 0, open = 0, alerts = 0;
   for (const s of state.sites.values()) {
     if (!matchesFilter(s)) continue;
     shown++;
     if (s.online) online++;
     if (s.open_now) open++;
     free += s.seats?.free || 0;
+    alerts += alertCount(s);
   }
   const all = state.sites.size;
   const q = (role) => document.querySelector(`.summary [data-role="${role}"]`);
   q("online").textContent = all ? `${online} / ${shown}` : "—";
   q("free").textContent = all ? String(free) : "—";
   q("open").textContent = all ? String(open) : "—";
+  const total = q("alerts-total");
+  total.textContent = all ? String(alerts) : "—";
+  total.dataset.count = String(all ? alerts : 0);
   q("filtered").textContent = shown < all ? t("summary.filtered", { shown, all }) : "";
   const empty = $("empty");
   empty.hidden = shown > 0;
@@ -318,6 +251,7 @@ function resetSiteView() {
   state.mapKey = ""; state.selectedSeat = null;
   $("seatmap").replaceChildren();
   for (const id of ["legend", "doors", "gateways", "devices"]) $(id).replaceChildren();
+  clearAlerts();
   $("site-head").replaceChildren(el("p", { class: "muted", text: t("loading") }));
   $("site-error").hidden = true;
   $("site-body").hidden = false;
@@ -341,124 +275,19 @@ function renderSite() {
   if (!state.head) state.head = buildCard(false);
   $("site-head").replaceChildren(state.head.root);
   fillCard(state.head, d.site);
-  renderSeatMap();
-  renderDoors();
+  renderAlerts(d.alerts);
+  renderSeatMap(state);
+  renderDoors(state.doors);
   renderGateways(d.site);
-  renderDevices();
-}
-
-function renderSeatMap() {
-  const d = state.detail;
-  const seats = [...state.seats.values()];
-  const { rows, cols } = d.layout || {};
-  const mode = rows && cols ? "grid" : seats.length && seats.every((s) => s.x != null && s.y != null) ? "free" : "auto";
-  const key = [d.site.id, mode, rows, cols, ...seats.map((s) => s.id)].join("|");
-  const map = $("seatmap");
-  if (key !== state.mapKey) {
-    state.mapKey = key;
-    state.seatEls.clear();
-    map.className = mode === "free" ? "seatmap free-layout" : "seatmap";
-    map.style.gridTemplateColumns = mode === "grid" ? `repeat(${cols}, minmax(2.4rem, 4.5rem))`
-      : mode === "auto" ? "repeat(auto-fill, minmax(2.8rem, 4.5rem))" : "";
-    const tiles = seats.map((s) => {
-      const b = el("button", { type: "button", class: "seat", data: { seat: s.id } },
-        el("span", { class: "glyph", "aria-hidden": "true" }), el("span", { class: "lbl" }));
-      if (mode === "grid" && s.row && s.col) { b.style.gridRow = s.row; b.style.gridColumn = s.col; }
-      if (mode === "free") {
-        // x/y are fractions of the layout box for the seat's centre; keep tiles inside the box.
-        b.style.left = `calc(23px + (100% - 46px) * ${Number(s.x)})`;
-        b.style.top = `calc(22px + (100% - 44px) * ${Number(s.y)})`;
-      }
-      state.seatEls.set(s.id, b);
-      return b;
-    });
-    map.replaceChildren(...tiles);
-    if (!seats.length) map.replaceChildren(el("p", { class: "muted", text: t("site.noSeats") }));
-  }
-  state.counts = { free: 0, occupied: 0, unknown: 0, fault: 0 };
-  for (const s of seats) { fillSeat(state.seatEls.get(s.id), s); state.counts[seatState(s)]++; }
-  renderLegend();
-  showSeatInfo();
-}
-
-const seatState = (s) => (SEAT_STATES.includes(s.state) ? s.state : "unknown");
-
-function seatText(s) {
-  const st = seatState(s);
-  return [s.label || s.id, t(`seat.${st}`),
-    s.since ? t("seat.since", { time: fmtTime(s.since) }) : null,
-    s.reason && (st === "unknown" || st === "fault") ? t("seat.reason", { reason: tCode("reason", s.reason) }) : null,
-  ].filter(Boolean).join(" · ");
-}
-
-function fillSeat(b, s) {
-  const st = seatState(s);
-  b.dataset.state = st;
-  b.firstChild.textContent = GLYPH[st];
-  b.lastChild.textContent = s.label || s.id;
-  const text = seatText(s);
-  b.title = text;
-  b.setAttribute("aria-label", text);
-}
-
-function renderLegend() {
-  $("legend").replaceChildren(...SEAT_STATES.map((st) => el("li", {},
-    el("span", { class: "seat", data: { swatch: st }, "aria-hidden": "true" }, GLYPH[st]),
-    el("span", { class: "num", text: `${t(`seat.${st}`)} ${state.counts[st]}` }))));
-}
-
-function showSeatInfo() {
-  const s = state.selectedSeat && state.seats.get(state.selectedSeat);
-  $("seat-info").textContent = s ? seatText(s) : t("seat.hint");
-  for (const b of $("seatmap").querySelectorAll('[aria-pressed="true"]')) b.setAttribute("aria-pressed", "false");
-  state.seatEls.get(state.selectedSeat)?.setAttribute("aria-pressed", "true");
+  renderDevices(d.devices);
 }
 
 $("seatmap").addEventListener("click", (ev) => {
   const b = ev.target.closest("[data-seat]");
   if (!b) return;
   state.selectedSeat = state.selectedSeat === b.dataset.seat ? null : b.dataset.seat;
-  showSeatInfo();
+  showSeatInfo(state);
 });
-
-function doorItem(door) {
-  const st = ["open", "closed"].includes(door.state) ? door.state : "unknown";
-  const when = el("span", { class: "when" });
-  if (door.since) { when.textContent = t("seat.since", { time: fmtTime(door.since) }); when.title = fmtFull(door.since); }
-  return el("li", { data: { door: door.id } }, el("span", { class: "name", text: door.label || door.id }),
-    el("span", { class: "badge door", data: { state: st }, text: tCode("doorstate", st) }), when);
-}
-
-function renderDoors() {
-  const items = [...state.doors.values()].map(doorItem);
-  $("doors").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: t("site.noDoors") })]));
-}
-
-function renderGateways(site) {
-  const items = (site.gateways || []).map((g) => {
-    const seen = el("span", { class: "when" });
-    setRel(seen, g.last_seen, "card.lastSeen");
-    return el("li", { data: { gateway: g.id } }, el("span", { class: "name", text: g.id }),
-      el("span", { class: "badge", data: { state: g.state || "unknown" }, text: tCode("gwstate", g.state),
-        title: g.since ? t("gwlist.since", { time: fmtFull(g.since) }) : null }), seen);
-  });
-  $("gateways").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: t("site.noGateways") })]));
-}
-
-function renderDevices() {
-  const rows = (state.detail.devices || []).map((dv) => {
-    const hb = el("td");
-    setRel(hb, dv.last_heartbeat, "time.rel");
-    const mv = typeof dv.supply_mv === "number" ? dv.supply_mv : null;
-    return el("tr", { data: { device: dv.id } },
-      el("td", { text: dv.id }),
-      el("td", {}, el("span", { class: "badge", data: { state: dv.state || "unknown" }, text: tCode("devstate", dv.state) })),
-      el("td", { class: mv !== null && mv < SUPPLY_LOW_MV ? "num low" : "num", text: mv === null ? "—" : `${(mv / 1000).toFixed(2)} V` }),
-      hb, el("td", { text: dv.gateway ?? "—" }), el("td", { text: dv.firmware ?? "—" }));
-  });
-  $("devices").replaceChildren(...(rows.length ? rows
-    : [el("tr", {}, el("td", { colspan: "6", class: "muted", text: t("site.noDevices") }))]));
-}
 
 // ---- live updates --------------------------------------------------------------------------
 
@@ -479,8 +308,8 @@ function flushSeats() {
     if (b) fillSeat(b, state.seats.get(id));
   }
   dirtySeats.clear();
-  renderLegend();
-  showSeatInfo();
+  renderLegend(state.counts);
+  showSeatInfo(state);
 }
 
 function onSite(s) {
@@ -515,7 +344,7 @@ function onSeat(siteId, seat) {
 function onDoor(siteId, door) {
   if (state.view.name !== "site" || siteId !== state.view.id) return;
   state.doors.set(door.id, door);
-  renderDoors(); // a site has one or two doors: redrawing the short list is simplest
+  renderDoors(state.doors); // a site has one or two doors: redrawing the short list is simplest
 }
 
 function onDevice(siteId, device) {
@@ -525,7 +354,18 @@ function onDevice(siteId, device) {
   devices.push(device);
   devices.sort((a, b) => `${a.gateway}/${a.id}`.localeCompare(`${b.gateway}/${b.id}`));
   state.detail.devices = devices;
-  renderDevices(); // a site has a handful of boards: redrawing the table is simplest
+  renderDevices(devices); // a site has a handful of boards: redrawing the table is simplest
+}
+
+/** `alerts` carries the site's complete current list (newest first): it replaces the old one. */
+function onAlerts(siteId, alerts) {
+  if (state.view.name !== "site" || siteId !== state.view.id || !state.detail) return;
+  state.detail.alerts = Array.isArray(alerts) ? alerts : [];
+  schedule(flushAlerts);
+}
+
+function flushAlerts() {
+  if (state.detail) renderAlerts(state.detail.alerts);
 }
 
 // ---- operator token ------------------------------------------------------------------------

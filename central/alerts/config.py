@@ -1,0 +1,224 @@
+"""Configuration of the alert engine (``config/alerts.yaml``): rules, silences, routes.
+
+Every rule has sensible defaults, so ``rules: {}`` runs them all. Thresholds that a value can
+hover around come in pairs — the level that fires and the level that clears — so an alert does
+not flap (hysteresis). ``for`` is how long a condition must hold before the alert fires;
+``keep_firing_for`` how long it must be gone before the alert resolves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from central.alerts.model import Severity
+from central.alerts.routes import RouteConfig, check_unique_names
+from central.config import MqttConfig, Name
+from qihe.contract import ID_PATTERN
+
+__all__ = [
+    "AlertsConfig",
+    "Rules",
+    "Silence",
+]
+
+NonNegativeDuration = Annotated[timedelta, Field(ge=timedelta(0))]
+PositiveDuration = Annotated[timedelta, Field(gt=timedelta(0))]
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _Rule(_Model):
+    enabled: bool = True
+    severity: Severity = "warning"
+    for_: NonNegativeDuration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: NonNegativeDuration = timedelta(0)
+
+
+class GatewayOffline(_Rule):
+    """Its status is offline (its Last Will, or it said goodbye), or nothing came from it."""
+
+    severity: Severity = "critical"
+    for_: NonNegativeDuration = Field(default=timedelta(seconds=60), alias="for")
+    #: No message at all for this long counts as offline too.
+    silent_after: PositiveDuration = timedelta(seconds=180)
+
+
+class DeviceSilent(_Rule):
+    """A board that said HELLO (or sent heartbeats) missed this many report intervals."""
+
+    missed_reports: Annotated[float, Field(ge=1, le=1000)] = 3
+
+
+class SupplyLow(_Rule):
+    below_mv: Annotated[int, Field(ge=0, le=65535)] = 3400
+    clear_above_mv: Annotated[int, Field(ge=0, le=65535)] = 3500
+    for_: NonNegativeDuration = Field(default=timedelta(minutes=2), alias="for")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if self.clear_above_mv < self.below_mv:
+            raise ValueError("clear_above_mv must not be below below_mv")
+        return self
+
+
+class DeviceFault(_Rule):
+    """A board reported a FAULT (stuck, no_response, out_of_range, supply_low, other)."""
+
+
+class SeatStuck(_Rule):
+    #: Occupied without a change for longer than this (nobody studies 6 hours without a break).
+    occupied_longer_than: PositiveDuration = timedelta(hours=6)
+    #: Occupied this long after the site closed (cleaners, the last visitor leaving).
+    closed_grace: NonNegativeDuration = timedelta(minutes=30)
+
+
+class DoorOpen(_Rule):
+    open_longer_than: PositiveDuration = timedelta(minutes=10)
+    closed_grace: NonNegativeDuration = timedelta(minutes=5)
+
+
+class LinkErrors(_Rule):
+    """CRC/malformed frames, or lost sequence numbers, per minute on a serial link."""
+
+    errors_per_minute: Annotated[float, Field(gt=0)] = 5
+    clear_below_per_minute: Annotated[float, Field(ge=0)] = 1
+    for_: NonNegativeDuration = Field(default=timedelta(minutes=2), alias="for")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if self.clear_below_per_minute > self.errors_per_minute:
+            raise ValueError("clear_below_per_minute must not exceed errors_per_minute")
+        return self
+
+
+class _Percent(_Rule):
+    below_percent: Annotated[float, Field(gt=0, lt=100)] = 10
+    clear_above_percent: Annotated[float, Field(gt=0, lt=100)] = 15
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if self.clear_above_percent < self.below_percent:
+            raise ValueError("clear_above_percent must not be below below_percent")
+        return self
+
+
+class DiskLow(_Percent):
+    """Free space on the gateway's SD card (the filesystem of its state folder)."""
+
+
+class MemoryLow(_Percent):
+    """Available memory of the gateway."""
+
+
+class CpuHot(_Rule):
+    above_c: float = 75
+    clear_below_c: float = 70
+    for_: NonNegativeDuration = Field(default=timedelta(minutes=2), alias="for")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if self.clear_below_c > self.above_c:
+            raise ValueError("clear_below_c must not exceed above_c")
+        return self
+
+
+class OutboxBacklog(_Rule):
+    """Readings waiting in the gateway's outbox (they cannot get out), or being dropped."""
+
+    queued_above: Annotated[int, Field(ge=1)] = 1000
+    clear_below: Annotated[int, Field(ge=0)] = 100
+    for_: NonNegativeDuration = Field(default=timedelta(minutes=5), alias="for")
+    #: A drop shows in one report only: keep the alert up a while rather than flap.
+    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
+
+
+class Rules(_Model):
+    gateway_offline: GatewayOffline = GatewayOffline()
+    device_silent: DeviceSilent = DeviceSilent()
+    supply_low: SupplyLow = SupplyLow()
+    device_fault: DeviceFault = DeviceFault()
+    seat_stuck: SeatStuck = SeatStuck()
+    door_open: DoorOpen = DoorOpen()
+    link_errors: LinkErrors = LinkErrors()
+    disk_low: DiskLow = DiskLow()
+    memory_low: MemoryLow = MemoryLow()
+    cpu_hot: CpuHot = CpuHot()
+    outbox_backlog: OutboxBacklog = OutboxBacklog()
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Weekly(_Model):
+    """A maintenance window every week, in the directory's local time."""
+
+    days: tuple[Day, ...] = _DAYS
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("end must be after start (one day at a time)")
+        return self
+
+    def covers(self, local: datetime) -> bool:
+        return _DAYS[local.weekday()] in self.days and self.start <= local.time() < self.end
+
+
+class Silence(_Model):
+    """A maintenance window: matching alerts still show on MQTT but are not sent to people."""
+
+    #: Which alerts: all of these that are given must match.
+    site: Ident | None = None
+    gateway: Ident | None = None
+    rules: tuple[str, ...] = ()
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    weekly: Weekly | None = None
+    comment: Annotated[str, Field(max_length=200)] = ""
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.weekly is None and (self.starts_at is None or self.ends_at is None):
+            raise ValueError("give starts_at and ends_at, or weekly")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        unknown = set(self.rules) - set(Rules.model_fields)
+        if unknown:
+            raise ValueError(f"unknown rules: {', '.join(sorted(unknown))}")
+        return self
+
+
+class AlertsConfig(_Model):
+    # Route secrets sit beside other values: an error must never echo what was given.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
+
+    mqtt: MqttConfig = MqttConfig(client_id="qihe-alerts")
+    #: The site directory (names, opening hours), relative to this file.
+    sites: Path
+    rules: Rules = Rules()
+    silences: tuple[Silence, ...] = ()
+    routes: Annotated[tuple[RouteConfig, ...], AfterValidator(check_unique_names)] = ()
+    #: How often the rules are evaluated.
+    evaluation_interval: PositiveDuration = timedelta(seconds=1)
+    #: A new alert waits this long for others of its site, to go out in one message.
+    group_wait: NonNegativeDuration = timedelta(seconds=30)
+    #: After a site's message, changes wait at least this long for the next one.
+    group_interval: NonNegativeDuration = timedelta(minutes=5)
+    #: An alert still firing is sent again this often.
+    repeat_interval: PositiveDuration = timedelta(hours=4)
+    #: At start, how long to collect the alerts this engine published before (retained).
+    restore_wait: PositiveDuration = timedelta(seconds=1)
+    #: The name the engine gives itself in messages (e.g. the city office).
+    sender: Name = "淇河书屋运维 qihe-alerts"

@@ -1,0 +1,237 @@
+"""``AlertEngine``: MQTT in, rules, lifecycle, MQTT and routes out — one asyncio process.
+
+On every (re)connection it first subscribes to its own retained alert topics and waits
+``restore_wait`` to collect them, so the alerts it had already sent before a restart are known
+and not sent again; then it subscribes to the gateways' status and readings (their retained
+state arrives at once). Rules that judge silence give every gateway their full timeout from
+that moment, and alerts restored from MQTT are kept until that grace has passed.
+
+Active alerts are published retained to ``{prefix}/v1/_alerts/{site}/{id}``; a resolved alert
+is published there once (not retained) and its retained message is then cleared. Notifications
+go to each route's own worker (its queue, rate limit and retries), so one slow or failing route
+never delays the others or the MQTT side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import aiomqtt
+from pydantic import ValidationError
+
+from central.alerts.config import AlertsConfig
+from central.alerts.lifecycle import AlertBook, Dispatcher
+from central.alerts.model import Alert
+from central.alerts.routes import RouteWorker, build_worker
+from central.alerts.rules import Context, evaluate
+from central.errors import InvalidMessageError
+from central.facts import DEFAULT_REPORT_INTERVAL, FactStore
+from central.intake import OncePerKey, decode_message
+from central.sites import SiteDirectory
+from qihe.backoff import Backoff
+from qihe.contract import TopicError, TopicTree
+
+__all__ = ["AlertEngine"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        directory: SiteDirectory,
+        *,
+        clock: Clock = utc_now,
+        workers: Sequence[RouteWorker] | None = None,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self._clock = clock
+        self._tree = TopicTree(config.mqtt.topic_prefix)
+        self.facts = FactStore()
+        names = {s.id: s.name for s in directory.sites}
+        self.book = AlertBook(config, directory.zone, names)
+        self.dispatcher = Dispatcher(config)
+        self.workers = (
+            list(workers)
+            if workers is not None
+            else [build_worker(route) for route in config.routes]
+        )
+        self.connected = asyncio.Event()
+        #: Set once the first evaluation after a (re)connection has run.
+        self.evaluating = asyncio.Event()
+        self.published = 0
+        self.notifications = 0
+        self._client: aiomqtt.Client | None = None
+        self._listening_since: datetime | None = None
+        self._restoring_until: datetime | None = None
+        self._refused = OncePerKey()
+        rules = config.rules
+        # Until then a restored alert cannot be judged: silence needs its full timeout.
+        self._settle = (
+            max(
+                rules.gateway_offline.silent_after,
+                DEFAULT_REPORT_INTERVAL * rules.device_silent.missed_reports,
+            )
+            + rules.gateway_offline.for_
+            + config.evaluation_interval
+        )
+
+    async def run(self) -> None:
+        """Until cancelled: keep connected, evaluate, publish, notify."""
+        async with asyncio.TaskGroup() as tg:
+            for worker in self.workers:
+                tg.create_task(worker.run(), name=f"alerts-route-{worker.name}")
+            tg.create_task(self._subscribe(), name="alerts-mqtt")
+            tg.create_task(self._evaluate(), name="alerts-evaluate")
+
+    # MQTT ------------------------------------------------------------------------------
+
+    async def _subscribe(self) -> None:
+        mqtt = self.config.mqtt
+        backoff = Backoff()
+        while True:
+            try:
+                client = aiomqtt.Client(
+                    mqtt.host,
+                    mqtt.port,
+                    username=mqtt.username,
+                    password=mqtt.password.get_secret_value() if mqtt.password else None,
+                    identifier=f"{mqtt.client_id}-{secrets.token_hex(3)}",
+                    keepalive=max(5, int(mqtt.keepalive.total_seconds())),
+                    tls_context=await self._tls_context(),
+                    max_queued_incoming_messages=100_000,
+                    timeout=10,
+                )
+                async with client:
+                    now = self._clock()
+                    self._restoring_until = now + self.config.restore_wait
+                    self._listening_since = now
+                    await client.subscribe(self._tree.alerts_filter(), qos=1)
+                    for topic_filter in (self._tree.status_filter(), *self._tree.reading_filters()):
+                        await client.subscribe(topic_filter, qos=1)
+                    self._client = client
+                    self.connected.set()
+                    backoff.reset()
+                    log.info("alerts: listening at %s:%d", mqtt.host, mqtt.port)
+                    async for message in client.messages:
+                        self._take(str(message.topic), message.payload, message.retain)
+            except aiomqtt.MqttError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "alerts: broker %s:%d: %s; retry in %.1fs", mqtt.host, mqtt.port, exc, delay
+                )
+                await asyncio.sleep(delay)
+            finally:
+                self._client = None
+                self.connected.clear()
+                self.evaluating.clear()
+
+    async def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.config.mqtt.tls:
+            return None
+        ca = self.config.mqtt.ca_file
+        return await asyncio.to_thread(ssl.create_default_context, cafile=str(ca) if ca else None)
+
+    def _take(self, topic: str, payload: object, retained: bool) -> None:
+        body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+        if topic.startswith(f"{self._tree.root}/_alerts/"):
+            if retained and body:
+                self._restore(topic, body)
+            return
+        try:
+            message = decode_message(self._tree, topic, body)
+        except InvalidMessageError as exc:
+            if self._refused.first(topic):
+                log.warning("alerts: ignored a message on %s: %s", topic, exc.reason)
+            return
+        self.facts.apply(message, self._clock(), retained=retained)
+
+    def _restore(self, topic: str, body: bytes) -> None:
+        try:
+            self._tree.parse_alert(topic)
+            alert = Alert.model_validate_json(body)
+        except (TopicError, ValidationError) as exc:
+            if self._refused.first(topic):
+                log.warning("alerts: ignored a retained alert on %s: %s", topic, exc)
+            return
+        self.book.restore(alert)
+
+    # Evaluation ------------------------------------------------------------------------
+
+    async def _evaluate(self) -> None:
+        interval = self.config.evaluation_interval.total_seconds()
+        while True:
+            await self.connected.wait()
+            now = self._clock()
+            if self._restoring_until is not None and now < self._restoring_until:
+                await asyncio.sleep((self._restoring_until - now).total_seconds())
+                continue
+            await self.evaluate_once(self._clock())
+            self.evaluating.set()
+            await asyncio.sleep(interval)
+
+    async def evaluate_once(self, now: datetime) -> None:
+        """One round: rules → lifecycle → MQTT → routes."""
+        listening_since = self._listening_since or now
+        ctx = Context(
+            rules=self.config.rules,
+            directory=self.directory,
+            facts=self.facts,
+            now=now,
+            listening_since=listening_since,
+            active=self.book.active_ids(),
+        )
+        step = self.book.step(evaluate(ctx), now, settled=now - listening_since >= self._settle)
+        for alert in step.fired:
+            log.warning(
+                "alert firing: %s · %s / %s", alert.site_name, alert.summary_zh, alert.summary_en
+            )
+        for alert in step.resolved:
+            log.info(
+                "alert resolved: %s · %s / %s", alert.site_name, alert.summary_zh, alert.summary_en
+            )
+        self.dispatcher.resolved(step.resolved)
+        notifications = self.dispatcher.due(self.book.firing, now)
+        notified: list[Alert] = []
+        for notification in notifications:
+            self.notifications += 1
+            for worker in self.workers:
+                worker.offer(notification)
+            notified.extend(self.book.notified(notification.firing, now))
+        latest = {a.id: a for a in (*step.fired, *step.changed, *notified)}
+        await self._publish(list(latest.values()), list(step.resolved))
+
+    async def _publish(self, active: list[Alert], resolved: list[Alert]) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            for alert in active:
+                await client.publish(
+                    self._tree.alert(alert.site, alert.id),
+                    alert.model_dump_json(by_alias=True),
+                    qos=1,
+                    retain=True,
+                )
+                self.published += 1
+            for alert in resolved:
+                topic = self._tree.alert(alert.site, alert.id)
+                await client.publish(topic, alert.model_dump_json(by_alias=True), qos=1)
+                await client.publish(topic, b"", qos=1, retain=True)  # clears the retained one
+                self.published += 1
+        except aiomqtt.MqttError as exc:
+            # The next connection restores from what did reach the broker.
+            log.warning("alerts: could not publish alerts: %s", exc)

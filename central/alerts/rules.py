@@ -1,0 +1,331 @@
+"""The alert rules: from what is known now (:mod:`central.facts`) to the conditions that hold.
+
+Each rule is a function returning the :class:`Condition` s that are true at ``now``; a condition
+absent from the list is false. Rules with a threshold a value can hover around read ``active``
+(the ids of alerts already pending or firing) to apply the level that clears instead of the
+one that fires (hysteresis). The lifecycle — ``for``, firing, resolving — is
+:mod:`central.alerts.lifecycle`'s job, not theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from central.alerts.config import Rules
+from central.alerts.model import Severity, alert_id
+from central.facts import FactStore, GatewayFacts, SiteFacts
+from central.sites import OpeningHours, SiteDirectory, SiteSpec
+
+__all__ = ["Condition", "Context", "evaluate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    rule: str
+    severity: Severity
+    site: str
+    labels: dict[str, str]
+    summary_zh: str
+    summary_en: str
+    value: float | None = None
+    gateway: str | None = None
+    device: str | None = None
+    sensor: str | None = None
+    id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", alert_id(self.rule, self.labels))
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    rules: Rules
+    directory: SiteDirectory
+    facts: FactStore
+    now: datetime
+    #: Since when this engine has been listening (silences count from here, not before).
+    listening_since: datetime
+    #: Ids of alerts pending or firing.
+    active: frozenset[str]
+
+    def spec(self, site: str) -> SiteSpec | None:
+        return next((s for s in self.directory.sites if s.id == site), None)
+
+    def hours(self, site: str) -> OpeningHours | None:
+        spec = self.spec(site)
+        return spec.hours() if spec is not None else None
+
+    def gateway_state(self, gateway: GatewayFacts) -> tuple[str, datetime | None]:
+        return gateway.state(
+            self.now,
+            silent_after=self.rules.gateway_offline.silent_after,
+            started_at=self.listening_since,
+        )
+
+
+def evaluate(ctx: Context) -> list[Condition]:
+    """Every condition true at ``ctx.now``, across every enabled rule and site."""
+    out: list[Condition] = []
+    for name, rule in _RULES.items():
+        if getattr(ctx.rules, name).enabled:
+            for site_id, site in ctx.facts.sites.items():
+                out.extend(rule(ctx, site_id, site))
+    return out
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:.0f}"
+
+
+def _ids(site: str, gateway: str, **more: str) -> dict[str, str]:
+    return {"site": site, "gateway": gateway, **more}
+
+
+def _gateway_offline(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.gateway_offline
+    for gw_id, gateway in site.gateways.items():
+        state, _since = ctx.gateway_state(gateway)
+        if state not in ("offline", "silent"):
+            continue
+        if state == "offline":
+            zh, en = f"网关 {gw_id} 离线", f"gateway {gw_id} is offline"
+        else:
+            quiet = ctx.now - (gateway.heard or ctx.listening_since)
+            zh = f"网关 {gw_id} 已 {_minutes(quiet)} 分钟没有消息"
+            en = f"gateway {gw_id} silent for {_minutes(quiet)} min"
+        yield Condition(
+            "gateway_offline", rule.severity, site_id, _ids(site_id, gw_id), zh, en,
+            gateway=gw_id,
+        )  # fmt: skip
+
+
+def _online(ctx: Context, site: SiteFacts, gateway: str) -> bool:
+    facts = site.gateways.get(gateway)
+    return facts is not None and ctx.gateway_state(facts)[0] == "online"
+
+
+def _device_silent(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.device_silent
+    for (gw_id, device), facts in site.devices.items():
+        if facts.firmware is None and facts.last_heartbeat is None:
+            continue  # not a board (a GPIO contact on the gateway itself)
+        if not _online(ctx, site, gw_id):
+            continue  # the gateway's own alert says it all
+        silent_at = facts.silent_at(rule.missed_reports, ctx.listening_since)
+        if ctx.now >= silent_at:
+            quiet = ctx.now - (facts.heard or ctx.listening_since)
+            yield Condition(
+                "device_silent", rule.severity, site_id, _ids(site_id, gw_id, device=device),
+                f"传感器板 {device} 已 {_minutes(quiet)} 分钟没有上报",
+                f"board {device} silent for {_minutes(quiet)} min",
+                gateway=gw_id, device=device,
+            )  # fmt: skip
+
+
+def _supply_low(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.supply_low
+    for (gw_id, device), facts in site.devices.items():
+        if facts.supply_mv is None:
+            continue
+        labels = _ids(site_id, gw_id, device=device)
+        limit = (
+            rule.clear_above_mv if alert_id("supply_low", labels) in ctx.active else rule.below_mv
+        )
+        if facts.supply_mv < limit:
+            volts = facts.supply_mv / 1000
+            yield Condition(
+                "supply_low", rule.severity, site_id, labels,
+                f"传感器板 {device} 供电电压低：{volts:.2f} V",
+                f"board {device} supply low: {volts:.2f} V",
+                value=volts, gateway=gw_id, device=device,
+            )  # fmt: skip
+
+
+_FAULTS_ZH = {
+    "stuck": "卡住",
+    "no_response": "无响应",
+    "out_of_range": "读数超出范围",
+    "supply_low": "供电不足",
+    "other": "故障",
+}
+
+
+def _device_fault(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.device_fault
+    for (gw_id, kind, sensor), fault in site.faults.items():
+        labels = _ids(site_id, gw_id, device=fault.device, sensor=f"{kind}:{sensor}")
+        labels["code"] = fault.code
+        what_zh = {"seat": "座位传感器", "people": "人数计数器", "door": "门磁"}.get(kind, kind)
+        yield Condition(
+            "device_fault", rule.severity, site_id, labels,
+            f"{what_zh} {sensor} 报告故障：{_FAULTS_ZH.get(fault.code, fault.code)}",
+            f"{kind} sensor {sensor} reports a fault: {fault.code}",
+            gateway=gw_id, device=fault.device, sensor=sensor,
+        )  # fmt: skip
+
+
+def _after_hours(ctx: Context, site_id: str, grace: timedelta) -> timedelta | None:
+    """How long the site has been closed, once that is longer than ``grace``."""
+    hours = ctx.hours(site_id)
+    if hours is None:
+        return None
+    closed = hours.closed_for(ctx.now.astimezone(ctx.directory.zone))
+    return closed if closed is not None and closed >= grace else None
+
+
+def _seat_stuck(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.seat_stuck
+    closed = _after_hours(ctx, site_id, rule.closed_grace)
+    for (gw_id, sensor), value in site.seats.items():
+        if not value.on or not _online(ctx, site, gw_id):
+            continue
+        held = ctx.now - value.since
+        if held >= rule.occupied_longer_than:
+            zh = f"座位 {sensor} 已连续占用 {held.total_seconds() / 3600:.1f} 小时，传感器可能卡住"
+            en = f"seat {sensor} occupied for {held.total_seconds() / 3600:.1f} h without a change"
+        elif closed is not None and value.since <= ctx.now - rule.closed_grace:
+            zh = f"闭馆后座位 {sensor} 仍显示占用"
+            en = f"seat {sensor} still occupied after closing time"
+        else:
+            continue
+        yield Condition(
+            "seat_stuck", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
+            value=round(held.total_seconds() / 3600, 2), gateway=gw_id, device=value.device,
+            sensor=sensor,
+        )  # fmt: skip
+
+
+def _door_open(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.door_open
+    closed = _after_hours(ctx, site_id, rule.closed_grace)
+    for (gw_id, sensor), value in site.doors.items():
+        if not value.on or not _online(ctx, site, gw_id):
+            continue
+        held = ctx.now - value.since
+        if held >= rule.open_longer_than:
+            zh = f"门 {sensor} 已打开 {_minutes(held)} 分钟"
+            en = f"door {sensor} open for {_minutes(held)} min"
+        elif closed is not None and value.since <= ctx.now - rule.closed_grace:
+            zh = f"闭馆时间门 {sensor} 仍打开"
+            en = f"door {sensor} open outside opening hours"
+        else:
+            continue
+        yield Condition(
+            "door_open", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
+            value=round(held.total_seconds() / 60, 1), gateway=gw_id, device=value.device,
+            sensor=sensor,
+        )  # fmt: skip
+
+
+def _reports(site: SiteFacts, kind: str) -> Iterator[tuple[str, str, Any, Any]]:
+    for gw_id, gateway in site.gateways.items():
+        for (report_kind, sensor), (previous, latest) in gateway.reports.items():
+            if report_kind == kind:
+                yield gw_id, sensor, previous, latest
+
+
+def _link_errors(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.link_errors
+    for gw_id, link, previous, latest in _reports(site, "link"):
+        if previous is None or not _online(ctx, site, gw_id):
+            continue
+        seconds = (latest.ts - previous.ts).total_seconds()
+        errors = (latest.crc_errors + latest.malformed) - (previous.crc_errors + previous.malformed)
+        lost = latest.lost - previous.lost
+        if seconds <= 0 or errors < 0 or lost < 0:
+            continue  # the gateway restarted: its counters began again
+        rate = max(errors, lost) / seconds * 60
+        labels = _ids(site_id, gw_id, device=latest.device, sensor=link)
+        active = alert_id("link_errors", labels) in ctx.active
+        if rate > (rule.clear_below_per_minute if active else rule.errors_per_minute):
+            yield Condition(
+                "link_errors", rule.severity, site_id, labels,
+                f"串口 {link}（{latest.device}）每分钟 {rate:.1f} 个错误帧或丢失帧",
+                f"serial link {link} ({latest.device}): {rate:.1f} bad or lost frames/min",
+                value=round(rate, 2), gateway=gw_id, device=latest.device, sensor=link,
+            )  # fmt: skip
+
+
+def _percent_rule(
+    name: str, what_zh: str, what_en: str, free: Callable[[Any], tuple[int, int]]
+) -> Callable[[Context, str, SiteFacts], Iterator[Condition]]:
+    def rule_fn(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+        rule = getattr(ctx.rules, name)
+        for gw_id, _sensor, _previous, latest in _reports(site, "system"):
+            if not _online(ctx, site, gw_id):
+                continue
+            left, total = free(latest)
+            if total <= 0:
+                continue
+            percent = left / total * 100
+            labels = _ids(site_id, gw_id)
+            active = alert_id(name, labels) in ctx.active
+            if percent < (rule.clear_above_percent if active else rule.below_percent):
+                yield Condition(
+                    name, rule.severity, site_id, labels,
+                    f"网关 {gw_id} {what_zh}仅剩 {percent:.1f}%",
+                    f"gateway {gw_id} {what_en} at {percent:.1f}% free",
+                    value=round(percent, 1), gateway=gw_id,
+                )  # fmt: skip
+
+    return rule_fn
+
+
+def _cpu_hot(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.cpu_hot
+    for gw_id, _sensor, _previous, latest in _reports(site, "system"):
+        temp = latest.cpu_temp_c
+        if temp is None or not _online(ctx, site, gw_id):
+            continue
+        labels = _ids(site_id, gw_id)
+        active = alert_id("cpu_hot", labels) in ctx.active
+        if temp > (rule.clear_below_c if active else rule.above_c):
+            yield Condition(
+                "cpu_hot", rule.severity, site_id, labels,
+                f"网关 {gw_id} CPU 温度 {temp:.1f} °C", f"gateway {gw_id} CPU at {temp:.1f} °C",
+                value=round(temp, 1), gateway=gw_id,
+            )  # fmt: skip
+
+
+def _outbox_backlog(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.outbox_backlog
+    for gw_id, _sensor, previous, latest in _reports(site, "outbox"):
+        labels = _ids(site_id, gw_id)
+        active = alert_id("outbox_backlog", labels) in ctx.active
+        dropped = previous is not None and _drops(latest) > _drops(previous)
+        if latest.queued > (rule.clear_below if active else rule.queued_above) or dropped:
+            zh = f"网关 {gw_id} 待发送读数 {latest.queued} 条" + ("，已开始丢弃" if dropped else "")
+            en = f"gateway {gw_id}: {latest.queued} readings waiting" + (
+                ", some dropped" if dropped else ""
+            )
+            yield Condition(
+                "outbox_backlog", rule.severity, site_id, labels, zh, en,
+                value=float(latest.queued), gateway=gw_id,
+            )  # fmt: skip
+
+
+def _drops(reading: Any) -> int:
+    return int(reading.dropped_periodic + reading.dropped_state + reading.dropped_clock)
+
+
+_RULES: dict[str, Callable[[Context, str, SiteFacts], Iterator[Condition]]] = {
+    "gateway_offline": _gateway_offline,
+    "device_silent": _device_silent,
+    "supply_low": _supply_low,
+    "device_fault": _device_fault,
+    "seat_stuck": _seat_stuck,
+    "door_open": _door_open,
+    "link_errors": _link_errors,
+    "disk_low": _percent_rule(
+        "disk_low", "存储卡空间", "disk", lambda r: (r.disk_free_bytes, r.disk_total_bytes)
+    ),
+    "memory_low": _percent_rule(
+        "memory_low", "可用内存", "memory", lambda r: (r.mem_available_bytes, r.mem_total_bytes)
+    ),
+    "cpu_hot": _cpu_hot,
+    "outbox_backlog": _outbox_backlog,
+}
+assert set(_RULES) == set(Rules.model_fields), "every configured rule has a function"
