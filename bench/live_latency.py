@@ -28,6 +28,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import logging
 import math
 import os
 import platform
@@ -264,8 +265,6 @@ async def _run_gateways(paths: Sequence[str]) -> int:
 
 
 def _worker_main(paths: Sequence[str]) -> int:
-    import logging
-
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -292,6 +291,7 @@ class Figures:
 
     samples: int
     lost: int
+    resyncs: int  # times the stream told this client it fell behind
     p50: float | None
     p90: float | None
     p99: float | None
@@ -302,6 +302,7 @@ class Figures:
 
 
 def _pct(values: list[float], q: int) -> float | None:
+    """The q-th percentile, interpolated between the nearest samples."""
     if not values:
         return None
     if len(values) == 1:
@@ -343,32 +344,32 @@ class Window:
             self.resyncs += 1
 
     def figures(self, tap: dict[tuple[str, str, bool], list[float]]) -> Figures:
-        arrived = [c for c in self.changes if c.t_page is not None]
-        for change in arrived:
-            times = tap.get((change.site, change.seat, change.state == "occupied"), [])
-            i = bisect.bisect_left(times, change.t0)
-            if i < len(times) and change.t_page is not None and times[i] <= change.t_page:
-                change.t_broker = times[i]
-        ok = [c for c in arrived if c.t_page is not None and c.t_page - c.t0 <= self.lost_after]
-        ms = sorted((c.t_page - c.t0) * 1000 for c in ok if c.t_page is not None)
-        site = sorted((c.t_site - c.t0) * 1000 for c in ok if c.t_site is not None)
-        split = [c for c in ok if c.t_broker is not None and c.t_page is not None]
-        broker = sorted((c.t_broker - c.t0) * 1000 for c in split if c.t_broker is not None)
-        page = sorted(
-            (c.t_page - c.t_broker) * 1000
-            for c in split
-            if c.t_page is not None and c.t_broker is not None
-        )
+        """Latencies of the changes whose event came within ``lost_after``; the rest are lost."""
+        page, site, broker, hop = [], [], [], []
+        for c in self.changes:
+            if c.t_page is None or c.t_page - c.t0 > self.lost_after:
+                continue
+            page.append((c.t_page - c.t0) * 1000)
+            if c.t_site is not None:
+                site.append((c.t_site - c.t0) * 1000)
+            # The first publication of this seat's new state after the change: its reading.
+            times = tap.get((c.site, c.seat, c.state == "occupied"), [])
+            i = bisect.bisect_left(times, c.t0)
+            if i < len(times) and times[i] <= c.t_page:
+                broker.append((times[i] - c.t0) * 1000)
+                hop.append((c.t_page - times[i]) * 1000)
+        page.sort()
         return Figures(
-            samples=len(ms),
-            lost=len(self.changes) - len(ms),
-            p50=_pct(ms, 50),
-            p90=_pct(ms, 90),
-            p99=_pct(ms, 99),
-            max=ms[-1] if ms else None,
+            samples=len(page),
+            lost=len(self.changes) - len(page),
+            resyncs=self.resyncs,
+            p50=_pct(page, 50),
+            p90=_pct(page, 90),
+            p99=_pct(page, 99),
+            max=page[-1] if page else None,
             site_p50=_pct(site, 50),
             broker_p50=_pct(broker, 50),
-            page_p50=_pct(page, 50),
+            page_p50=_pct(hop, 50),
         )
 
 
@@ -498,9 +499,9 @@ async def _wait_healthy(http: httpx.AsyncClient, live: Child) -> None:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    folder: Path, layout_sites: list[Site], commit: float, processes: int, seed: int
+    folder: Path, sites: list[Site], commit: float, processes: int, seed: int
 ) -> AsyncIterator[Stack]:
-    sites = layout_sites
+    """Everything for one commit interval, up and warmed (every seat known); torn down after."""
     async with contextlib.AsyncExitStack() as exits:
         broker = MosquittoProcess(folder / "mosquitto")
         await asyncio.to_thread(broker.start)
@@ -510,8 +511,8 @@ async def running_stack(
         http_port = free_port()
         live_config, gateway_configs = write_setup(folder, sites, broker, http_port, commit)
 
-        live = Child("live service", [sys.executable, "-m", "qihe.cli", "live", "--config",
-                                      str(live_config)], folder / "live.log")  # fmt: skip
+        argv = [sys.executable, "-m", "qihe.cli", "live", "--config", str(live_config)]
+        live = Child("live service", argv, folder / "live.log")
         stack.children.append(live)
         exits.push_async_callback(live.stop)
         await live.start()
@@ -602,6 +603,7 @@ def summarise(runs: list[Figures]) -> Figures:
     return Figures(
         samples=sum(r.samples for r in runs),
         lost=sum(r.lost for r in runs),
+        resyncs=sum(r.resyncs for r in runs),
         p50=_median([r.p50 for r in runs]),
         p90=_median([r.p90 for r in runs]),
         p99=_median([r.p99 for r in runs]),
@@ -635,7 +637,7 @@ async def run_all(
                         f"  run {run + 1} {scenario.name} ({scenario.rate:.1f}/s): "
                         f"{figures.samples} samples, {figures.lost} lost, "
                         f"p50 {_ms(figures.p50)}, p99 {_ms(figures.p99)}, "
-                        f"resyncs {window.resyncs}",
+                        f"resyncs {figures.resyncs}",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -20,7 +20,7 @@ import random
 import signal
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from qihe.configfile import load_config_file
+from qihe.contract import TopicTree
+from qihe.demo_console import HELP, console
 from qihe.devstack import DevStackError, InfluxdProcess, MosquittoProcess
 
 __all__ = ["DemoConfig", "add_parsers"]
@@ -49,6 +51,8 @@ class _Model(BaseModel):
 class DemoEmulator(_Model):
     seats: int = Field(default=24, ge=1, le=64)
     seed: int = 0
+    #: Simulated time before a stuck seat's board reports FAULT STUCK.
+    stuck_report_after: timedelta = timedelta(minutes=5)
 
 
 class DemoSite(_Model):
@@ -69,6 +73,10 @@ class DemoConfig(_Model):
     live_config: Path
     #: Where the operator page is served (a free port when this one is taken).
     live_port: int = Field(default=8080, ge=0, le=65535)
+    #: The alert engine's config, and what the demo changes in it (its rules run in real
+    #: time while the boards live 60x faster).
+    alerts_config: Path
+    alerts_overrides: dict[str, Any] = Field(default_factory=dict)
     sites: tuple[DemoSite, ...] = Field(min_length=1)
 
 
@@ -155,8 +163,10 @@ async def _run_sites(
     zone = ZoneInfo(config.timezone)
     sim_start = datetime.combine(datetime.now(zone).date(), config.start_local_time, zone)
     with contextlib.suppress(asyncio.CancelledError):
-        async with asyncio.TaskGroup() as tg:
+        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
             tg.create_task(_run_live(config, base, broker, running), name="demo-live")
+            tg.create_task(_run_alerts(config, base, broker), name="demo-alerts")
+            await stack.enter_async_context(console(running.emulators))
             for site in config.sites:
                 tg.create_task(
                     _run_site(site, config, base, state, broker, running, sim_start),
@@ -200,6 +210,30 @@ async def _run_live(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def _run_alerts(config: DemoConfig, base: Path, broker: MosquittoProcess) -> None:
+    """The alert engine over the demo's broker; its alerts go to MQTT and to this console."""
+    from central.alerts.config import AlertsConfig
+    from central.alerts.engine import AlertEngine
+    from central.sites import load_directory
+
+    path = base / config.alerts_config
+    loaded = load_config_file(path, AlertsConfig)
+    data = loaded.model_dump(by_alias=True, exclude={"routes"})
+    data["routes"] = [{"type": "log"}]
+    data["mqtt"] = {**data["mqtt"], "host": broker.host, "port": broker.port}
+    for key, value in config.alerts_overrides.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    alerts = AlertsConfig.model_validate(data)
+    engine = AlertEngine(alerts, load_directory(path, alerts.sites))
+    root = TopicTree(alerts.mqtt.topic_prefix).root
+    print(
+        f"  告警 Alerts            mosquitto_sub -p {broker.port} -t '{root}/_alerts/#' -v",
+        flush=True,
+    )
+    print(f"  {HELP}", flush=True)
+    await engine.run()
 
 
 def _port_or_free(port: int) -> int:
@@ -269,9 +303,10 @@ async def _run_site(
                         seed=site.emulator.seed,
                         speed=config.speed,
                         start=sim_start,
+                        stuck_report_after=site.emulator.stuck_report_after,
                     )
                 )
-                running.emulators[site.name] = emulator
+                running.emulators[gateway_config.site] = emulator
                 async with emulator.attach(ports[0]):
                     await gateway_task
             elif site.gpio_activity and pin_factory is not None:

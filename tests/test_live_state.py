@@ -416,3 +416,43 @@ def test_open_until_midnight_is_written_24_00_and_open_in_its_last_minute() -> N
 
     assert hours.describe(last_minute.date()) == "06:00-24:00"
     assert hours.is_open(last_minute) is True
+
+
+def test_alerts_the_engine_publishes_show_on_the_site_newest_first_and_leave_when_resolved() -> (
+    None
+):
+    from central.alerts.model import Alert
+
+    def alert(rule: str, minutes: int, state: str = "firing") -> Alert:
+        return Alert.model_validate(
+            {
+                "id": f"{rule}-000000000001",
+                "rule": rule,
+                "severity": "warning",
+                "state": state,
+                "site": SITE,
+                "site_name": "淇河书屋·馨苑二区站",
+                "labels": {"site": SITE},
+                "summary_zh": "座位传感器报告故障",
+                "summary_en": "a seat sensor reports a fault",
+                "starts_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+            }
+        )
+
+    state = live()
+    state.refresh(T0)
+    state.apply_alert(SITE, "device_fault-000000000001", alert("device_fault", 1))
+    state.apply_alert(SITE, "seat_stuck-000000000001", alert("seat_stuck", 5))
+    events = state.refresh(T0)
+
+    assert [e.kind for e in events] == ["alerts", "site"]
+    listed = [a["rule"] for a in json.loads(events[0].data)["alerts"]]
+    assert listed == ["seat_stuck", "device_fault"]
+    assert state.sites(T0).sites[0].alerts == 2
+
+    state.apply_alert(SITE, "seat_stuck-000000000001", alert("seat_stuck", 5, "resolved"))
+    state.apply_alert(SITE, "device_fault-000000000001", None)  # its retained message cleared
+    detail = state.detail(SITE, T0)
+    assert detail is not None
+    assert detail.alerts == ()
+    assert detail.site.alerts == 0
