@@ -6,9 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
-from central.errors import ConsumerStartError
 from qihe.configfile import load_config_file
 
 __all__ = ["add_parsers"]
@@ -30,7 +27,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     check.set_defaults(handler=_check)
 
 
+# The consumer's modules (influxdb-client, paho) load only for its own commands: every
+# ``qihe`` command, the gateway's included, builds this parser.
+
+
 def _run(args: argparse.Namespace) -> int:
+    from central.config import ConsumerConfig
+    from central.consumer import Consumer
+    from central.errors import ConsumerStartError
+
     config = load_config_file(args.config, ConsumerConfig)
     try:
         return Consumer(config).run_forever()
@@ -40,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from central.config import ConsumerConfig
+
     config = load_config_file(args.config, ConsumerConfig)
     print(f"{args.config}: 配置有效 / config OK (api {config.influx.api}, {config.influx.url})")
     return 0

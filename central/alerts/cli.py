@@ -8,10 +8,13 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from central.alerts.config import AlertsConfig
-from central.sites import SiteDirectory, load_directory
 from qihe.configfile import load_config_file
+
+if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command builds this parser
+    from central.alerts.config import AlertsConfig
+    from central.sites import SiteDirectory
 
 __all__ = ["add_parsers"]
 
@@ -28,6 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _main(args: argparse.Namespace) -> int:
+    from central.alerts.config import AlertsConfig
+    from central.sites import load_directory
+
     config = load_config_file(args.config, AlertsConfig)
     directory = load_directory(args.config, config.sites)
     if args.check:

@@ -8,8 +8,10 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from central.live.config import LiveSetup, load_live_setup
+if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command builds this parser
+    from central.live.config import LiveSetup
 
 __all__ = ["add_parsers"]
 
@@ -26,6 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _main(args: argparse.Namespace) -> int:
+    from central.live.config import load_live_setup
+
     setup = load_live_setup(args.config)
     if args.check:
         sites = setup.directory.sites
