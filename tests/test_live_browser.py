@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from central.sites import SiteDirectory
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
+from qihe.contract import GatewayStatus, SeatReading, TopicTree, encode_payload
 from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import running, wait_until
 from tests.test_live_service import DEVICE, SITE, live_config, serving
@@ -23,6 +27,7 @@ from tests.test_live_service import DEVICE, SITE, live_config, serving
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
+DISTRICTS = ["淇滨区", "山城区", "鹤山区", "淇县", "浚县", "市城乡一体化示范区"]
 #: What a closed network needs (no background fetches) and a root sandbox-less container allows.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -141,5 +146,83 @@ async def test_the_english_switch_turns_the_page_into_english_and_back(
         await expect(page.locator("html")).to_have_attribute("lang", "en")
         await page.locator("[data-role=lang]").click()
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+
+    assert errors == []
+
+
+async def test_the_operator_page_stays_usable_at_65_book_houses_of_80_seats(
+    mosquitto: MosquittoProcess, topic_prefix: str, browser: Browser, output_dir: Path
+) -> None:
+    """The city's scale: 65 sites × 80 seats retained on the broker, then a burst of changes."""
+    tree = TopicTree(topic_prefix)
+    sites = [f"book-{n:02d}" for n in range(1, 66)]
+    directory = SiteDirectory.model_validate(
+        {
+            "sites": [
+                {
+                    "id": site,
+                    "name": f"淇河书屋·第{n}站",
+                    "district": DISTRICTS[n % len(DISTRICTS)],
+                    "opening_hours": {"daily": "00:00-24:00"},
+                    "seat_grids": [{"gateway": "gw1", "device": "board", "count": 80, "cols": 10}],
+                }
+                for n, site in enumerate(sites, start=1)
+            ]
+        }
+    )
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+
+    def publish(site: str, seat: int, occupied: bool) -> mqtt.MQTTMessageInfo:
+        reading = SeatReading(
+            site=site, gateway="gw1", device="board", sensor=f"board.{seat}",
+            occupied=occupied, ts=datetime.now(UTC),
+        )  # fmt: skip
+        topic = tree.reading(site, "gw1", "seat", reading.sensor)
+        return client.publish(topic, encode_payload(reading), qos=1, retain=True)
+
+    try:
+        infos = []
+        for site in sites:
+            status = GatewayStatus(
+                site=site, gateway="gw1", state="online", session=1, ts=datetime.now(UTC)
+            )
+            infos.append(
+                client.publish(tree.status(site, "gw1"), encode_payload(status), 1, retain=True)
+            )
+            infos.extend(publish(site, seat, seat % 3 == 0) for seat in range(1, 81))
+        for info in infos:
+            info.wait_for_publish(30)
+
+        config = live_config(mosquitto, topic_prefix)
+        async with serving(config, directory) as service:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = watch_console(page)
+            await page.goto(service.url)
+            await expect(page.locator("a.card[data-site]")).to_have_count(65, timeout=20_000)
+            card = page.locator('[data-site="book-65"] [data-role=free]')
+            await expect(card).to_have_text("54", timeout=20_000)  # 80 - 26 occupied
+            await page.screenshot(path=str(output_dir / "overview-65-sites.png"))
+
+            await page.goto(f"{service.url}#/site/book-07")
+            tiles = page.locator("[data-seat]")
+            await expect(tiles).to_have_count(80, timeout=20_000)
+            await page.evaluate("window.__opened_once = true")
+            # A burst: every seat of book-07 flips, with other sites changing around it.
+            for seat in range(1, 81):
+                publish("book-07", seat, seat % 3 != 0)
+                if sites[seat % 65] != "book-07":
+                    publish(sites[seat % 65], seat, True)
+            last = page.locator('[data-seat="board.80"]')
+            await expect(last).to_have_attribute("data-state", "occupied", timeout=20_000)
+            await expect(page.locator('[data-seat][data-state="occupied"]')).to_have_count(
+                54, timeout=20_000
+            )
+            assert await page.evaluate("window.__opened_once === true")
+            await page.screenshot(path=str(output_dir / "site-80-seats.png"), full_page=True)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
     assert errors == []

@@ -62,8 +62,10 @@ def live_config(broker: MosquittoProcess, prefix: str, **extra: Any) -> LiveConf
 
 
 @contextlib.asynccontextmanager
-async def serving(config: LiveConfig) -> AsyncIterator[LiveService]:
-    service = LiveService(config, DIRECTORY)
+async def serving(
+    config: LiveConfig, directory: SiteDirectory = DIRECTORY
+) -> AsyncIterator[LiveService]:
+    service = LiveService(config, directory)
     task = asyncio.create_task(service.run(), name="live-under-test")
     try:
         async with asyncio.timeout(10):
