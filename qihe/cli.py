@@ -20,6 +20,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from central.cli import add_parsers as central_parsers
     from central.live.cli import add_parsers as live_parsers
     from central.usage.commands import add_parsers as usage_parsers
+    from central.usage.downsample_cli import add_parsers as downsample_parsers
     from edge.cli import add_parsers as edge_parsers
     from firmware_bridge.emulator.cli import add_parsers as emulator_parsers
     from qihe.demo import add_parsers as demo_parsers
@@ -29,6 +30,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
         central_parsers,
         live_parsers,
         alerts_parsers,
+        downsample_parsers,
         usage_parsers,
         emulator_parsers,
         demo_parsers,

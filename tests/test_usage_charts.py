@@ -559,7 +559,7 @@ def test_stats_report_refuses_a_month_that_is_not_yyyy_mm() -> None:
 def test_docs_example_chart_is_a_small_png() -> None:
     assert png_size(DOCS_IMAGE) == (1200, 600)
     assert DOCS_IMAGE.stat().st_size < 100_000
-    assert "img/daily-visitors.png" in (REPO / "docs" / "statistics-charts.md").read_text("utf-8")
+    assert "img/daily-visitors.png" in (REPO / "docs" / "statistics.md").read_text("utf-8")
 
 
 if __name__ == "__main__":

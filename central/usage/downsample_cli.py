@@ -1,0 +1,135 @@
+"""``qihe stats-setup --config FILE [--dry-run] [--backfill-from DATE]``: downsampling on 1.x.
+
+Creates (or brings back to the plan) the retention policies and continuous queries of
+:mod:`central.usage.downsample`, and optionally computes the rollups of past days. Idempotent:
+a second run reports every item "unchanged" and sends no statement that changes anything.
+
+Every ``qihe`` command builds all parsers, so this module imports nothing heavy: the plan, its
+config model and the HTTP client load when ``stats-setup`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from central.usage.downsample import InfluxQLClient
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``stats-setup``."""
+    setup = sub.add_parser(
+        "stats-setup",
+        help="InfluxDB 1.x retention policies and continuous queries for the statistics",
+        description=(
+            "Create or update the retention policies (raw 90d, hourly 2y, daily forever) and the "
+            "continuous queries that downsample every measurement; idempotent. "
+            "See docs/downsampling.md."
+        ),
+    )
+    setup.add_argument("--config", required=True, type=Path, help="statistics YAML config")
+    setup.add_argument(
+        "--dry-run", action="store_true", help="print the statements, change nothing"
+    )
+    setup.add_argument(
+        "--backfill-from",
+        type=_local_date,
+        metavar="DATE",
+        help="also compute the rollups of every local day from DATE (YYYY-MM-DD) until now",
+    )
+    setup.set_defaults(handler=_main)
+
+
+def _local_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _main(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from central.usage.downsample import (
+        LOCAL_TZ,
+        DownsampleConfig,
+        DownsampleError,
+        InfluxQLClient,
+    )
+    from qihe.configfile import ConfigError, load_config_file
+
+    try:
+        config = load_config_file(args.config, DownsampleConfig)
+    except ConfigError as exc:
+        # One line: "FILE: invalid configuration: influx.url: Field required; ..."
+        head, *problems = str(exc).splitlines()
+        rest = "; ".join(p.strip() for p in problems)
+        raise ConfigError(f"{head}: {rest}" if rest else head) from None
+    influx = config.influx
+    if args.backfill_from is not None and args.backfill_from > datetime.now(LOCAL_TZ).date():
+        print(
+            f"qihe: stats-setup: --backfill-from {args.backfill_from} is in the future",
+            file=sys.stderr,
+        )
+        return 2
+    client = InfluxQLClient(
+        influx.url,
+        username=influx.username,
+        password=influx.password.get_secret_value() if influx.password else None,
+        token=influx.token.get_secret_value() if influx.token else None,
+        timeout=influx.timeout.total_seconds(),
+    )
+    try:
+        with client:
+            return _run(client, influx.database, args)
+    except DownsampleError as exc:
+        print(f"qihe: stats-setup: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(client: InfluxQLClient, database: str, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from central.usage.downsample import LOCAL_TZ, RAW, apply, backfill, plan_changes, read_state
+
+    version = client.check_server()
+    changes = plan_changes(read_state(client, database), database)
+    todo = [c for c in changes if c.outcome != "unchanged"]
+    if args.dry_run:
+        print(f"-- dry run against InfluxDB {version} at {client.url}, database {database}")
+        print("-- nothing is changed; these statements would run:")
+        for change in todo:
+            print(f"-- {change.line()}")
+            # A retention policy created with its database has no statement of its own.
+            for statement in change.statements:
+                print(f"{statement};")
+    else:
+        print(f"InfluxDB {version} at {client.url}, database {database}:")
+        for change in changes:  # one at a time, so a refusal shows what was done before it
+            apply(client, [change])
+            print(f"  {change.line()}", flush=True)
+    unchanged = len(changes) - len(todo)
+    verb = "to change" if args.dry_run else "changed"
+    print(f"降采样设置 / downsampling: {len(todo)} {verb}, {unchanged} unchanged")
+    if args.backfill_from is not None:
+        now = datetime.now(UTC)
+        kept = RAW.duration
+        if kept is not None and args.backfill_from < (now - kept).astimezone(LOCAL_TZ).date():
+            print(
+                f"note: {RAW.name} keeps {kept.days} days; days before that have no raw points "
+                "and keep the rollups they have"
+            )
+        if args.dry_run:
+            print("-- backfill statements:")
+        written = backfill(
+            None if args.dry_run else client, database, args.backfill_from, now, progress=print
+        )
+        if not args.dry_run:
+            print(f"回填完成 / backfill done: {written} points written")
+    return 0
