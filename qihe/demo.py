@@ -135,6 +135,12 @@ def _main(args: argparse.Namespace) -> int:
             f"  查询 / query:  influx -port {influxd.port} -database {config.database} "
             "-execute 'SELECT COUNT(*) FROM seat'"
         )
+        stats = _stats_config(state, base / config.live_config, influxd.url, config.database)
+        today = datetime.now(ZoneInfo(config.timezone)).date()
+        print(
+            f"  统计 / statistics: qihe stats occupancy --config {stats} --from {today} "
+            f"--to {today} --by hour"
+        )
         running = _Running(influxd=influxd, database=config.database)
         consumer = Consumer(consumer_config)
         consumer.start()
@@ -234,6 +240,18 @@ async def _run_alerts(config: DemoConfig, base: Path, broker: MosquittoProcess) 
     )
     print(f"  {HELP}", flush=True)
     await engine.run()
+
+
+def _stats_config(state: Path, live_config: Path, url: str, database: str) -> Path:
+    """A ``qihe stats`` config for the demo's own InfluxDB and the directory the page uses."""
+    from central.live.config import LiveConfig
+
+    sites = load_config_file(live_config, LiveConfig).sites
+    sites = sites if sites.is_absolute() else (live_config.parent / sites).resolve()
+    path = state / "stats.yaml"
+    text = f"sites: {sites}\ninflux:\n  url: {url}\n  database: {database}\n"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _port_or_free(port: int) -> int:

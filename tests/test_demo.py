@@ -139,6 +139,11 @@ def test_the_demo_lands_points_serves_the_live_page_and_raises_alerts(tmp_path: 
         demo.stdin.flush()
         cleared = poll(site, lambda s: s["alerts"] == [])
         out.wait_for(r"InfluxDB (\d+) points")
+        command = out.wait_for(r"statistics: qihe (stats occupancy [^\n]+)").group(1).split()
+        stats = subprocess.run(
+            [sys.executable, "-m", "qihe.cli", *command, "--format", "json"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=60)
     finally:
@@ -159,6 +164,11 @@ def test_the_demo_lands_points_serves_the_live_page_and_raises_alerts(tmp_path: 
     assert cleared["alerts"] == []
     states = [a["state"] for a in alerts if a and a["rule"] == "device_fault"]
     assert states[0] == "firing" and states[-1] == "resolved", states
+    # The statistics answer from the demo's own data.
+    assert stats.returncode == 0, stats.stderr
+    rows = [r for r in json.loads(stats.stdout) if r["site"] == "shancheng-xinyuan2"]
+    assert any(r["seats_occupied_max"] is not None for r in rows), rows
+    assert rows[0]["site_name"] == "淇河书屋·馨苑二区站"
     # Points landed, counted with InfluxQL at the end.
     status = re.findall(r"InfluxDB (\d+) points", text)
     assert status and int(status[-1]) > 0, text
