@@ -6,6 +6,7 @@ Screenshots of the seat map and the overview are left under ``test-output/``.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -221,6 +222,55 @@ async def test_the_operator_page_stays_usable_at_65_book_houses_of_80_seats(
             )
             assert await page.evaluate("window.__opened_once === true")
             await page.screenshot(path=str(output_dir / "site-80-seats.png"), full_page=True)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+    assert errors == []
+
+
+async def test_the_site_page_lists_the_sites_alerts_live(
+    mosquitto: MosquittoProcess, topic_prefix: str, browser: Browser, output_dir: Path
+) -> None:
+    tree = TopicTree(topic_prefix)
+    alert = {
+        "schema": 1,
+        "id": "device_fault-0123456789ab",
+        "rule": "device_fault",
+        "severity": "warning",
+        "state": "firing",
+        "site": SITE,
+        "site_name": "淇河书屋·馨苑二区站",
+        "gateway": "gw1",
+        "device": DEVICE,
+        "sensor": f"{DEVICE}.3",
+        "labels": {"site": SITE, "gateway": "gw1"},
+        "summary_zh": f"座位传感器 {DEVICE}.3 报告故障：卡住",
+        "summary_en": f"seat sensor {DEVICE}.3 reports a fault: stuck",
+        "starts_at": datetime.now(UTC).isoformat(),
+    }
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    topic = tree.alert(SITE, alert["id"])
+    try:
+        async with serving(live_config(mosquitto, topic_prefix)) as service:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            errors = watch_console(page)
+            await page.goto(f"{service.url}#/site/{SITE}")
+            await expect(page.locator("[data-role=no-alerts]")).to_be_visible(timeout=15_000)
+
+            client.publish(topic, json.dumps(alert), qos=1, retain=True).wait_for_publish(5)
+
+            item = page.locator('[data-alert="device_fault-0123456789ab"]')
+            await expect(item).to_contain_text("报告故障：卡住", timeout=15_000)
+            await expect(item).to_have_attribute("data-severity", "warning")
+            await page.screenshot(path=str(output_dir / "site-alerts-phone.png"), full_page=True)
+
+            client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # resolved
+
+            await expect(item).to_have_count(0, timeout=15_000)
+            await expect(page.locator("[data-role=no-alerts]")).to_be_visible()
     finally:
         client.loop_stop()
         client.disconnect()
