@@ -1,4 +1,4 @@
-"""``qihe gateway run|check --config FILE``."""
+"""``qihe gateway run|check|doctor --config FILE``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     check = gsub.add_parser("check", help="validate a config without running")
     check.add_argument("--config", required=True, help="gateway YAML config")
     check.set_defaults(handler=_check)
+    doctor = gsub.add_parser(
+        "doctor", help="check a site on the spot: config, ports, pins, broker, clock, disk"
+    )
+    doctor.add_argument("--config", required=True, help="gateway YAML config")
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for a board or the broker"
+    )
+    doctor.set_defaults(handler=_doctor)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -29,6 +37,12 @@ def _check(args: argparse.Namespace) -> int:
     print(f"配置有效 / config OK: {args.config}")
     _describe(config)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import run_doctor
+
+    return run_doctor(args.config, timeout=args.timeout)
 
 
 def _describe(config: GatewayConfig) -> None:

@@ -13,6 +13,7 @@ from edge.errors import EdgeError
 from edge.normalise import Clock, LinkCounters, utc_now
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
+from edge.sdnotify import Notifier, Watchdog
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.serial import SerialSource
@@ -46,6 +47,7 @@ class Gateway:
         clock: Clock = utc_now,
         clock_trust: ClockTrust | None = None,
         system_probe: SystemProbe | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         outbox = config.outbox
@@ -87,6 +89,19 @@ class Gateway:
         self._system_failing = False
         self._readings = 0
         self._clock = clock
+        self.notifier = Notifier.from_environ() if notifier is None else notifier
+        # The outbox's group commit is the gateway's heartbeat: it runs every
+        # commit_interval whether or not readings arrive, and a store that stops
+        # committing is a gateway that stores nothing. Its listener fires on the loop, after
+        # each commit that worked: a card whose writes keep failing gets the gateway
+        # restarted too (the store reopened; boards resend what was not acked as stored).
+        self.watchdog = Watchdog(
+            self.notifier,
+            required=("outbox",),
+            stale_after=5 * outbox.commit_interval.total_seconds(),
+            status=self._status_line,
+        )
+        self.outbox.on_commit(lambda _sequences: self.watchdog.alive("outbox"))
 
     def _emit(self, reading: Reading) -> None:
         self._readings += 1
@@ -109,6 +124,7 @@ class Gateway:
             len(self.config.serial),
             len(self.config.gpio),
         )
+        self.notifier.status("正在打开发件箱 opening the outbox")
         await self.outbox.open()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -118,8 +134,22 @@ class Gateway:
                 for source in self.sources:
                     tg.create_task(self._supervise(source), name=source.name)
                 tg.create_task(self._report_health(), name="health-report")
+                tg.create_task(self.watchdog.run(), name="systemd-watchdog")
+                # Ready here: the store is open and every task is started, so each reading
+                # from now on is kept. Not later: a broker that is down or a board that is
+                # unplugged is normal operation (buffer, retry), not a failed start.
+                self.notifier.ready(self._status_line())
         finally:
+            self.notifier.stopping("正在停止 stopping: flushing the outbox")
+            self.notifier.close()
             await asyncio.shield(self.outbox.close())
+
+    def _status_line(self) -> str:
+        """One line for ``systemctl status``: Chinese first, then English."""
+        broker = "已连接 connected" if self.publisher.connected.is_set() else "未连接 not connected"
+        return (
+            f"代理 broker {broker}; 待发 queued {len(self.outbox)}; 读数 readings {self._readings}"
+        )
 
     async def _supervise(self, source: Source) -> None:
         """Keep a source running: an unexpected crash is logged with its traceback and restarted."""

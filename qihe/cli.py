@@ -19,6 +19,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from central.alerts.cli import add_parsers as alerts_parsers
     from central.cli import add_parsers as central_parsers
     from central.live.cli import add_parsers as live_parsers
+    from central.provision_cli import add_parsers as provision_parsers
     from central.usage.commands import add_parsers as usage_parsers
     from central.usage.downsample_cli import add_parsers as downsample_parsers
     from edge.cli import add_parsers as edge_parsers
@@ -34,6 +35,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
         usage_parsers,
         emulator_parsers,
         demo_parsers,
+        provision_parsers,
     ]
 
 

@@ -129,7 +129,8 @@ class DeviceReading(_ReadingBase):
     """A board introduced itself (serial HELLO): firmware, report interval, sensors."""
 
     kind: Literal["device"] = "device"
-    firmware: Annotated[str, StringConstraints(pattern=r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")]
+    #: ASCII digits: ``\d`` would also take full-width and other Unicode digits.
+    firmware: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")]
     report_interval_s: Annotated[int, Field(ge=1, le=0xFFFF)]
     sensors: tuple[Ident, ...] = ()
 

@@ -142,13 +142,16 @@ class MosquittoProcess(_ChildServer):
         self.max_queued_messages = max_queued_messages
         self.extra_config = extra_config
 
+    def listener_config(self) -> list[str]:
+        """The listener and who may connect: here plain TCP, anonymous (subclasses secure it)."""
+        return [f"listener {self.port} {self.host}", "allow_anonymous true"]
+
     def config_text(self) -> str:
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
         return "\n".join(
             [
-                f"listener {self.port} {self.host}",
-                "allow_anonymous true",
+                *self.listener_config(),
                 "persistence true",
                 f"persistence_location {data}/",
                 "autosave_interval 1",
