@@ -12,8 +12,9 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES=(mosquitto influxdb influxdb-client python3-venv)
 # The browser tests drive Debian's Chromium (never a downloaded one); without a CJK font
-# its screenshots show Chinese as empty boxes.
-TEST_APT_PACKAGES=(chromium fonts-wqy-microhei)
+# its screenshots show Chinese as empty boxes. The TLS tests make their CA with openssl; the
+# deployment tests check the units with systemd-analyze and the install script with shellcheck.
+TEST_APT_PACKAGES=(chromium fonts-wqy-microhei openssl systemd shellcheck)
 
 say() { printf '\033[1m[qihe]\033[0m %s\n' "$*"; }
 
