@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -44,6 +44,7 @@ __all__ = [
     "SiteDirectory",
     "SiteSpec",
     "load_directory",
+    "load_with_directory",
 ]
 
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -265,6 +266,20 @@ class SiteDirectory(_Model):
     @property
     def zone(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_with_directory(path: str | Path, model: type[M]) -> tuple[M, SiteDirectory]:
+    """A service's config file (a model with a ``sites: Path``) and the site directory it
+    names; raise :class:`ConfigError` (no network)."""
+    path = Path(path)
+    config = load_config_file(path, model)
+    sites = getattr(config, "sites")  # noqa: B009 - any service model that names a directory
+    if not isinstance(sites, Path):
+        raise TypeError(f"{model.__name__} has no sites: path")
+    return config, load_directory(path, sites)
 
 
 def load_directory(config_file: Path, sites: Path) -> SiteDirectory:

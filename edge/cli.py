@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-import sys
 
 from edge.config import GatewayConfig, load_gateway_config
+from qihe.running import run_until_signalled
 
 __all__ = ["add_parsers"]
 
@@ -63,11 +61,6 @@ async def _serve(config: GatewayConfig) -> int:
     from edge.gateway import Gateway
 
     gateway = Gateway(config)
-    task = asyncio.create_task(gateway.run(), name="gateway")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    print("网关已停止 / gateway stopped", file=sys.stderr)
-    return 0
+    return await run_until_signalled(
+        gateway.run(), name="gateway", stopped="网关已停止 / gateway stopped"
+    )

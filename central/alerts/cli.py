@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qihe.configfile import load_config_file
+from qihe.running import run_until_signalled
 
 if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command builds this parser
     from central.alerts.config import AlertsConfig
@@ -32,10 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _main(args: argparse.Namespace) -> int:
     from central.alerts.config import AlertsConfig
-    from central.sites import load_directory
+    from central.sites import load_with_directory
 
-    config = load_config_file(args.config, AlertsConfig)
-    directory = load_directory(args.config, config.sites)
+    config, directory = load_with_directory(args.config, AlertsConfig)
     if args.check:
         enabled = [
             name for name in type(config.rules).model_fields if getattr(config.rules, name).enabled
@@ -53,11 +49,6 @@ async def _serve(config: AlertsConfig, directory: SiteDirectory) -> int:
     from central.alerts.engine import AlertEngine
 
     engine = AlertEngine(config, directory)
-    task = asyncio.create_task(engine.run(), name="alerts")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    print("告警服务已停止 / alert engine stopped", file=sys.stderr)
-    return 0
+    return await run_until_signalled(
+        engine.run(), name="alerts", stopped="告警服务已停止 / alert engine stopped"
+    )

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import ssl
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -32,8 +30,8 @@ from central.alerts.rules import Context, evaluate
 from central.errors import InvalidMessageError
 from central.facts import DEFAULT_REPORT_INTERVAL, FactStore
 from central.intake import OncePerKey, decode_message
+from central.listen import listen
 from central.sites import SiteDirectory
-from qihe.backoff import Backoff
 from qihe.contract import TopicError, TopicTree
 
 __all__ = ["AlertEngine"]
@@ -60,6 +58,7 @@ class AlertEngine:
         self.directory = directory
         self._clock = clock
         self._tree = TopicTree(config.mqtt.topic_prefix)
+        self._alerts_root = f"{self._tree.root}/_alerts/"
         self.facts = FactStore()
         names = {s.id: s.name for s in directory.sites}
         self.book = AlertBook(config, directory.zone, names)
@@ -100,54 +99,35 @@ class AlertEngine:
     # MQTT ------------------------------------------------------------------------------
 
     async def _subscribe(self) -> None:
-        mqtt = self.config.mqtt
-        backoff = Backoff()
-        while True:
-            try:
-                client = aiomqtt.Client(
-                    mqtt.host,
-                    mqtt.port,
-                    username=mqtt.username,
-                    password=mqtt.password.get_secret_value() if mqtt.password else None,
-                    identifier=f"{mqtt.client_id}-{secrets.token_hex(3)}",
-                    keepalive=max(5, int(mqtt.keepalive.total_seconds())),
-                    tls_context=await self._tls_context(),
-                    max_queued_incoming_messages=100_000,
-                    timeout=10,
-                )
-                async with client:
-                    now = self._clock()
-                    self._restoring_until = now + self.config.restore_wait
-                    self._listening_since = now
-                    await client.subscribe(self._tree.alerts_filter(), qos=1)
-                    for topic_filter in (self._tree.status_filter(), *self._tree.reading_filters()):
-                        await client.subscribe(topic_filter, qos=1)
-                    self._client = client
-                    self.connected.set()
-                    backoff.reset()
-                    log.info("alerts: listening at %s:%d", mqtt.host, mqtt.port)
-                    async for message in client.messages:
-                        self._take(str(message.topic), message.payload, message.retain)
-            except aiomqtt.MqttError as exc:
-                delay = backoff.next_delay()
-                log.warning(
-                    "alerts: broker %s:%d: %s; retry in %.1fs", mqtt.host, mqtt.port, exc, delay
-                )
-                await asyncio.sleep(delay)
-            finally:
-                self._client = None
-                self.connected.clear()
-                self.evaluating.clear()
+        # Own alerts first: they must be known before the first evaluation sends anything.
+        filters = (
+            self._tree.alerts_filter(),
+            self._tree.status_filter(),
+            *self._tree.reading_filters(),
+        )
+        await listen(
+            self.config.mqtt,
+            filters,
+            self._take,
+            name="alerts",
+            on_connected=self._connected,
+            on_lost=self._lost,
+        )
 
-    async def _tls_context(self) -> ssl.SSLContext | None:
-        if not self.config.mqtt.tls:
-            return None
-        ca = self.config.mqtt.ca_file
-        return await asyncio.to_thread(ssl.create_default_context, cafile=str(ca) if ca else None)
+    def _connected(self, client: aiomqtt.Client) -> None:
+        now = self._clock()
+        self._restoring_until = now + self.config.restore_wait
+        self._listening_since = now
+        self._client = client
+        self.connected.set()
 
-    def _take(self, topic: str, payload: object, retained: bool) -> None:
-        body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-        if topic.startswith(f"{self._tree.root}/_alerts/"):
+    def _lost(self) -> None:
+        self._client = None
+        self.connected.clear()
+        self.evaluating.clear()
+
+    def _take(self, topic: str, body: bytes, retained: bool) -> None:
+        if topic.startswith(self._alerts_root):
             if retained and body:
                 self._restore(topic, body)
             return

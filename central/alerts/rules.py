@@ -16,7 +16,7 @@ from typing import Any
 
 from central.alerts.config import Rules
 from central.alerts.model import Severity, alert_id
-from central.facts import FactStore, GatewayFacts, SiteFacts
+from central.facts import FactStore, GatewayFacts, SiteFacts, Value
 from central.sites import OpeningHours, SiteDirectory, SiteSpec
 
 __all__ = ["Condition", "Context", "evaluate"]
@@ -176,43 +176,55 @@ def _after_hours(ctx: Context, site_id: str, grace: timedelta) -> timedelta | No
     return closed if closed is not None and closed >= grace else None
 
 
-def _seat_stuck(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
-    rule = ctx.rules.seat_stuck
-    closed = _after_hours(ctx, site_id, rule.closed_grace)
-    for (gw_id, sensor), value in site.seats.items():
+def _held_on(
+    ctx: Context,
+    site_id: str,
+    site: SiteFacts,
+    values: dict[tuple[str, str], Value],
+    longer_than: timedelta,
+    closed_grace: timedelta,
+) -> Iterator[tuple[str, str, Value, timedelta, bool]]:
+    """Sensors on (a seat occupied, a door open) for longer than ``longer_than``, or since
+    before the site has been closed for ``closed_grace``: ``(gateway, sensor, value, held,
+    too_long)``; ``too_long`` is False for the after-hours case."""
+    closed = _after_hours(ctx, site_id, closed_grace)
+    for (gw_id, sensor), value in values.items():
         if not value.on or not _online(ctx, site, gw_id):
             continue
         held = ctx.now - value.since
-        if held >= rule.occupied_longer_than:
-            zh = f"座位 {sensor} 已连续占用 {held.total_seconds() / 3600:.1f} 小时，传感器可能卡住"
-            en = f"seat {sensor} occupied for {held.total_seconds() / 3600:.1f} h without a change"
-        elif closed is not None and value.since <= ctx.now - rule.closed_grace:
+        if held >= longer_than:
+            yield gw_id, sensor, value, held, True
+        elif closed is not None and value.since <= ctx.now - closed_grace:
+            yield gw_id, sensor, value, held, False
+
+
+def _seat_stuck(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.seat_stuck
+    held_on = _held_on(ctx, site_id, site, site.seats, rule.occupied_longer_than, rule.closed_grace)
+    for gw_id, sensor, value, held, too_long in held_on:
+        hours = held.total_seconds() / 3600
+        if too_long:
+            zh = f"座位 {sensor} 已连续占用 {hours:.1f} 小时，传感器可能卡住"
+            en = f"seat {sensor} occupied for {hours:.1f} h without a change"
+        else:
             zh = f"闭馆后座位 {sensor} 仍显示占用"
             en = f"seat {sensor} still occupied after closing time"
-        else:
-            continue
         yield Condition(
             "seat_stuck", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
-            value=round(held.total_seconds() / 3600, 2), gateway=gw_id, device=value.device,
-            sensor=sensor,
+            value=round(hours, 2), gateway=gw_id, device=value.device, sensor=sensor,
         )  # fmt: skip
 
 
 def _door_open(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.door_open
-    closed = _after_hours(ctx, site_id, rule.closed_grace)
-    for (gw_id, sensor), value in site.doors.items():
-        if not value.on or not _online(ctx, site, gw_id):
-            continue
-        held = ctx.now - value.since
-        if held >= rule.open_longer_than:
+    held_on = _held_on(ctx, site_id, site, site.doors, rule.open_longer_than, rule.closed_grace)
+    for gw_id, sensor, value, held, too_long in held_on:
+        if too_long:
             zh = f"门 {sensor} 已打开 {_minutes(held)} 分钟"
             en = f"door {sensor} open for {_minutes(held)} min"
-        elif closed is not None and value.since <= ctx.now - rule.closed_grace:
+        else:
             zh = f"闭馆时间门 {sensor} 仍打开"
             en = f"door {sensor} open outside opening hours"
-        else:
-            continue
         yield Condition(
             "door_open", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
             value=round(held.total_seconds() / 60, 1), gateway=gw_id, device=value.device,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from qihe.running import cancel_on_signals
 
 if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command builds this parser
     from central.live.config import LiveSetup
@@ -48,9 +49,7 @@ async def _serve(setup: LiveSetup) -> int:
 
     service = LiveService(setup.config, setup.directory)
     task = asyncio.create_task(service.run(), name="live")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+    cancel_on_signals(task)
     listening = asyncio.create_task(service.wait_listening())
     await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
     if listening.done() and not task.done():

@@ -11,8 +11,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from central.config import Duration, MqttConfig, Name
-from central.sites import SiteDirectory, load_directory
-from qihe.configfile import load_config_file
+from central.sites import SiteDirectory, load_with_directory
 
 __all__ = ["HttpConfig", "LiveConfig", "LiveSetup", "load_live_setup"]
 
@@ -67,6 +66,4 @@ class LiveSetup:
 
 def load_live_setup(path: str | Path) -> LiveSetup:
     """The live config and the site directory it names; raise :class:`ConfigError`."""
-    path = Path(path)
-    config = load_config_file(path, LiveConfig)
-    return LiveSetup(config, load_directory(path, config.sites))
+    return LiveSetup(*load_with_directory(path, LiveConfig))

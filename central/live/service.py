@@ -11,26 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import socket
-import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import aiomqtt
 import uvicorn
 from pydantic import ValidationError
 
 from central.alerts.model import Alert
 from central.errors import InvalidMessageError
 from central.intake import OncePerKey, decode_message
+from central.listen import listen
 from central.live.api import create_app
 from central.live.config import LiveConfig
 from central.live.hub import EventHub
 from central.live.state import LiveState, Timeouts
 from central.live.views import PublicSites, SiteDetail, Sites
 from central.sites import SiteDirectory
-from qihe.backoff import Backoff
 from qihe.contract import TopicError, TopicTree
 
 __all__ = ["LiveService"]
@@ -161,63 +158,27 @@ class LiveService:
             raise
 
     async def _subscribe(self) -> None:
-        mqtt = self.config.mqtt
-        backoff = Backoff()
-        filters = [
+        filters = (
             self._tree.alerts_filter(),
             self._tree.status_filter(),
             *self._tree.reading_filters(),
-        ]
-        while True:
-            try:
-                client = aiomqtt.Client(
-                    mqtt.host,
-                    mqtt.port,
-                    username=mqtt.username,
-                    password=mqtt.password.get_secret_value() if mqtt.password else None,
-                    # Clean session: the retained topics are the state; a random suffix lets
-                    # several live services share one broker.
-                    identifier=f"{mqtt.client_id}-{secrets.token_hex(3)}",
-                    keepalive=max(5, int(mqtt.keepalive.total_seconds())),
-                    tls_context=await self._tls_context(),
-                    max_queued_incoming_messages=100_000,
-                    timeout=10,
-                )
-                async with client:
-                    for topic_filter in filters:
-                        await client.subscribe(topic_filter, qos=1)
-                    self.broker_connected.set()
-                    backoff.reset()
-                    log.info("live: subscribed at %s:%d", mqtt.host, mqtt.port)
-                    async for message in client.messages:
-                        self._take(str(message.topic), message.payload, retained=message.retain)
-            except aiomqtt.MqttError as exc:
-                delay = backoff.next_delay()
-                log.warning(
-                    "live: broker %s:%d: %s; reconnecting in %.1fs",
-                    mqtt.host,
-                    mqtt.port,
-                    exc,
-                    delay,
-                )
-                self.broker_connected.clear()
-                await asyncio.sleep(delay)
+        )
+        await listen(
+            self.config.mqtt,
+            filters,
+            self._take,
+            name="live",
+            on_connected=lambda _client: self.broker_connected.set(),
+            on_lost=self.broker_connected.clear,
+        )
 
-    async def _tls_context(self) -> ssl.SSLContext | None:
-        if not self.config.mqtt.tls:
-            return None
-        ca = self.config.mqtt.ca_file
-        return await asyncio.to_thread(ssl.create_default_context, cafile=str(ca) if ca else None)
-
-    def _take(self, topic: str, payload: object, *, retained: bool) -> None:
+    def _take(self, topic: str, payload: bytes, retained: bool) -> None:
         self.received += 1
-        if not isinstance(payload, bytes | bytearray):
-            payload = b""
         if topic.startswith(self._alerts_root):
-            self._take_alert(topic, bytes(payload))
+            self._take_alert(topic, payload)
             return
         try:
-            message = decode_message(self._tree, topic, bytes(payload))
+            message = decode_message(self._tree, topic, payload)
         except InvalidMessageError as exc:
             self.refused += 1
             if self._refused_topics.first(topic):

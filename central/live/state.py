@@ -39,6 +39,7 @@ from central.live.views import (
     SeatState,
     SeatView,
     SiteDetail,
+    SiteFacade,
     Sites,
     SiteSummary,
 )
@@ -196,15 +197,7 @@ class LiveState:
             known = summary.seats.total - summary.seats.unknown
             out.append(
                 PublicSite(
-                    id=summary.id,
-                    name=summary.name,
-                    name_en=summary.name_en,
-                    kind=summary.kind,
-                    district=summary.district,
-                    district_en=summary.district_en,
-                    address=summary.address,
-                    open_now=summary.open_now,
-                    hours_today=summary.hours_today,
+                    **summary.model_dump(include=set(SiteFacade.model_fields)),
                     free_seats=summary.seats.free if known > 0 else None,
                     total_seats=summary.seats.total,
                     updated_at=summary.last_seen,

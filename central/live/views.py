@@ -24,6 +24,7 @@ __all__ = [
     "SeatState",
     "SeatView",
     "SiteDetail",
+    "SiteFacade",
     "SiteSummary",
     "Sites",
 ]
@@ -53,7 +54,9 @@ class GatewayView(_View):
     since: datetime | None
 
 
-class SiteSummary(_View):
+class SiteFacade(_View):
+    """What both the operator and the public summary say about a site."""
+
     id: str
     name: str
     name_en: str | None
@@ -61,10 +64,13 @@ class SiteSummary(_View):
     district: str | None
     district_en: str | None
     address: str | None
-    capacity: int | None
     open_now: bool
     #: Today's opening hours in local time, ``"08:30-21:00"``; None when closed all day.
     hours_today: str | None
+
+
+class SiteSummary(SiteFacade):
+    capacity: int | None
     seats: SeatCounts
     #: Occupied ÷ (free + occupied): seats whose state is unknown or faulty do not count.
     occupancy: float | None
@@ -131,18 +137,9 @@ class SiteDetail(_View):
     alerts: tuple[Alert, ...] = ()
 
 
-class PublicSite(_View):
+class PublicSite(SiteFacade):
     """What a resident may see: nothing about people, gateways or devices."""
 
-    id: str
-    name: str
-    name_en: str | None
-    kind: str
-    district: str | None
-    district_en: str | None
-    address: str | None
-    open_now: bool
-    hours_today: str | None
     #: None when the site's seats cannot be known right now.
     free_seats: int | None
     total_seats: int

@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from central.sites import SiteDirectory, SiteSpec, load_directory
+from central.sites import SiteDirectory, SiteSpec, load_with_directory
 from central.usage import figures
 from central.usage.client import (
     InfluxQLClient,
@@ -38,7 +38,6 @@ from central.usage.client import (
 )
 from central.usage.steps import Granularity
 from central.usage.table import Table, Value
-from qihe.configfile import load_config_file
 
 __all__ = [
     "StatsConfig",
@@ -71,9 +70,7 @@ class StatsSetup:
 
 def load_stats_setup(path: str | Path) -> StatsSetup:
     """The stats config and the directory it names; raise ``ConfigError`` (no network)."""
-    path = Path(path)
-    config = load_config_file(path, StatsConfig)
-    return StatsSetup(config, load_directory(path, config.sites))
+    return StatsSetup(*load_with_directory(path, StatsConfig))
 
 
 # --- running --------------------------------------------------------------------------------

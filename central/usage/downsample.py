@@ -52,7 +52,7 @@ __all__ = [
     "DownsampleConfig",
     "DownsampleError",
     "DownsampleInflux",
-    "InfluxQLClient",
+    "InfluxAdminClient",
     "PolicyState",
     "RetentionPolicy",
     "Rollup",
@@ -502,8 +502,10 @@ def _policy_change(
 # -- talking to InfluxDB 1.x --------------------------------------------------------------------
 
 
-class InfluxQLClient:
-    """``POST /query`` to InfluxDB 1.x over httpx; statement errors raise :class:`DownsampleError`.
+class InfluxAdminClient:
+    """``POST /query`` to InfluxDB 1.x over httpx, for the statements that change the server
+    (retention policies, continuous queries, SELECT ... INTO); the statistics read through
+    :class:`central.usage.client.InfluxQLClient`. Statement errors raise :class:`DownsampleError`.
 
     Basic auth with ``username``/``password``; else ``Authorization: Token`` when a token is given
     (which only a 2.x or 3.x server wants, and :meth:`check_server` refuses those).
@@ -603,7 +605,7 @@ def _go_duration(text: str) -> timedelta:
     return total
 
 
-def read_state(client: InfluxQLClient, database: str) -> ServerState:
+def read_state(client: InfluxAdminClient, database: str) -> ServerState:
     """The database's retention policies and continuous queries, read with SHOW statements."""
     names = {str(row["name"]) for _, row in _rows(client.query("SHOW DATABASES"))}
     if database not in names:
@@ -626,7 +628,7 @@ def read_state(client: InfluxQLClient, database: str) -> ServerState:
     return ServerState(True, policies, queries)
 
 
-def apply(client: InfluxQLClient, changes: Sequence[Change]) -> None:
+def apply(client: InfluxAdminClient, changes: Sequence[Change]) -> None:
     """Run the statements of ``changes`` in order (database, policies, then queries)."""
     for change in changes:
         for statement in change.statements:
@@ -661,7 +663,7 @@ def backfill_days(first: date, now: datetime) -> list[BackfillDay]:
 
 
 def backfill(
-    client: InfluxQLClient | None,
+    client: InfluxAdminClient | None,
     database: str,
     first: date,
     now: datetime,

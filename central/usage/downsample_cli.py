@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from central.usage.downsample import InfluxQLClient
+    from central.usage.downsample import InfluxAdminClient
 
 __all__ = ["add_parsers"]
 
@@ -60,7 +60,7 @@ def _main(args: argparse.Namespace) -> int:
         LOCAL_TZ,
         DownsampleConfig,
         DownsampleError,
-        InfluxQLClient,
+        InfluxAdminClient,
     )
     from qihe.configfile import ConfigError, load_config_file
 
@@ -78,7 +78,7 @@ def _main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    client = InfluxQLClient(
+    client = InfluxAdminClient(
         influx.url,
         username=influx.username,
         password=influx.password.get_secret_value() if influx.password else None,
@@ -93,7 +93,7 @@ def _main(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run(client: InfluxQLClient, database: str, args: argparse.Namespace) -> int:
+def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from central.usage.downsample import LOCAL_TZ, RAW, apply, backfill, plan_changes, read_state

@@ -127,23 +127,12 @@ class DingTalkRoute:
         }
 
     async def send(self, notifications: Sequence[Notification]) -> None:
-        response = await self._http.post(self.url(), self.body(notifications))
-        error = self._http.status_error(response)
-        if error is not None:
-            raise error
-        try:
-            answer = response.json()
-            errcode = int(answer.get("errcode", -2))
-            errmsg = str(answer.get("errmsg", ""))
-        except (ValueError, AttributeError, TypeError):
-            detail = self._http.redact(response.text[:200])
-            reason = f"{self._http.target} answered something else than JSON: {detail}"
-            raise RouteError(self.name, reason, retryable=False) from None
+        errcode, errmsg = await self._http.post_for_errcode(self.url(), self.body(notifications))
         if errcode != 0:
             hint = _HINTS.get(errcode)
             raise RouteError(
                 self.name,
-                f"DingTalk refused the message: errcode {errcode}, {self._http.redact(errmsg)}"
+                f"DingTalk refused the message: errcode {errcode}, {errmsg}"
                 + (f" — {hint}" if hint else ""),
                 retryable=errcode in RETRYABLE_ERRCODES,
                 errcode=errcode,

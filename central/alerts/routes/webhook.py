@@ -125,6 +125,23 @@ class JsonPoster:
             reason = f"request to {self.target} failed: {self.redact(str(exc))}"
             raise RouteError(self._route, reason, retryable=False) from exc
 
+    async def post_for_errcode(self, url: str, body: object) -> tuple[int, str]:
+        """POST to a chat robot (WeCom, DingTalk) that answers ``{"errcode", "errmsg"}`` with
+        HTTP 200; return those two (errmsg redacted). HTTP errors and non-JSON answers raise."""
+        response = await self.post(url, body)
+        error = self.status_error(response)
+        if error is not None:
+            raise error
+        try:
+            answer = response.json()
+            errcode = int(answer.get("errcode", -2))
+            errmsg = str(answer.get("errmsg", ""))
+        except (ValueError, AttributeError, TypeError):
+            detail = self.redact(response.text[:200])
+            reason = f"{self.target} answered something else than JSON: {detail}"
+            raise RouteError(self._route, reason, retryable=False) from None
+        return errcode, self.redact(errmsg)
+
     def status_error(self, response: httpx.Response, delivered: int = 0) -> RouteError | None:
         """``None`` for a 2xx answer; else the error, retryable for 408, 429 and 5xx."""
         if response.is_success:
