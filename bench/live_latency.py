@@ -30,13 +30,8 @@ import contextlib
 import json
 import logging
 import math
-import os
-import platform
 import random
-import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,7 +39,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +48,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.harness import Child, kill_leftovers, machine, median, percentile
 from central.live.client import StreamEvent, read_events
 from firmware_bridge.emulator import MAX_SEATS, BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.devstack import MosquittoProcess, free_port
@@ -65,7 +61,6 @@ GATEWAY = "gw1"
 SEAT_FILTER = f"{PREFIX}/v1/+/{GATEWAY}/seat/+"
 START_TIMEOUT = 90.0
 # Children (by pid) still running: killed in main()'s last resort if async cleanup failed.
-_CHILDREN: set[int] = set()
 
 
 # The layout: sites, boards, seats ---------------------------------------------------
@@ -161,66 +156,6 @@ def write_setup(
 # Child processes --------------------------------------------------------------------
 
 
-class Child:
-    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], log: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log = log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, *, pipes: bool = False) -> None:
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipes else log,
-                stderr=log,
-                # Our own session: a Ctrl-C reaches only us, and we stop children in order.
-                start_new_session=True,
-            )
-        _CHILDREN.add(self.process.pid)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
-    async def wait_line(self, expected: str) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if line.decode().strip() != expected:
-            raise RuntimeError(f"{self.name} did not start; see {self.log}:\n{self.tail()}")
-
-    def tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    async def stop(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        _CHILDREN.discard(process.pid)
-
-
-def _kill_leftovers() -> None:
-    for pid in list(_CHILDREN):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        _CHILDREN.discard(pid)
-
-
 # The gateway worker (a child process running several gateways) ---------------------
 
 
@@ -301,15 +236,6 @@ class Figures:
     page_p50: float | None  # broker → page
 
 
-def _pct(values: list[float], q: int) -> float | None:
-    """The q-th percentile, interpolated between the nearest samples."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 class Window:
     """One measuring window: the changes made, matched to their events as they arrive."""
 
@@ -363,13 +289,13 @@ class Window:
             samples=len(page),
             lost=len(self.changes) - len(page),
             resyncs=self.resyncs,
-            p50=_pct(page, 50),
-            p90=_pct(page, 90),
-            p99=_pct(page, 99),
+            p50=percentile(page, 50),
+            p90=percentile(page, 90),
+            p99=percentile(page, 99),
             max=page[-1] if page else None,
-            site_p50=_pct(site, 50),
-            broker_p50=_pct(broker, 50),
-            page_p50=_pct(hop, 50),
+            site_p50=percentile(site, 50),
+            broker_p50=percentile(broker, 50),
+            page_p50=percentile(hop, 50),
         )
 
 
@@ -594,23 +520,18 @@ class Scenario:
     commit: float  # the gateways' outbox.commit_interval, seconds
 
 
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
 def summarise(runs: list[Figures]) -> Figures:
     return Figures(
         samples=sum(r.samples for r in runs),
         lost=sum(r.lost for r in runs),
         resyncs=sum(r.resyncs for r in runs),
-        p50=_median([r.p50 for r in runs]),
-        p90=_median([r.p90 for r in runs]),
-        p99=_median([r.p99 for r in runs]),
-        max=_median([r.max for r in runs]),
-        site_p50=_median([r.site_p50 for r in runs]),
-        broker_p50=_median([r.broker_p50 for r in runs]),
-        page_p50=_median([r.page_p50 for r in runs]),
+        p50=median([r.p50 for r in runs]),
+        p90=median([r.p90 for r in runs]),
+        p99=median([r.p99 for r in runs]),
+        max=median([r.max for r in runs]),
+        site_p50=median([r.site_p50 for r in runs]),
+        broker_p50=median([r.broker_p50 for r in runs]),
+        page_p50=median([r.page_p50 for r in runs]),
     )
 
 
@@ -678,28 +599,6 @@ def commit_share(results: dict[Scenario, list[Figures]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mosquitto = "unknown"
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5).stdout
-        mosquitto = out.splitlines()[0].removeprefix("mosquitto version ").strip()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "mosquitto": mosquitto,
-        "platform": platform.platform(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.live_latency", description=__doc__.splitlines()[0]
@@ -760,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; every child process was stopped", file=sys.stderr)
         return 130
     finally:
-        _kill_leftovers()
+        kill_leftovers()
     print(
         f"Run {info['date']}: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
         f"Mosquitto {info['mosquitto']}; {args.sites} sites × {args.seats} seats\n"

@@ -93,6 +93,10 @@ class MqttConfig(_Model):
     )
     #: How long ``start()`` waits for the first connection and subscription.
     connect_timeout: Duration = timedelta(seconds=10)
+    #: Share the load with other consumers of the same group: subscribe through
+    #: ``$share/{shared_group}/…`` (MQTT 5 shared subscriptions), so the broker gives each
+    #: message to one of them. Each consumer keeps its own ``client_id`` (its own session).
+    shared_group: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -244,6 +244,11 @@ class Consumer:
             self._tree.status_filter(),
             self._tree.backlog_filter(),
         ]
+        group = self._config.mqtt.shared_group
+        if group is not None:
+            # The broker sends each message of a shared subscription to one member only
+            # (and sends no retained messages on it): each reading is written once.
+            filters = [f"$share/{group}/{topic}" for topic in filters]
         client.subscribe([(topic, options) for topic in filters])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

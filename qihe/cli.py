@@ -24,6 +24,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from central.usage.downsample_cli import add_parsers as downsample_parsers
     from edge.cli import add_parsers as edge_parsers
     from firmware_bridge.emulator.cli import add_parsers as emulator_parsers
+    from qihe.bench_cli import add_parsers as bench_parsers
     from qihe.demo import add_parsers as demo_parsers
 
     return [
@@ -36,6 +37,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
         emulator_parsers,
         demo_parsers,
         provision_parsers,
+        bench_parsers,
     ]
 
 
