@@ -75,10 +75,13 @@ main() {
         test)
             install_system_packages "${APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"; setup_venv
             exec .venv/bin/python -m pytest "$@" ;;
+        bench)
+            install_system_packages "${APT_PACKAGES[@]}"; setup_venv
+            exec .venv/bin/qihe bench "$@" ;;
         setup)
             install_system_packages "${APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"; setup_venv ;;
         *)
-            echo "usage: ./dev.sh demo|test|setup [args...]" >&2; exit 2 ;;
+            echo "usage: ./dev.sh demo|test|bench|setup [args...]" >&2; exit 2 ;;
     esac
 }
 
