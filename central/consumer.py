@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from central.batching import collect_batch
+from central.batching import BatchQueue
 from central.config import ConsumerConfig
 from central.deadletter import PublishTracker
 from central.errors import ConsumerStartError, InfluxWriteError
@@ -74,7 +74,10 @@ class Consumer:
         self._tree = TopicTree(config.mqtt.topic_prefix)
         self._writer = writer
         self._clock = clock
-        self._queue: queue.Queue[Delivery] = queue.Queue(maxsize=config.max_pending)
+        # Bounded in messages (our Receive Maximum); batches are bounded in points.
+        self._queue: BatchQueue[Delivery] = BatchQueue(
+            config.max_pending, weight=lambda delivery: delivery.points
+        )
         self._counters = Counters()
         self._refused_topics = OncePerKey()
         self._tracker = PublishTracker()
@@ -385,8 +388,7 @@ class Consumer:
             return
         config = self._config
         while True:
-            batch = collect_batch(
-                self._queue,
+            batch = self._queue.take(
                 size=config.batch_size,
                 interval=config.flush_interval.total_seconds(),
                 idle=config.flush_idle.total_seconds(),

@@ -111,7 +111,7 @@ class BatchFlusher:
 
     def _write_splitting(self, items: Sequence[Delivery]) -> list[Refused]:
         lines = [d.line for d in items if d.line is not None]
-        points = sum(line.count("\n") + 1 for line in lines)  # a backlog batch holds many
+        points = sum(d.points for d in items)  # a backlog batch holds many
         try:
             self._retrier.run(lambda: self._writer.write(lines), f"writing {points} points")
         except InfluxWriteError as exc:  # only errors that refuse points get here

@@ -11,14 +11,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from central.errors import InvalidMessageError, LineProtocolError
-from central.influx.line_protocol import Point, encode_line
-from central.points import reading_point, status_point
+from central.influx.line_protocol import Point
+from central.points import reading_line, reading_point, status_line, status_point
 from qihe.contract import (
     GatewayStatus,
     PayloadError,
     Reading,
+    ReadingBatch,
     TopicError,
     TopicParts,
     TopicTree,
@@ -31,6 +33,7 @@ __all__ = [
     "Delivery",
     "OncePerKey",
     "decode_message",
+    "message_lines",
     "message_point",
     "message_points",
     "to_delivery",
@@ -42,7 +45,8 @@ class Delivery:
     """One received message on its way to InfluxDB (or to the dead-letter topic).
 
     ``mid``/``qos``/``connection`` identify it for the MQTT ack: a message id is
-    only meaningful on the connection it arrived on.
+    only meaningful on the connection it arrived on. ``line`` holds its ``points``
+    lines (a backlog batch writes many), joined by newlines.
     """
 
     mid: int
@@ -53,26 +57,29 @@ class Delivery:
     received_at: datetime
     line: str | None
     reason: str | None = None
+    points: int = 0
+
+
+def message_lines(tree: TopicTree, topic: str, payload: bytes) -> list[str]:
+    """The lines a message writes (a backlog batch writes many); raise
+    :class:`InvalidMessageError` saying why it cannot, :class:`LineProtocolError` when a
+    point cannot be encoded. The same lines as :func:`message_points` encoded."""
+    parts = _topic_parts(tree, topic)
+    if parts.kind == "backlog":
+        return [reading_line(reading) for reading in _decode_batch(parts, payload).readings]
+    message = _decode(parts, payload)
+    if isinstance(message, GatewayStatus):
+        return [status_line(message)]
+    return [reading_line(message)]
 
 
 def message_points(tree: TopicTree, topic: str, payload: bytes) -> list[Point]:
     """The points a message writes (a backlog batch writes many); raise
     :class:`InvalidMessageError` saying why it cannot."""
-    try:
-        parts = tree.parse(topic)
-    except TopicError as exc:
-        raise InvalidMessageError(f"topic: {exc}") from None
-    if parts.kind != "backlog":
-        return [message_point(tree, topic, payload)]
-    try:
-        batch = parse_batch(payload)
-    except PayloadError as exc:
-        detail = str(exc)
-        raise InvalidMessageError(
-            detail if detail.startswith("payload") else f"payload: {detail}"
-        ) from None
-    _agree(parts, site=batch.site, gateway=batch.gateway)
-    return [reading_point(reading) for reading in batch.readings]
+    parts = _topic_parts(tree, topic)
+    if parts.kind == "backlog":
+        return [reading_point(reading) for reading in _decode_batch(parts, payload).readings]
+    return [message_point(tree, topic, payload)]
 
 
 def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
@@ -86,27 +93,7 @@ def message_point(tree: TopicTree, topic: str, payload: bytes) -> Point:
 def decode_message(tree: TopicTree, topic: str, payload: bytes) -> GatewayStatus | Reading:
     """The typed status or reading a (non-backlog) message carries; raise
     :class:`InvalidMessageError` saying why it cannot be trusted."""
-    try:
-        parts = tree.parse(topic)
-    except TopicError as exc:
-        raise InvalidMessageError(f"topic: {exc}") from None
-    try:
-        if parts.kind == "status":
-            status = parse_status(payload)
-            _agree(parts, site=status.site, gateway=status.gateway)
-            return status
-        if parts.kind == "backlog":
-            raise InvalidMessageError("topic: a backlog batch is not a single message")
-        reading = parse_reading(payload)
-    except PayloadError as exc:
-        detail = str(exc)  # already names the key, or "payload" for the whole document
-        raise InvalidMessageError(
-            detail if detail.startswith("payload") else f"payload: {detail}"
-        ) from None
-    _agree(
-        parts, site=reading.site, gateway=reading.gateway, kind=reading.kind, sensor=reading.sensor
-    )
-    return reading
+    return _decode(_topic_parts(tree, topic), payload)
 
 
 def to_delivery(
@@ -120,16 +107,70 @@ def to_delivery(
     received_at: datetime,
 ) -> Delivery:
     """Validate and encode a message; an invalid one becomes a Delivery with a ``reason``."""
-    line: str | None = None
-    reason: str | None = None
     try:
-        # A backlog batch is one delivery of many lines: acked once, after all are written.
-        line = "\n".join(encode_line(p) for p in message_points(tree, topic, payload))
+        lines = message_lines(tree, topic, payload)
     except InvalidMessageError as exc:
-        reason = exc.reason
+        return Delivery(mid, qos, connection, topic, payload, received_at, None, exc.reason)
     except LineProtocolError as exc:
         reason = f"point: {exc}"
-    return Delivery(mid, qos, connection, topic, payload, received_at, line, reason)
+        return Delivery(mid, qos, connection, topic, payload, received_at, None, reason)
+    # A backlog batch is one delivery of many lines: acked once, after all are written.
+    line = lines[0] if len(lines) == 1 else "\n".join(lines)
+    return Delivery(mid, qos, connection, topic, payload, received_at, line, None, len(lines))
+
+
+#: Topics whose parts are kept: readings come on one topic per sensor, again and again. As
+#: large as :data:`central.points.SERIES_CACHE`, for the same reason.
+TOPIC_CACHE = 65_536
+
+
+@lru_cache(maxsize=TOPIC_CACHE)
+def _cached_parts(tree: TopicTree, topic: str) -> TopicParts:
+    return tree.parse(topic)  # a refused topic raises every time (only answers are kept)
+
+
+def _topic_parts(tree: TopicTree, topic: str) -> TopicParts:
+    try:
+        return _cached_parts(tree, topic)
+    except TopicError as exc:
+        raise InvalidMessageError(f"topic: {exc}") from None
+
+
+def _decode(parts: TopicParts, payload: bytes) -> GatewayStatus | Reading:
+    try:
+        if parts.kind == "status":
+            status = parse_status(payload)
+            _agree(parts, site=status.site, gateway=status.gateway)
+            return status
+        if parts.kind == "backlog":
+            raise InvalidMessageError("topic: a backlog batch is not a single message")
+        reading = parse_reading(payload)
+    except PayloadError as exc:
+        raise InvalidMessageError(_payload_reason(exc)) from None
+    claimed = (reading.site, reading.gateway, reading.kind, reading.sensor)
+    if claimed != (parts.site, parts.gateway, parts.kind, parts.sensor):
+        _agree(  # says which one differs
+            parts,
+            site=reading.site,
+            gateway=reading.gateway,
+            kind=reading.kind,
+            sensor=reading.sensor,
+        )
+    return reading
+
+
+def _decode_batch(parts: TopicParts, payload: bytes) -> ReadingBatch:
+    try:
+        batch = parse_batch(payload)
+    except PayloadError as exc:
+        raise InvalidMessageError(_payload_reason(exc)) from None
+    _agree(parts, site=batch.site, gateway=batch.gateway)
+    return batch
+
+
+def _payload_reason(exc: PayloadError) -> str:
+    detail = str(exc)  # already names the key, or "payload" for the whole document
+    return detail if detail.startswith("payload") else f"payload: {detail}"
 
 
 def _agree(parts: TopicParts, **claimed: str) -> None:

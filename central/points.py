@@ -9,9 +9,19 @@ message delivered twice writes the same point twice, which InfluxDB stores once.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import assert_never
 
-from central.influx.line_protocol import FieldValue, Point, datetime_to_ns
+from central.influx.line_protocol import (
+    FieldValue,
+    Point,
+    datetime_to_ns,
+    encode_fields,
+    encode_line,
+    encode_timestamp,
+    series_key,
+)
 from qihe.contract import (
     DeviceReading,
     DoorReading,
@@ -27,9 +37,21 @@ from qihe.contract import (
     SystemReading,
 )
 
-__all__ = ["STATUS_MEASUREMENT", "reading_point", "status_point"]
+__all__ = [
+    "STATUS_MEASUREMENT",
+    "reading_line",
+    "reading_point",
+    "status_line",
+    "status_point",
+]
 
 STATUS_MEASUREMENT = "gateway_status"
+
+#: Series whose escaped line start is kept. Hebi's 65 book houses have a few thousand; the city
+#: scale benchmark (400 gateways × 80 seats, plus their boards' telemetry) about 34,000. An LRU
+#: cache smaller than the set of sensors that report in turn would miss every time; the bound
+#: only matters against a flood of made-up sensor ids (about 20 MB when full).
+SERIES_CACHE = 65_536
 
 
 def reading_point(reading: Reading) -> Point:
@@ -48,6 +70,38 @@ def reading_point(reading: Reading) -> Point:
         fields=fields,
         time_ns=datetime_to_ns(reading.ts),
     )
+
+
+def reading_line(reading: Reading) -> str:
+    """``encode_line(reading_point(reading))``, byte for byte, without the per-point churn.
+
+    The measurement and tags of a sensor are the same in every point it writes: they are
+    checked and escaped once per series (:func:`_reading_series`), not once per point. Seat
+    readings, most of what a city sends, have their two possible field sets ready.
+    """
+    head = _reading_series(
+        reading.kind, reading.site, reading.gateway, reading.device, reading.sensor
+    )
+    if type(reading) is SeatReading:
+        fields = _SEAT_FIELDS[reading.occupied]
+    else:
+        fields = encode_fields(_reading_fields(reading))
+    if reading.seq is not None:
+        # An integer field, last as in reading_point (the contract bounds it to 0..65535).
+        fields += f",seq={reading.seq}i"
+    return f"{head} {fields} {encode_timestamp(datetime_to_ns(reading.ts))}"
+
+
+def status_line(status: GatewayStatus) -> str:
+    """``encode_line(status_point(status))``: statuses are few, they take the general path."""
+    return encode_line(status_point(status))
+
+
+@lru_cache(maxsize=SERIES_CACHE)
+def _reading_series(kind: str, site: str, gateway: str, device: str, sensor: str) -> str:
+    # The same tags as reading_point, through the same checks and escapes.
+    tags = {"site": site, "gateway": gateway, "device": device, "sensor": sensor}
+    return series_key(kind, tags)
 
 
 def status_point(status: GatewayStatus) -> Point:
@@ -114,3 +168,18 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
             return system
         case _:
             assert_never(reading)
+
+
+def _seat_fields() -> dict[bool, str]:
+    """A seat reading's field set (``seq`` aside) by its state, as the general path writes it."""
+    seat = SeatReading(
+        site="s", gateway="g", device="d", sensor="s", ts=datetime(1970, 1, 1, tzinfo=UTC),
+        occupied=False,
+    )  # fmt: skip
+    return {
+        occupied: encode_fields(_reading_fields(seat.model_copy(update={"occupied": occupied})))
+        for occupied in (False, True)
+    }
+
+
+_SEAT_FIELDS = _seat_fields()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 
 __all__ = ["ConsumerStats", "Counters"]
 
@@ -33,19 +33,25 @@ class ConsumerStats:
 
 
 class Counters:
-    """Thread-safe increments of :class:`ConsumerStats` fields."""
+    """Thread-safe increments of :class:`ConsumerStats` fields.
+
+    Plain integers under a lock: the network thread counts every message, so an increment
+    must not build a new frozen snapshot (``snapshot()`` does, when someone asks).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values = ConsumerStats()
+        self._values = dict.fromkeys(_FIELDS, 0)
 
     def add(self, **counts: int) -> None:
         with self._lock:
-            current = self._values
-            self._values = replace(
-                current, **{name: getattr(current, name) + n for name, n in counts.items()}
-            )
+            values = self._values
+            for name, n in counts.items():
+                values[name] += n
 
     def snapshot(self) -> ConsumerStats:
         with self._lock:
-            return self._values
+            return ConsumerStats(**self._values)
+
+
+_FIELDS = tuple(field.name for field in fields(ConsumerStats))

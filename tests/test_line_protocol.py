@@ -11,7 +11,7 @@ import pytest
 
 from central.errors import LineProtocolError
 from central.influx import FieldValue, Point, datetime_to_ns, encode_line
-from central.points import reading_point, status_point
+from central.points import reading_line, reading_point, status_line, status_point
 from qihe.contract import parse_reading, parse_status
 from qihe.devstack import InfluxdProcess
 
@@ -224,15 +224,51 @@ def test_every_reading_kind_has_a_line_test() -> None:
     assert tested == set(READING_KINDS)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [p for p, _ in READING_LINES],
+    ids=[p.split('"kind": "')[1][:6] for p, _ in READING_LINES],
+)
+@pytest.mark.parametrize("seq", ["as sent", None, 0, 65535], ids=str)
+def test_the_consumers_fast_line_is_the_encoded_point_byte_for_byte(
+    payload: str, seq: str | int | None
+) -> None:
+    reading = parse_reading(payload)
+    if seq != "as sent":
+        reading = reading.model_copy(update={"seq": seq})
+    assert reading_line(reading).encode() == encode_line(reading_point(reading)).encode()
+
+
+@pytest.mark.parametrize("occupied", [True, False])
+def test_the_fast_line_of_a_seat_keeps_its_state_and_timestamp(occupied: bool) -> None:
+    reading = parse_reading(READING_LINES[0][0]).model_copy(update={"occupied": occupied})
+    assert reading_line(reading) == (
+        "seat,device=board-a,gateway=gw1,sensor=board-a.3,site=qibin-taoyuan"
+        f" occupied={int(occupied)}i,seq=812i 1795827723456789000"
+    )
+
+
+def test_a_reading_too_far_in_the_future_for_nanoseconds_is_refused_by_the_fast_line() -> None:
+    reading = parse_reading(READING_LINES[0][0]).model_copy(
+        update={"ts": datetime(2263, 1, 1, tzinfo=UTC)}
+    )
+    with pytest.raises(LineProtocolError, match="64-bit"):
+        reading_line(reading)
+
+
 @pytest.mark.parametrize(("state", "online"), [("online", 1), ("offline", 0)])
 def test_exact_line_of_gateway_status(state: str, online: int) -> None:
     status = parse_status(
         '{"schema": 1, "site": "qibin-taoyuan", "gateway": "gw1", "state": "' + state + '",'
         ' "session": 7, "ts": "2026-11-28T01:00:00Z"}'
     )
-    assert encode_line(status_point(status)) == (
-        f"gateway_status,gateway=gw1,site=qibin-taoyuan online={online}i,session=7i"
-        " 1795827600000000000"
+    assert (
+        encode_line(status_point(status))
+        == status_line(status)
+        == (
+            f"gateway_status,gateway=gw1,site=qibin-taoyuan online={online}i,session=7i"
+            " 1795827600000000000"
+        )
     )
 
 

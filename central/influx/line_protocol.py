@@ -30,10 +30,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from central.errors import LineProtocolError
 
-__all__ = ["FieldValue", "Point", "datetime_to_ns", "encode_line"]
+__all__ = [
+    "FieldValue",
+    "Point",
+    "datetime_to_ns",
+    "encode_fields",
+    "encode_line",
+    "encode_timestamp",
+    "series_key",
+]
 
 FieldValue = bool | int | float | str
 
@@ -66,21 +75,48 @@ def datetime_to_ns(value: datetime) -> int:
 
 def encode_line(point: Point) -> str:
     """The line protocol line of ``point`` (without a trailing newline)."""
-    head = _measurement(point.measurement)
-    for key in sorted(point.tags):
-        head += f",{_name('tag key', key)}={_name('tag value', point.tags[key], key=key)}"
+    head = series_key(point.measurement, point.tags)
     if not point.fields:
         raise LineProtocolError(f"point of {point.measurement!r} has no fields")
-    fields = ",".join(
-        f"{_name('field key', key)}={_field_value(key, value)}"
-        for key, value in point.fields.items()
-    )
-    line = f"{head} {fields}"
+    line = f"{head} {encode_fields(point.fields)}"
     if point.time_ns is not None:
-        if not _INT64_MIN <= point.time_ns <= _INT64_MAX:
-            raise LineProtocolError(f"timestamp {point.time_ns} is outside 64-bit nanoseconds")
-        line += f" {point.time_ns}"
+        line += f" {encode_timestamp(point.time_ns)}"
     return line
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """The start of a line: the escaped measurement and its tags sorted by key.
+
+    Every point of a series starts the same: callers writing many points of few series
+    may keep it (see ``central.points``) instead of escaping the same names per point.
+    """
+    head = _measurement(measurement)
+    for key in sorted(tags):
+        head += f",{_name('tag key', key)}={_name('tag value', tags[key], key=key)}"
+    return head
+
+
+def encode_fields(fields: Mapping[str, FieldValue]) -> str:
+    """The field set of a line, in the given order (at least one field)."""
+    if not fields:
+        raise LineProtocolError("a point needs at least one field")
+    return ",".join(
+        [f"{_field_key(key)}={_field_value(key, value)}" for key, value in fields.items()]
+    )
+
+
+def encode_timestamp(time_ns: int) -> str:
+    """A line's timestamp: integer nanoseconds, refused outside 64 bits."""
+    if not _INT64_MIN <= time_ns <= _INT64_MAX:
+        raise LineProtocolError(f"timestamp {time_ns} is outside 64-bit nanoseconds")
+    return str(time_ns)
+
+
+@lru_cache(maxsize=1024)
+def _field_key(key: str) -> str:
+    # Field keys come from a handful of names in central.points: escape each once. A refused
+    # key raises every time (lru_cache keeps only answers).
+    return _name("field key", key)
 
 
 def _check_text(what: str, value: str) -> None:
@@ -108,7 +144,9 @@ def _name(what: str, value: str, *, key: str | None = None) -> str:
 
 
 def _field_value(key: str, value: FieldValue) -> str:
-    # bool first: it is a subclass of int.
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        return f"{value}i"  # the usual case, first (a bool is an int, but not exactly one)
+    # bool before int: it is a subclass of int.
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

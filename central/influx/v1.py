@@ -60,7 +60,7 @@ class InfluxV1Writer:
                 raise InfluxWriteError(str(statement["error"]), retryable=False, status=200)
 
     def write(self, lines: Sequence[str]) -> None:
-        body = ("\n".join(lines) + "\n").encode()
+        body = "\n".join([*lines, ""]).encode()  # every line ends with a newline
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         response = self._post("/write", params=self._params, content=body, headers=headers)
         if response.status_code == 404 and self._config.create_database:
