@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from typing import Any, Literal
 
 __all__ = [
     "Child",
+    "NotifySocket",
     "ProcFigures",
     "Row",
     "Target",
@@ -239,6 +241,32 @@ def kill_leftovers() -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _CHILDREN.discard(pid)
+
+
+class NotifySocket:
+    """systemd's end of sd_notify (an abstract socket): takes a service's pings and drops them.
+
+    Give a child ``NOTIFY_SOCKET=<address>`` and ``WATCHDOG_USEC`` and it runs its watchdog
+    as under a ``Type=notify`` unit. :meth:`start` reads on the running event loop.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.address = f"@{name}"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        self._sock.bind(b"\0" + name.encode())
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._sock.recv(4096):
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        self._sock.close()
 
 
 # The machine -------------------------------------------------------------------------

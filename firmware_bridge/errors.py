@@ -10,6 +10,7 @@ __all__ = [
     "FrameTooLongError",
     "FrameTooShortError",
     "MessageValueError",
+    "NoSuchSensorError",
     "PayloadError",
     "SerialLinkError",
     "UnknownTypeError",
@@ -62,6 +63,10 @@ class UnknownTypeError(FrameError):
 
 class PayloadError(FrameError):
     kind = "payload"
+
+
+class NoSuchSensorError(BridgeError, ValueError):
+    """An emulated board was asked to act through a sensor it does not have."""
 
 
 class SerialLinkError(BridgeError, OSError):

@@ -12,7 +12,14 @@ from pydantic import ValidationError
 from firmware_bridge import cobs
 from firmware_bridge.codec import DELIMITER, FrameDecoder, encode
 from firmware_bridge.crc import crc16_ccitt_false
-from firmware_bridge.emulator import SHANGHAI, Board, BookHouseModel, EmulatorConfig
+from firmware_bridge.emulator import (
+    SHANGHAI,
+    Board,
+    BookHouseEmulator,
+    BookHouseModel,
+    EmulatorConfig,
+)
+from firmware_bridge.errors import NoSuchSensorError
 from firmware_bridge.messages import (
     Ack,
     Door,
@@ -218,3 +225,33 @@ def test_every_boot_draws_a_new_boot_number_for_its_hello() -> None:
     second = board.reboot()[0].message
     assert isinstance(first, Hello) and isinstance(second, Hello)
     assert first.boot != second.boot
+
+
+def test_a_board_configured_with_seats_only_says_so_in_hello_and_sends_only_seats() -> None:
+    emulator = BookHouseEmulator(
+        EmulatorConfig(seats=2, counter=False, door=False, simulate=False, supply_mv=4000)
+    )
+
+    frames = emulator.board.power_up()
+
+    hello = frames[0].message
+    assert isinstance(hello, Hello)
+    assert hello.sensors == (SensorRef(SensorKind.SEAT, 1), SensorRef(SensorKind.SEAT, 2))
+    assert _messages(frames[1:]) == [Seat(1, False), Seat(2, False), Heartbeat(0, 4000)]
+    assert FrameDecoder().feed(b"".join(encode(f) for f in frames)) == frames
+
+
+def test_a_board_configured_without_a_door_keeps_its_counter() -> None:
+    emulator = BookHouseEmulator(EmulatorConfig(seats=1, door=False, simulate=False))
+
+    assert emulator.model.sensors == (
+        SensorRef(SensorKind.SEAT, 1),
+        SensorRef(SensorKind.PEOPLE, 1),
+    )
+
+
+def test_a_scripted_count_on_a_board_without_a_counter_raises_a_clear_error() -> None:
+    emulator = BookHouseEmulator(EmulatorConfig(counter=False, simulate=False))
+
+    with pytest.raises(NoSuchSensorError, match=r"no people counter \(counter=False\)"):
+        emulator.count_people(entered=1)

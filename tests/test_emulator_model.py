@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
+import pytest
+
 from firmware_bridge.emulator import SHANGHAI, SUPPLY_SENSOR, BookHouseModel, SupplyCurve
+from firmware_bridge.errors import NoSuchSensorError
 from firmware_bridge.messages import (
     Door,
     Fault,
@@ -250,3 +253,68 @@ def test_reboot_restarts_uptime_and_totals_but_people_stay_inside() -> None:
 
     assert (state.in_total, state.out_total, state.inside, state.uptime_s) == (0, 0, 2, 60)
     assert Heartbeat(60, state.supply_mv) in after
+
+
+# A board without the entrance's sensors (seats only, as on all but one board of a big room)
+
+
+def test_a_board_with_seats_only_sees_the_same_crowd_and_reports_seats_and_heartbeats() -> None:
+    full = BookHouseModel(seats=24, start=SATURDAY, seed=11)
+    seats_only = BookHouseModel(seats=24, start=SATURDAY, seed=11, counter=False, door=False)
+
+    everything = _run(full, SATURDAY, 24, HOUR)
+    reports = _run(seats_only, SATURDAY, 24, HOUR)
+
+    assert reports == [r for r in everything if not isinstance(r, People | Door)]
+    assert {type(r) for r in reports} == {Seat, Heartbeat}
+    assert seats_only.state().seats == full.state().seats
+    assert seats_only.state().door_open is False
+
+
+def test_a_board_with_seats_only_sends_no_counter_totals_with_its_heartbeat() -> None:
+    model = BookHouseModel(
+        seats=4, start=MONDAY, report_interval_s=60, simulate=False, counter=False, door=False
+    )
+    model.set_supply(4000)
+
+    assert model.step(MONDAY + timedelta(minutes=2)) == [Heartbeat(60, 4000), Heartbeat(120, 4000)]
+    assert model.snapshot() == [
+        Seat(1, False),
+        Seat(2, False),
+        Seat(3, False),
+        Seat(4, False),
+        Heartbeat(120, 4000),
+    ]
+
+
+def test_counting_people_on_a_board_without_a_counter_is_refused() -> None:
+    model = BookHouseModel(seats=4, start=MONDAY, simulate=False, counter=False)
+
+    with pytest.raises(NoSuchSensorError, match="no people counter"):
+        model.count_people(entered=1)
+
+
+def test_a_board_without_a_door_counts_people_without_door_reports() -> None:
+    model = BookHouseModel(seats=4, start=MONDAY, simulate=False, door=False)
+
+    assert model.count_people(entered=2, left=1) == [
+        People(1, 1, 0),
+        People(1, 2, 0),
+        People(1, 2, 1),
+    ]
+    assert model.step(MONDAY + timedelta(seconds=10)) == []
+
+
+def test_low_supply_is_raised_on_the_counter_else_the_door_and_never_on_a_seat() -> None:
+    def low(*, counter: bool = True, door: bool = True) -> list[Report]:
+        model = BookHouseModel(
+            seats=2, start=MONDAY, simulate=False, report_interval_s=60, counter=counter, door=door
+        )
+        model.set_supply(3250)
+        return model.step(MONDAY + timedelta(seconds=60))
+
+    door = SensorRef(SensorKind.DOOR, 1)
+    assert low(door=False)[0] == Fault(SUPPLY_SENSOR, FaultCode.SUPPLY_LOW, True)
+    assert low(counter=False)[0] == Fault(door, FaultCode.SUPPLY_LOW, True)
+    # Seats only: no sensor to raise it on; the heartbeat's supply_mv still says it.
+    assert low(counter=False, door=False) == [Heartbeat(60, 3250)]

@@ -367,6 +367,8 @@ def test_qihe_emulate_help(capsys: pytest.CaptureFixture[str]) -> None:
         "--port",
         "--link",
         "--seats",
+        "--no-counter",
+        "--no-door",
         "--speed",
         "--noise",
         "--stuck",
@@ -391,3 +393,20 @@ def test_qihe_emulate_runs_on_a_linked_pty_and_stops(
     assert "发送 sent" in out
     assert "emulator stopped" in out
     assert not link.exists()
+
+
+def test_qihe_emulate_can_play_a_board_with_seats_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "ttyQIHE1"
+
+    code = main(
+        ["emulate", "--link", str(link), "--seats", "30", "--no-counter", "--no-door",
+         "--scripted", "--speed", "600", "--duration", "0.3", "--status-every", "0.1"]
+    )  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "30 座位 seats, ×600" in out
+    assert "座位 seats 0/30 |" in out
+    assert "进 in" not in out

@@ -38,6 +38,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--baudrate", type=int, default=115200, help="for --port (default 115200)")
     p.add_argument("--device-id", default="taoyuan-1", help="board id in HELLO")
     p.add_argument("--seats", type=int, default=24, help=f"self-study seats (1..{MAX_SEATS})")
+    p.add_argument(
+        "--no-counter",
+        dest="counter",
+        action="store_false",
+        help="no entrance people counter on this board: no PEOPLE reports",
+    )
+    p.add_argument(
+        "--no-door", dest="door", action="store_false", help="no door contact: no DOOR reports"
+    )
     p.add_argument("--speed", type=float, default=60.0, help="sim seconds per real second")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-interval", type=int, default=60, metavar="S", help="heartbeat, sim s")
@@ -66,6 +75,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
     fields: dict[str, object] = {
         "device_id": args.device_id,
         "seats": args.seats,
+        "counter": args.counter,
+        "door": args.door,
         "speed": args.speed,
         "seed": args.seed,
         "report_interval_s": args.report_interval,
@@ -116,9 +127,13 @@ async def _serve(emu: BookHouseEmulator, port: Port, args: argparse.Namespace) -
         where = f"{port.link} → {port.path}"
     config = emu.config
     print(f"模拟设备已启动 / emulator started: {where}", flush=True)
+    extras = [
+        *(["人流计数 counter"] if config.counter else []),
+        *(["门磁 door"] if config.door else []),
+    ]
     print(
-        f"  设备 device {config.device_id}, {config.seats} 座位 seats,"
-        f" ×{config.speed:g}, seed {config.seed}",
+        f"  设备 device {config.device_id}, {config.seats} 座位 seats"
+        f"{''.join(f' + {extra}' for extra in extras)}, ×{config.speed:g}, seed {config.seed}",
         flush=True,
     )
     # Ctrl-C, SIGTERM and --duration all end here by cancellation; attach() cleans up.
@@ -166,10 +181,12 @@ async def _status(emu: BookHouseEmulator, every: float) -> None:
         what = " ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())) or "-"
         house = state.house
         stamp = f"{house.now.astimezone(tz):%m-%d %H:%M}"
+        counted = (
+            f" | 进 in {house.in_total} 出 out {house.out_total}" if emu.config.counter else ""
+        )
         print(
             f"[{stamp}] 发送 sent {state.sent} (+{len(fresh)}: {what})"
-            f" | 座位 seats {sum(house.seats)}/{len(house.seats)}"
-            f" | 进 in {house.in_total} 出 out {house.out_total}"
+            f" | 座位 seats {sum(house.seats)}/{len(house.seats)}{counted}"
             f" | {house.supply_mv} mV | 丢弃 dropped {state.dropped}"
             f" 损坏 corrupted {state.corrupted}"
             + (

@@ -30,6 +30,10 @@ class EmulatorConfig(BaseModel):
 
     device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN.pattern)] = "taoyuan-1"
     seats: Annotated[int, Field(ge=1, le=MAX_SEATS)] = 24
+    #: The entrance's people counter and door contact are on this board. A site with
+    #: several boards has them on one; the others have seats only (``False``, ``False``).
+    counter: bool = True
+    door: bool = True
     #: Simulated seconds per real second.
     speed: Annotated[float, Field(gt=0, le=1_000_000)] = 60.0
     seed: int = 0

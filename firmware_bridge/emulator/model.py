@@ -5,6 +5,10 @@ time-of-day profile; students take a free self-study seat for 1–4 hours,
 browsers leave after a few minutes; everyone is out by closing time. The board's
 own timers (heartbeat, door closer, stuck-sensor detector) run on the same clock.
 
+A board need not have the entrance's sensors: without ``counter`` it sends no
+PEOPLE reports, without ``door`` no DOOR reports, and its HELLO lists only what
+it has. The crowd is the same either way (same seed, same seats taken).
+
 :meth:`BookHouseModel.step` advances the clock and returns the reports the board
 would send, in order. The result depends only on the seed, the start time and
 the sequence of calls — not on how the time is sliced into steps. No I/O here.
@@ -19,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 from firmware_bridge.emulator.profile import OpeningHours, SupplyCurve, VisitorProfile
+from firmware_bridge.errors import NoSuchSensorError
 from firmware_bridge.messages import (
     Door,
     Fault,
@@ -33,11 +38,14 @@ from firmware_bridge.messages import (
 
 __all__ = ["SUPPLY_SENSOR", "BookHouseModel", "HouseState"]
 
-#: The protocol ties every fault to a sensor and has no "board" kind, so supply
-#: faults are raised on the entrance counter, the board's always-present sensor.
-SUPPLY_SENSOR = SensorRef(SensorKind.PEOPLE, 1)
 _COUNTER = 1
 _DOOR = 1
+#: The protocol ties every fault to a sensor and has no "board" kind, so supply
+#: faults are raised on the entrance counter (or, on a board without one, on the
+#: door; a board with seats only raises none). Seats are never used: a seat's one
+#: fault state is its STUCK fault.
+SUPPLY_SENSOR = SensorRef(SensorKind.PEOPLE, _COUNTER)
+_SUPPLY_ON_DOOR = SensorRef(SensorKind.DOOR, _DOOR)
 _MANUAL = -1  # seat owner for seats set by hand
 _U32 = 0xFFFF_FFFF
 
@@ -64,10 +72,12 @@ class HouseState:
     seats: tuple[bool, ...]  # as the sensors report them (a stuck seat reads occupied)
     seated: tuple[bool, ...]  # whether someone really sits there
     stuck: tuple[int, ...]
+    # Passages since the board's last reset: the counter's totals (kept, unreported,
+    # on a board without a counter).
     in_total: int
     out_total: int
     inside: int
-    door_open: bool
+    door_open: bool  # always False on a board without a door contact
     supply_mv: int
     uptime_s: int
     report_interval_s: int
@@ -104,6 +114,8 @@ class BookHouseModel:
         supply: SupplyCurve | None = None,
         door_hold: timedelta = timedelta(seconds=6),
         stuck_report_after: timedelta = timedelta(minutes=30),
+        counter: bool = True,
+        door: bool = True,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
@@ -116,6 +128,8 @@ class BookHouseModel:
         self._door_hold = door_hold.total_seconds()
         self._stuck_after = stuck_report_after.total_seconds()
         self._seats = seats
+        self._counter = counter
+        self._door = door
         self._t = start.timestamp()
         self._start_t = self._t
         self._boot_t = self._t
@@ -159,8 +173,19 @@ class BookHouseModel:
     @property
     def sensors(self) -> tuple[SensorRef, ...]:
         """Every sensor on the board, as announced in HELLO."""
-        seats = tuple(SensorRef(SensorKind.SEAT, i) for i in range(1, self._seats + 1))
-        return (*seats, SensorRef(SensorKind.PEOPLE, _COUNTER), SensorRef(SensorKind.DOOR, _DOOR))
+        out = [SensorRef(SensorKind.SEAT, i) for i in range(1, self._seats + 1)]
+        if self._counter:
+            out.append(SensorRef(SensorKind.PEOPLE, _COUNTER))
+        if self._door:
+            out.append(SensorRef(SensorKind.DOOR, _DOOR))
+        return tuple(out)
+
+    @property
+    def supply_sensor(self) -> SensorRef | None:
+        """The sensor SUPPLY_LOW faults are raised on; ``None``: the board raises none."""
+        if self._counter:
+            return SUPPLY_SENSOR
+        return _SUPPLY_ON_DOOR if self._door else None
 
     def supply_mv(self) -> int:
         if self._supply_override is not None:
@@ -294,11 +319,12 @@ class BookHouseModel:
             self._report_seat(seat, out)
 
     def _passage(self, *, entering: bool, out: list[Report]) -> None:
-        if not self._door_open:
-            self._door_open = True
-            out.append(Door(_DOOR, True))
-        self._door_close_at = self._t + self._door_hold
-        self._push(self._board, self._door_close_at, _Ev.DOOR_CLOSE)
+        if self._door:
+            if not self._door_open:
+                self._door_open = True
+                out.append(Door(_DOOR, True))
+            self._door_close_at = self._t + self._door_hold
+            self._push(self._board, self._door_close_at, _Ev.DOOR_CLOSE)
         counts = self._counts
         if entering:
             counts.in_total = (counts.in_total + 1) & _U32
@@ -306,7 +332,8 @@ class BookHouseModel:
         else:
             counts.out_total = (counts.out_total + 1) & _U32
             counts.inside = max(0, counts.inside - 1)
-        out.append(People(_COUNTER, counts.in_total, counts.out_total))
+        if self._counter:
+            out.append(People(_COUNTER, counts.in_total, counts.out_total))
 
     # -- the board's sensors and timers ------------------------------------------
 
@@ -318,16 +345,22 @@ class BookHouseModel:
 
     def _heartbeat(self, out: list[Report]) -> None:
         supply = self.supply_mv()
+        sensor = self.supply_sensor
+        if sensor is not None:  # with seats only, the heartbeat's supply_mv alone tells
+            self._check_supply(sensor, supply, out)
+        out.append(Heartbeat(self._uptime(), max(0, min(supply, 0xFFFF))))
+        if self._counter:  # the totals again: a lost PEOPLE frame is repaired within a period
+            counts = self._counts
+            out.append(People(_COUNTER, counts.in_total, counts.out_total))
+
+    def _check_supply(self, sensor: SensorRef, supply: int, out: list[Report]) -> None:
         curve = self._supply
         if not self._supply_low and supply < curve.low_mv:
             self._supply_low = True
-            out.append(Fault(SUPPLY_SENSOR, FaultCode.SUPPLY_LOW, True))
+            out.append(Fault(sensor, FaultCode.SUPPLY_LOW, True))
         elif self._supply_low and supply > curve.low_mv + curve.hysteresis_mv:
             self._supply_low = False
-            out.append(Fault(SUPPLY_SENSOR, FaultCode.SUPPLY_LOW, False))
-        counts = self._counts
-        out.append(Heartbeat(self._uptime(), max(0, min(supply, 0xFFFF))))
-        out.append(People(_COUNTER, counts.in_total, counts.out_total))
+            out.append(Fault(sensor, FaultCode.SUPPLY_LOW, False))
 
     def _report_seat(self, seat: int, out: list[Report]) -> None:
         reading = seat in self._stuck or self._owner[seat] is not None
@@ -351,7 +384,7 @@ class BookHouseModel:
 
     def _seat_index(self, seat: int) -> int:
         if not 1 <= seat <= self._seats:
-            raise ValueError(f"seat {seat} is outside 1..{self._seats}")
+            raise NoSuchSensorError(f"seat {seat} is outside 1..{self._seats}")
         return seat - 1
 
     def set_seat(self, seat: int, occupied: bool) -> list[Report]:
@@ -363,7 +396,14 @@ class BookHouseModel:
         return out
 
     def count_people(self, *, entered: int = 0, left: int = 0) -> list[Report]:
-        """People pass the entrance by hand: a People report (and door) per passage."""
+        """People pass the entrance by hand: a People report (and door) per passage.
+
+        Raises :class:`NoSuchSensorError` on a board without a people counter.
+        """
+        if not self._counter:
+            raise NoSuchSensorError(
+                "this board has no people counter (counter=False): count_people needs one"
+            )
         if entered < 0 or left < 0:
             raise ValueError("passages cannot be negative")
         out: list[Report] = []
@@ -425,8 +465,12 @@ class BookHouseModel:
             self._arm_stuck_report(index, entry)
 
     def snapshot(self) -> list[Report]:
-        """What a board reports after HELLO: every seat, the door, a heartbeat, the counter."""
+        """What a board reports after HELLO: every seat, the door, a heartbeat, the counter.
+
+        (The door and the counter only if the board has them.)
+        """
         out: list[Report] = [Seat(i + 1, occupied) for i, occupied in enumerate(self._reported)]
-        out.append(Door(_DOOR, self._door_open))
+        if self._door:
+            out.append(Door(_DOOR, self._door_open))
         self._heartbeat(out)
         return out

@@ -111,6 +111,8 @@ class BookHouseEmulator:
             hours=config.opening_hours(),
             door_hold=config.door_hold,
             stuck_report_after=config.stuck_report_after,
+            counter=config.counter,
+            door=config.door,
         )
         self.model.set_supply(config.supply_mv)
         for seat in config.stuck_seats:
@@ -323,7 +325,11 @@ class BookHouseEmulator:
         self._report(self.model.set_seat(seat, occupied))
 
     def count_people(self, *, entered: int = 0, left: int = 0) -> None:
-        """People pass the entrance now; a PEOPLE frame (and door frames) per passage."""
+        """People pass the entrance now; a PEOPLE frame (and door frames) per passage.
+
+        Raises :class:`~firmware_bridge.errors.NoSuchSensorError` on a board configured
+        without a counter (``counter=False``).
+        """
         self._advance()
         self._report(self.model.count_people(entered=entered, left=left))
 
