@@ -249,8 +249,10 @@ class Consumer:
         ]
         group = self._config.mqtt.shared_group
         if group is not None:
-            # The broker sends each message of a shared subscription to one member only
-            # (and sends no retained messages on it): each reading is written once.
+            # The broker sends each message of a shared subscription to one member only:
+            # each reading is written once. (Mosquitto before 2.0.13 also replays every
+            # retained message to a new member; those are points already stored, so
+            # writing them again stores nothing new.)
             filters = [f"$share/{group}/{topic}" for topic in filters]
         client.subscribe([(topic, options) for topic in filters])
 
