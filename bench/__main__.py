@@ -4,8 +4,9 @@
     python -m bench --only consumer_rate city --runs 5
     python -m bench --out bench-results --profile
 
-Each scenario is ``bench/<name>.py``, run as its own process (``python -m bench.<name>``)
-so one's threads, memory and children never weigh on the next; it starts its own broker,
+Each scenario is ``bench/<name>.py`` (or a package ``bench/<name>/``), run as its own
+process (``python -m bench.<name>``) so one's threads, memory and children never weigh on
+the next; it starts its own broker,
 InfluxDB and emulators, and writes its rows (``bench/harness.py``) as JSON. The table gives
 each figure (the median of its runs), its natural limit measured in the same run, the ratio,
 and the target the figure is held to. Results, logs and profiles go under ``--out``.

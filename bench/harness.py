@@ -1,6 +1,6 @@
 """What the benchmarks share: child processes, figures from ``/proc``, medians, result rows.
 
-Every scenario module (``bench/<name>.py``) measures one thing and can run alone
+Every scenario (``bench/<name>.py``, or a package) measures one thing and can run alone
 (``python -m bench.<name> --runs 3 --json out.json``); the suite (``python -m bench``,
 ``qihe bench``) runs them one after another and prints one table. A scenario reports
 :class:`Row` values: a figure (the median of its runs), and where the figure has a natural
