@@ -8,8 +8,8 @@ not become a second reading) and names each sensor ``{device}.{index}``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from edge.sequence import SequenceTracker, TrackerState, Verdict
@@ -45,7 +45,8 @@ def utc_now() -> datetime:
 
 
 def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    delta = moment - _EPOCH  # exact integer arithmetic, no float rounding
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,6 +70,18 @@ class LinkCounters:
     hello_mismatches: int = 0
 
 
+@dataclass(slots=True)
+class _Tally:
+    """The counters as they run (one addition per frame); :class:`LinkCounters` is the view."""
+
+    frames: int = 0
+    crc_errors: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    reconnects: int = 0
+    hello_mismatches: int = 0
+
+
 class FrameNormaliser:
     def __init__(
         self,
@@ -84,7 +97,7 @@ class FrameNormaliser:
         self.device = device
         self._clock = clock
         self.sequence = SequenceTracker(sequence)
-        self._counters = LinkCounters()
+        self._tally = _Tally()
 
     def restore(self, state: TrackerState | None) -> None:
         """Continue the board's numbering from what the outbox stored before a restart."""
@@ -92,35 +105,31 @@ class FrameNormaliser:
 
     @property
     def counters(self) -> LinkCounters:
-        return replace(self._counters, lost=self.sequence.lost)
-
-    def _count(self, **deltas: int) -> None:
-        c = self._counters
-        self._counters = replace(c, **{k: getattr(c, k) + v for k, v in deltas.items()})
+        return LinkCounters(**asdict(self._tally), lost=self.sequence.lost)
 
     def on_error(self, error: FrameError) -> None:
         if error.kind == "crc":
-            self._count(crc_errors=1)
+            self._tally.crc_errors += 1
         else:
-            self._count(malformed=1)
+            self._tally.malformed += 1
 
     def on_reconnect(self) -> None:
         # Numbering goes on across a replugged cable: a board that rebooted says HELLO.
-        self._count(reconnects=1)
+        self._tally.reconnects += 1
 
     def sensor_id(self, index: int) -> str:
         return f"{self.device}.{index}"
 
     def on_frame(self, frame: Frame) -> Reading | None:
         """The reading this frame carries, or None (duplicate, reply, or command echo)."""
-        self._count(frames=1)
+        self._tally.frames += 1
         message = frame.message
         if isinstance(message, Hello):
             self.sequence.hello(message.boot)
         now = self._clock()
         seen = self.sequence.observe(frame.seq, _micros(now))
         if seen.verdict is Verdict.REPEAT:
-            self._count(duplicates=1)
+            self._tally.duplicates += 1
             return None
         if seen.stamp_us is not None:  # a late resend that fills a gap: keep sensor order
             now = datetime.fromtimestamp(seen.stamp_us / 1_000_000, UTC)
@@ -156,7 +165,7 @@ class FrameNormaliser:
                 )
             case Hello(device_id, firmware, interval, sensors):
                 if device_id != self.device:
-                    self._count(hello_mismatches=1)
+                    self._tally.hello_mismatches += 1
                 return DeviceReading(
                     sensor=self.device,
                     firmware=".".join(str(p) for p in firmware),

@@ -209,6 +209,11 @@ class Outbox:
         return self._stored + len(self._pending) - len(self._confirmed)
 
     @property
+    def stored(self) -> int:
+        """Readings in the file as of the last commit (confirmed ones until it deletes them)."""
+        return self._stored
+
+    @property
     def last_id(self) -> int:
         """The newest stored reading's id (ids only ever grow)."""
         return self._last_id
@@ -286,7 +291,7 @@ class Outbox:
         try:
             if confirmed:
                 deleted = con.executemany(
-                    "DELETE FROM outbox WHERE id = ?", [(i,) for i in confirmed]
+                    "DELETE FROM outbox WHERE id BETWEEN ? AND ?", _runs(confirmed)
                 ).rowcount
                 stored -= deleted
             first_id = self._last_id + 1
@@ -428,6 +433,24 @@ class Outbox:
         self._stored -= dropped
         self._last_id += len(held)
         return len(held), dropped
+
+
+def _runs(ids: set[int]) -> list[tuple[int, int]]:
+    """Ids as ``(first, last)`` runs of consecutive ids: one DELETE per run, not per id.
+
+    The publisher confirms readings in id order, so a commit's confirmations are a few
+    runs (one, usually); every id inside a run is one of ``ids``.
+    """
+    ordered = sorted(ids)
+    runs = []
+    first = last = ordered[0]
+    for i in ordered[1:]:
+        if i != last + 1:
+            runs.append((first, last))
+            first = i
+        last = i
+    runs.append((first, last))
+    return runs
 
 
 def _restamped(row: tuple[object, ...], offset: float) -> _Row:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +37,39 @@ from qihe.contract import (
 __all__ = ["MqttPublisher", "PublisherStats"]
 
 log = logging.getLogger(__name__)
+
+#: Publishes waiting this long for any PUBACK mean a broker that stopped acknowledging.
+_ACK_TIMEOUT = 10.0
+
+
+class _Flight:
+    """The publishes awaiting their PUBACK: a bounded window, and a watch on its progress."""
+
+    def __init__(self, window: int, ack_timeout: float) -> None:
+        self.slots = asyncio.Semaphore(window)
+        self._ack_timeout = ack_timeout
+        self._in_flight = 0
+        self._progress = time.monotonic()
+
+    def started(self) -> None:
+        if not self._in_flight:  # the clock runs only while something waits
+            self._progress = time.monotonic()
+        self._in_flight += 1
+
+    def done(self) -> None:
+        self._in_flight -= 1
+        self._progress = time.monotonic()
+        self.slots.release()
+
+    async def watch(self) -> None:
+        """Raise :class:`aiomqtt.MqttError` once publishes wait ``ack_timeout`` for a PUBACK."""
+        timeout = self._ack_timeout
+        while True:
+            await asyncio.sleep(timeout / 4)
+            if self._in_flight and time.monotonic() - self._progress > timeout:
+                raise aiomqtt.MqttError(
+                    f"no PUBACK for {timeout:.0f}s with {self._in_flight} publishes waiting"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,35 +213,63 @@ class MqttPublisher:
         state of each sensor is published retained (so dashboards are right at
         once), then live readings always go before the next backlog batch, and
         the backlog drains oldest first in packed, non-retained batches.
+
+        Live readings go out in a sliding window: at most ``max_inflight`` await
+        their PUBACK at a time, in id order, and each is confirmed to the outbox as
+        its own PUBACK arrives, so the link never idles while the slowest of a group
+        is acknowledged. A broker that stops acknowledging while publishes wait for
+        it fails the connection after ``_ACK_TIMEOUT`` (and we reconnect).
         """
         outbox, batch_size = self._outbox, self._backlog_batch
+        window = self._config.broker.max_inflight
         watermark = outbox.last_id
         if watermark:
             latest = await outbox.latest_states(watermark)
             await asyncio.gather(*(self._publish(client, row) for row in latest))
             log.info("reconnected with a backlog: published the latest of %d sensors", len(latest))
         live_cursor, backlog_cursor = watermark, 0
-        while True:
-            live = await outbox.fetch(after=live_cursor, limit=self._config.broker.max_inflight)
-            if live:
-                await asyncio.gather(*(self._publish(client, row) for row in live))
-                outbox.confirm(row.id for row in live)
-                self._published += len(live)
-                live_cursor = live[-1].id
-                continue
-            if backlog_cursor < watermark:
-                rows = await outbox.fetch(after=backlog_cursor, upto=watermark, limit=batch_size)
-                if rows:
-                    await self._publish_backlog(client, rows)
-                    backlog_cursor = rows[-1].id
+        flight = _Flight(window, _ACK_TIMEOUT)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(flight.watch(), name="mqtt-ack-watch")
+            while True:
+                live = await outbox.fetch(after=live_cursor, limit=window)
+                if live:
+                    for row in live:
+                        await flight.slots.acquire()
+                        flight.started()
+                        tasks.create_task(self._publish_live(client, row, flight))
+                    live_cursor = live[-1].id
                     continue
-                backlog_cursor = watermark
-                log.info("backlog drained")
-            await outbox.wait_committed(live_cursor)
+                if backlog_cursor < watermark:
+                    rows = await outbox.fetch(
+                        after=backlog_cursor, upto=watermark, limit=batch_size
+                    )
+                    if rows:
+                        await self._publish_backlog(client, rows)
+                        backlog_cursor = rows[-1].id
+                        continue
+                    backlog_cursor = watermark
+                    log.info("backlog drained")
+                await outbox.wait_committed(live_cursor)
 
     async def _publish(self, client: aiomqtt.Client, row: StoredReading) -> None:
         topic = f"{self._gateway_root}/{row.kind}/{row.sensor}"
         await client.publish(topic, row.payload, qos=1, retain=row.kind in RETAINED_KINDS)
+
+    async def _publish_live(
+        self, client: aiomqtt.Client, row: StoredReading, flight: _Flight
+    ) -> None:
+        topic = f"{self._gateway_root}/{row.kind}/{row.sensor}"
+        try:
+            # No timeout of its own (on Python 3.11 each would cost a task and a timer):
+            # the flight's watchdog fails the connection if PUBACKs stop coming.
+            await client.publish(
+                topic, row.payload, qos=1, retain=row.kind in RETAINED_KINDS, timeout=math.inf
+            )
+        finally:
+            flight.done()
+        self._outbox.confirm((row.id,))
+        self._published += 1
 
     async def _publish_backlog(self, client: aiomqtt.Client, rows: list[StoredReading]) -> None:
         payload = encode_batch(self._config.site, self._config.gateway, [r.payload for r in rows])

@@ -66,6 +66,11 @@ class Observation:
     stamp_us: int | None = None
 
 
+#: The common verdicts, shared (they are frozen): no allocation per frame.
+_NEW = Observation(Verdict.NEW)
+_REPEAT = Observation(Verdict.REPEAT)
+
+
 def _behind(newer: int, older: int) -> int:
     return (newer - older) % _MOD
 
@@ -106,10 +111,10 @@ class SequenceTracker:
         last = self._last
         if last is None:
             self._last = seq
-            return Observation(Verdict.NEW)
+            return _NEW
         ahead = _behind(seq, last)
         if ahead == 0:
-            return Observation(Verdict.REPEAT)
+            return _REPEAT
         if ahead < _HALF:
             skipped = ahead - 1
             self.lost += skipped
@@ -118,17 +123,19 @@ class SequenceTracker:
             self.given_up += max(0, skipped - GIVE_UP_AFTER)
             self._last = seq
             self._expire()
-            return Observation(Verdict.NEW)
+            return _NEW
         if seq in self._gaps:
             self.lost -= 1
             return Observation(Verdict.NEW, self._gaps.pop(seq))
         if _behind(last, seq) <= GIVE_UP_AFTER:
-            return Observation(Verdict.REPEAT)
+            return _REPEAT
         self._last = seq
         self._gaps.clear()
         return Observation(Verdict.RESTART)
 
     def _expire(self) -> None:
+        if not self._gaps:
+            return
         last = self._last or 0
         stale = [gap for gap in self._gaps if _behind(last, gap) > GIVE_UP_AFTER]
         self.given_up += len(stale)

@@ -78,6 +78,8 @@ _E = TypeVar("_E", SensorKind, FaultCode, NackReason)
 _HEADER = struct.Struct(">BBH")
 _CRC = struct.Struct(">H")
 _MIN_BODY = _HEADER.size + _CRC.size
+#: Type byte -> type; a dict lookup is several times cheaper than calling the enum.
+_TYPES: dict[int, MessageType] = {kind.value: kind for kind in MessageType}
 
 
 # -- payloads ---------------------------------------------------------------
@@ -269,10 +271,9 @@ def decode_body(body: bytes) -> Frame:
         raise UnsupportedVersionError(
             f"protocol version {version}; this gateway speaks {PROTOCOL_VERSION}"
         )
-    try:
-        kind = MessageType(type_byte)
-    except ValueError:
-        raise UnknownTypeError(f"unknown message type {type_byte:#04x}") from None
+    kind = _TYPES.get(type_byte)
+    if kind is None:
+        raise UnknownTypeError(f"unknown message type {type_byte:#04x}")
     try:
         message = _decode_payload(kind, head[_HEADER.size :])
     except MessageValueError as exc:
@@ -305,14 +306,18 @@ def read_frame(buffer: bytes | bytearray) -> tuple[Frame | FrameError | None, in
         return None, 0
     if end == 0:
         return None, 1
-    raw = bytes(buffer[:end])
+    return _decode_raw(bytes(buffer[:end])), end + 1
+
+
+def _decode_raw(raw: bytes) -> Frame | FrameError:
+    """One frame's bytes between two delimiters: the frame, or what is wrong with them."""
     try:
         if len(raw) > MAX_ENCODED:
             raise FrameTooLongError(f"encoded frame of {len(raw)} bytes exceeds {MAX_ENCODED}")
-        return decode_body(cobs.decode(raw)), end + 1
+        return decode_body(cobs.decode(raw))
     except FrameError as exc:
         exc.raw = raw[:64]
-        return exc, end + 1
+        return exc
 
 
 class FrameDecoder:
@@ -332,24 +337,34 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame | FrameError]:
+        # One pass over the buffer, cut once at the end: what read_frame does frame by
+        # frame, without moving the rest of the buffer after every frame.
         out: list[Frame | FrameError] = []
-        self._buffer += data
-        while self._buffer:
+        buffer = self._buffer
+        buffer += data
+        start, size = 0, len(buffer)
+        while start < size:
+            end = buffer.find(DELIMITER, start)
             if self._discarding:
-                end = self._buffer.find(DELIMITER)
                 if end < 0:
-                    self._buffer.clear()
+                    start = size
                     break
-                del self._buffer[: end + 1]
+                start = end + 1
                 self._discarding = False
                 continue
-            result, consumed = read_frame(self._buffer)
-            if consumed == 0:
+            if end < 0:
+                if size - start > MAX_ENCODED:
+                    out.append(
+                        FrameTooLongError(
+                            f"{size - start} bytes without a delimiter",
+                            raw=bytes(buffer[start : start + 64]),
+                        )
+                    )
+                    start = size
+                    self._discarding = True
                 break
-            complete = self._buffer.find(DELIMITER, 0, consumed) >= 0
-            del self._buffer[:consumed]
-            if isinstance(result, FrameTooLongError) and not complete:
-                self._discarding = True
-            if result is not None:
-                out.append(result)
+            if end > start:
+                out.append(_decode_raw(bytes(buffer[start:end])))
+            start = end + 1
+        del buffer[:start]
         return out
