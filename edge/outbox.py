@@ -249,9 +249,12 @@ class Outbox:
         confirmed, self._confirmed = self._confirmed, set()
         # Snapshot on the loop, together with the rows: the two are consistent.
         sequences = {device: state() for device, state in self._sequence_sources.items()}
+        # Only boards whose state moved since the last commit are written: a commit that
+        # only deletes confirmed readings then touches no sequence page on the card.
+        changed = {d: st for d, st in sequences.items() if self.sequence_state.get(d) != st}
         try:
             result = await self._run_in_thread(
-                self._commit_sync, rows, confirmed, sequences, self._stored
+                self._commit_sync, rows, confirmed, changed, self._stored
             )
         except sqlite3.Error as exc:
             # Disk full, I/O error: keep everything in memory and try again next time.

@@ -131,6 +131,37 @@ async def test_board_sequence_state_is_stored_with_the_readings(tmp_path: Path) 
     await reopened.close()
 
 
+async def test_a_board_sequence_state_is_written_only_when_it_moved(tmp_path: Path) -> None:
+    """A commit that only deletes confirmed readings rewrites no sequence row on the card;
+    listeners still hear every board's stored state after each commit."""
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_readings=100)
+    await box.open()
+    with sqlite3.connect(path) as con:  # count the rows the outbox writes, from inside SQLite
+        con.executescript(
+            "CREATE TABLE writes (n INTEGER); INSERT INTO writes VALUES (0);"
+            "CREATE TRIGGER w1 AFTER INSERT ON device_sequence "
+            "BEGIN UPDATE writes SET n = n + 1; END;"
+            "CREATE TRIGGER w2 AFTER UPDATE ON device_sequence "
+            "BEGIN UPDATE writes SET n = n + 1; END;"
+        )
+    state = TrackerState(41)
+    box.track_sequence("board-a", lambda: state)
+    seen: list[dict[str, TrackerState]] = []
+    box.on_commit(seen.append)
+    box.put(seat(41))
+    await box._commit()
+    box.confirm([box.last_id])
+    await box._commit()  # deletes only: the state did not move
+    state = TrackerState(42)
+    box.put(seat(42))
+    await box._commit()
+    await box.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT n FROM writes").fetchone()[0] == 2
+    assert seen == [{"board-a": TrackerState(41)}] * 2 + [{"board-a": TrackerState(42)}] * 2
+
+
 async def test_latest_states_give_the_newest_reading_per_state_sensor(outbox: Outbox) -> None:
     for i in range(12):
         outbox.put(seat(i, occupied=i % 2 == 0))
