@@ -35,7 +35,7 @@ __all__ = [
     "measure_latency",
 ]
 
-LATENCY = "e2e_latency"
+LATENCY = "end to end, one site"
 #: A change counts for the InfluxDB figure only if its point's time is at most this much
 #: before t0 (one host, one clock; the gateway stamps a reading when it reads the frame).
 STAMP_SLACK_NS = 50_000_000

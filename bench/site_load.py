@@ -84,7 +84,7 @@ from bench.site_traffic import (
 
 __all__ = ["main"]
 
-LOAD = "site_load"
+LOAD = "gateway at a site"
 
 
 # Scenario 3: load ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ __all__ = [
     "write_json",
 ]
 
-SCENARIO = "city"
+SCENARIO = "city scale"
 
 
 @dataclass(slots=True)
