@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +19,13 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
+from central.live.api import create_app
 from central.live.client import StreamEvent, read_events
-from central.live.config import LiveConfig, load_live_setup
+from central.live.config import HttpConfig, LiveConfig, load_live_setup
+from central.live.hub import EventHub
 from central.live.service import LiveService
+from central.live.state import LiveState
+from central.live.views import PublicSites, SiteDetail, Sites
 from central.sites import SiteDirectory
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.configfile import ConfigError, load_config_file
@@ -376,6 +381,125 @@ async def test_the_public_summary_holds_no_operator_detail_and_may_be_cached(
     text = response.text
     for private in ("gw1", DEVICE, "gateway", "people_inside", "door"):
         assert private not in text
+
+
+async def test_snapshots_taken_while_seats_change_leave_no_gap_or_double_in_a_streams_versions(
+    mosquitto: MosquittoProcess, topic_prefix: str, publisher: Publisher
+) -> None:
+    publisher.status("online")
+    changes = 120
+    async with (
+        serving(live_config(mosquitto, topic_prefix)) as service,
+        httpx.AsyncClient(base_url=service.url) as http,
+    ):
+        events = read_events(http, "/api/v1/events")
+        ready = await next_event(events, lambda e: e.kind == "ready")
+        await wait_until(lambda: service.received >= 1)
+        seen: list[StreamEvent] = []
+        snapshots: list[dict[str, Any]] = []
+        done = asyncio.Event()
+
+        async def read() -> None:
+            async for event in events:
+                seen.append(event)
+
+        async def ask() -> None:  # many snapshots at once, again and again
+            paths = [f"/api/v1/sites/{SITE}", "/api/v1/sites", "/api/v1/public/sites"]
+            while not done.is_set():
+                answers = await asyncio.gather(*(http.get(p) for p in paths * 3))
+                assert all(a.status_code == 200 for a in answers)
+                snapshots.extend(a.json() for a in answers[::3])
+
+        def change() -> None:
+            for n in range(changes):
+                publisher.seat(n % 6 + 1, n % 12 < 6, retain=False)
+
+        reader, asker = asyncio.create_task(read()), asyncio.create_task(ask())
+        await asyncio.to_thread(change)
+        await wait_until(lambda: service.received >= changes + 1)
+        done.set()
+        await asker
+        final = (await http.get(f"/api/v1/sites/{SITE}")).json()
+        await wait_until(lambda: bool(seen) and seen[-1].data["v"] >= final["version"])
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+    versions = [e.data["v"] for e in seen]
+    assert versions == list(range(ready.data["v"] + 1, ready.data["v"] + 1 + len(versions)))
+    details = [s for s in snapshots if "seats" in s]
+    assert len(details) >= 3
+    for snapshot in (details[0], details[len(details) // 2], details[-1]):
+        assert as_page(snapshot, seen) == as_page(final, [])
+    last = {n % 6 + 1: n for n in range(changes)}  # each seat's last change
+    assert seat_states(final) == {
+        f"{DEVICE}.{seat}": "occupied" if n % 12 < 6 else "free" for seat, n in last.items()
+    }
+
+
+def as_page(snapshot: dict[str, Any], events: list[StreamEvent]) -> dict[str, Any]:
+    """What the operator page shows: the snapshot, then the stream's newer events."""
+    site, seats = snapshot["site"], {s["id"]: s for s in snapshot["seats"]}
+    for event in events:
+        if event.data["v"] <= snapshot["version"]:
+            continue
+        if event.kind == "seat" and event.data["site"] == SITE:
+            seats[event.data["seat"]["id"]] = event.data["seat"]
+        elif event.kind == "site" and event.data["site"]["id"] == SITE:
+            site = event.data["site"]
+    return {"site": site, "seats": seats}
+
+
+class OnLoopSource:
+    """A LiveSource that notes the thread of every snapshot it is asked for."""
+
+    def __init__(self) -> None:
+        self.state = LiveState(DIRECTORY, started_at=datetime.now(UTC))
+        self.hub = EventHub()
+        self.threads: set[int] = set()
+
+    def sites(self) -> Sites:
+        self.threads.add(threading.get_ident())
+        return self.state.sites(datetime.now(UTC))
+
+    def detail(self, site_id: str) -> SiteDetail | None:
+        self.threads.add(threading.get_ident())
+        return self.state.detail(site_id, datetime.now(UTC))
+
+    def public(self) -> PublicSites:
+        self.threads.add(threading.get_ident())
+        return self.state.public(datetime.now(UTC))
+
+    def has_site(self, site_id: str) -> bool:
+        self.threads.add(threading.get_ident())
+        return self.state.has_site(site_id)
+
+    def health(self) -> dict[str, object]:
+        self.threads.add(threading.get_ident())
+        return {"status": "ok"}
+
+
+async def test_the_api_reads_the_live_state_on_the_event_loop_only() -> None:
+    # The state is changed by the loop's tasks; a handler in FastAPI's thread pool would
+    # race them (versions handed out twice, a refresh seen halfway).
+    source = OnLoopSource()
+    app = create_app(source, HttpConfig())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://live") as http:
+        answers = [
+            await http.get(path)
+            for path in (
+                "/api/v1/sites",
+                f"/api/v1/sites/{SITE}",
+                "/api/v1/sites/nowhere",
+                "/api/v1/public/sites",
+                "/healthz",
+            )
+        ]
+
+    assert [a.status_code for a in answers] == [200, 200, 404, 200, 200]
+    assert answers[0].headers["cache-control"] == "no-store"
+    assert answers[0].json()["sites"][0]["name"] == "淇河书屋·馨苑二区站"  # as UTF-8 JSON
+    assert source.threads == {threading.get_ident()}
 
 
 async def test_an_operator_token_guards_the_operator_api_but_not_the_public_summary(

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from central.live.events import LiveEvent
 from central.live.state import LiveState, Timeouts
+from central.live.views import SiteDetail
 from central.sites import SiteDirectory
 from qihe.contract import (
     DeviceReading,
@@ -17,6 +22,7 @@ from qihe.contract import (
     HeartbeatReading,
     LinkReading,
     PeopleReading,
+    Reading,
     SeatReading,
 )
 
@@ -456,3 +462,231 @@ def test_alerts_the_engine_publishes_show_on_the_site_newest_first_and_leave_whe
     assert detail is not None
     assert detail.alerts == ()
     assert detail.site.alerts == 0
+
+
+# Refreshing only what changed ------------------------------------------------------------
+
+
+def seat_events(events: list[LiveEvent]) -> dict[tuple[str, str], tuple[str, str | None]]:
+    out = {}
+    for e in events:
+        if e.kind == "seat":
+            seat = json.loads(e.data)["seat"]
+            out[(json.loads(e.data)["site"], seat["id"])] = (seat["state"], seat["reason"])
+    return out
+
+
+def test_a_timed_refresh_turns_a_silent_gateways_seats_unknown_at_the_deadline_and_not_before() -> (
+    None
+):
+    state = live(gateway_silent_after=timedelta(seconds=60))
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+    state.refresh(T0)
+
+    assert state.refresh(T0 + timedelta(seconds=59.9), timed=True) == []
+    events = state.refresh(T0 + timedelta(seconds=60), timed=True)
+
+    assert seat_events(events) == {
+        (SITE, f"xinyuan2-a.{n}"): ("unknown", "gateway_silent") for n in range(1, 5)
+    }
+    assert {e.site for e in events} == {SITE}  # the other site did not change
+    assert state.refresh(T0 + timedelta(seconds=61), timed=True) == []
+
+
+def test_a_timed_refresh_turns_a_silent_boards_seats_unknown() -> None:
+    state = live(device_silent_intervals=3)
+    state.apply(online(), T0, retained=False)
+    hello = DeviceReading(sensor="xinyuan2-a", firmware="1.0.0", report_interval_s=10, ts=T0, **IDS)
+    state.apply(hello, T0, retained=False)
+    state.apply(seat(2, False), T0, retained=False)
+    state.refresh(T0)
+    later = T0 + timedelta(seconds=20)
+    state.apply(link(later), later, retained=False)  # the gateway still talks
+    state.refresh(later)
+
+    events = state.refresh(T0 + timedelta(seconds=30), timed=True)
+
+    assert seat_events(events)[(SITE, "xinyuan2-a.2")] == ("unknown", "device_silent")
+    devices = [json.loads(e.data)["device"] for e in events if e.kind == "device"]
+    assert [(d["id"], d["state"]) for d in devices] == [("xinyuan2-a", "silent")]
+
+
+def test_a_timed_refresh_follows_the_opening_hours() -> None:
+    state = live()
+    state.refresh(T0)
+    lunch = T0 + timedelta(hours=2)  # 12:00 in Hebi
+
+    assert state.refresh(lunch - timedelta(seconds=1), timed=True) == []
+    events = state.refresh(lunch, timed=True)
+
+    summaries = {e.site: json.loads(e.data)["site"] for e in events if e.kind == "site"}
+    assert summaries[SITE]["open_now"] is False
+    assert summaries[SITE]["hours_today"] == "08:30-12:00, 14:00-21:00"
+    assert set(summaries) == {SITE}  # heshan-wenti has no hours: nothing changes there
+
+
+def test_a_timed_refresh_after_the_clock_went_back_shows_what_that_time_shows() -> None:
+    state = live(gateway_silent_after=timedelta(seconds=60))
+    state.apply(online(), T0, retained=False)
+    state.apply(seat(1, True), T0, retained=False)
+    state.refresh(T0 + timedelta(seconds=61), timed=True)  # silent
+
+    events = state.refresh(T0 + timedelta(seconds=30), timed=True)  # NTP stepped it back
+
+    assert seat_events(events)[(SITE, "xinyuan2-a.1")] == ("occupied", None)
+
+
+def test_a_snapshot_between_a_message_and_its_refresh_plus_the_events_after_it_is_the_state() -> (
+    None
+):
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.refresh(T0)
+    sent: list[LiveEvent] = []  # what the service publishes, in order
+
+    state.apply(seat(1, True), T0, retained=False)
+    snapshot = state.detail(SITE, T0)  # before the service's refresh took the message
+    sent += state.take_pending()
+    for n, at in [(2, 1), (1, 2), (3, 3)]:
+        moment = T0 + timedelta(seconds=at)
+        state.apply(seat(n, n != 1, moment), moment, retained=False)
+        sent += state.refresh(moment)
+    sent += state.refresh(T0 + timedelta(seconds=4), timed=True)
+
+    assert snapshot is not None
+    assert [e.version for e in sent] == list(range(sent[0].version, state.version + 1))
+    page = as_page(snapshot)
+    for event in sent:
+        apply_event(page, event)
+    assert page == as_page(state.detail(SITE, T0 + timedelta(seconds=4)))
+    assert page["seats"]["xinyuan2-a.1"]["state"] == "free"
+
+
+def as_page(detail: SiteDetail | None) -> dict[str, Any]:
+    """What the operator page keeps of a site snapshot."""
+    assert detail is not None
+    data = detail.model_dump(mode="json")
+    return {
+        "version": data["version"],
+        "site": data["site"],
+        "seats": {s["id"]: s for s in data["seats"]},
+        "doors": {d["id"]: d for d in data["doors"]},
+        "devices": {(d["gateway"], d["id"]): d for d in data["devices"]},
+    }
+
+
+def apply_event(page: dict[str, Any], event: LiveEvent) -> None:
+    """The page's rule: an event older than the snapshot is already in it."""
+    data = json.loads(event.data)
+    if data["v"] <= page["version"]:
+        return
+    page["version"] = data["v"]
+    match event.kind:
+        case "site":
+            page["site"] = data["site"]
+        case "seat":
+            page["seats"][data["seat"]["id"]] = data["seat"]
+        case "door":
+            page["doors"][data["door"]["id"]] = data["door"]
+        case "device":
+            page["devices"][(data["device"]["gateway"], data["device"]["id"])] = data["device"]
+
+
+def test_a_snapshot_carries_no_version_newer_than_the_events_sent_with_it() -> None:
+    state = live()
+    state.apply(online(), T0, retained=False)
+    state.refresh(T0)
+    state.apply(seat(1, True), T0, retained=False)
+
+    first = state.sites(T0)
+    second = state.sites(T0)  # nothing changed in between: nothing new to send
+
+    assert first.version == second.version == state.version
+    assert [e.version for e in state.take_pending()][-1] == state.version
+    assert state.take_pending() == []
+
+
+# What the incremental refresh shows is what a refresh of everything shows -----------------
+
+GATEWAYS = ("gw1", "gw2")
+#: (kind, gateway, argument, retained (a fault: active), then refresh as the service does)
+messages = st.tuples(
+    st.sampled_from(["seat", "seat", "status", "hello", "heartbeat", "link", "door", "fault"]),
+    st.sampled_from(GATEWAYS),
+    st.integers(1, 4),
+    st.booleans(),
+    st.booleans(),
+)
+ticks = st.tuples(st.just("tick"), st.sampled_from([0.5, 1, 14, 16, 29, 31, 60, 200, -5]))
+histories = st.lists(st.one_of(messages, messages, ticks), max_size=60)
+
+
+def message_of(
+    kind: str, gateway: str, arg: int, flag: bool, now: datetime
+) -> GatewayStatus | Reading:
+    board = "xinyuan2-a" if gateway == "gw1" else "board-b"  # seats listed, and not
+    ids = {"site": SITE, "gateway": gateway, "device": board}
+    match kind:
+        case "seat":
+            return SeatReading(sensor=f"{board}.{arg}", occupied=arg % 2 == 0, ts=now, **ids)
+        case "status":
+            state = "online" if arg > 1 else "offline"
+            return GatewayStatus(site=SITE, gateway=gateway, state=state, session=arg, ts=now)
+        case "hello":
+            interval = {1: 5, 2: 5, 3: 20, 4: 60}[arg]
+            return DeviceReading(
+                sensor=board, firmware="1.0.0", report_interval_s=interval, ts=now, **ids
+            )
+        case "heartbeat":
+            supply = 4500 + arg
+            return HeartbeatReading(sensor=board, uptime_s=1, supply_mv=supply, ts=now, **ids)
+        case "door":  # the listed door on gw1, a GPIO contact on gw2
+            sensor, device = (f"{board}.1", board) if gateway == "gw1" else ("gpio.4", "gpio")
+            door = {**ids, "device": device}
+            return DoorReading(sensor=sensor, open=arg % 2 == 0, ts=now, **door)
+        case "fault":
+            return FaultReading(
+                sensor=f"{board}.seat.{arg}",
+                code="stuck",
+                active=flag,
+                target_kind="seat",
+                target=f"{board}.{arg}",
+                ts=now,
+                **ids,
+            )
+    if arg == 4:
+        return PeopleReading(sensor=f"{board}.1", in_total=5, out_total=2, ts=now, **ids)
+    counters = dict(frames=1, crc_errors=0, malformed=0, lost=0, duplicates=0, reconnects=0)
+    return LinkReading(**{**ids, "device": gateway}, sensor="serial0", ts=now, **counters)
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=histories)
+# A fault names one seat; a board falls silent with its gateway still talking.
+@example(history=[("seat", "gw1", 2, False, True), ("fault", "gw1", 2, True, True), ("tick", 1)])
+@example(history=[("hello", "gw2", 1, False, True), ("tick", 16)])
+def test_refreshing_only_what_changed_shows_what_refreshing_everything_shows(
+    history: list[tuple[Any, ...]],
+) -> None:
+    timeouts = {"gateway_silent_after": timedelta(seconds=30), "device_silent_intervals": 3}
+    incremental, everything = live(**timeouts), live(**timeouts)
+    now = T0 + timedelta(hours=1, minutes=59, seconds=30)  # 30 s before the lunch break
+    for step in history:
+        if step[0] == "tick":
+            now += timedelta(seconds=step[1])
+            incremental.refresh(now, timed=True)
+            everything.refresh(now, everything=True)
+            for site in (SITE, "heshan-wenti"):
+                a, b = incremental.detail(site, now), everything.detail(site, now)
+                assert a is not None and b is not None
+                assert a.model_dump(exclude={"version"}) == b.model_dump(exclude={"version"})
+            assert incremental.public(now) == everything.public(now)
+            continue
+        kind, gateway, arg, flag, refresh = step
+        message = message_of(kind, gateway, arg, flag, now)
+        retained = flag and kind != "fault"
+        incremental.apply(message, now, retained=retained)
+        everything.apply(message, now, retained=retained)
+        if refresh:
+            incremental.refresh(now)

@@ -6,6 +6,9 @@ errors are short JSON documents without internals, and responses carry a strict
 Content-Security-Policy. The public summary (``/public``, ``/api/v1/public/...``) holds nothing
 about people, gateways or devices; when ``operator_token`` is set, everything else asks
 for it.
+
+The handlers that read the live state are coroutines: FastAPI runs them on the event loop,
+where the state is kept, never in its thread pool.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Annotated, Literal, Protocol
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from central.live.config import HttpConfig
-from central.live.events import LiveEvent, sse_frame
+from central.live.events import LiveEvent
 from central.live.hub import EventHub, HubFullError
 from central.live.views import PublicSites, SiteDetail, Sites
 from qihe.contract import ID_PATTERN
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 STATIC = resources.files("central.live") / "static"
 KEEPALIVE_S = 15.0
 COOKIE = "qihe_operator"
+#: Most events sent to a stream in one write (what was queued meanwhile goes together).
+MOST_PER_WRITE = 500
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -50,6 +56,7 @@ class LiveSource(Protocol):
     def sites(self) -> Sites: ...
     def detail(self, site_id: str) -> SiteDetail | None: ...
     def public(self) -> PublicSites: ...
+    def has_site(self, site_id: str) -> bool: ...
     def health(self) -> dict[str, object]: ...
 
 
@@ -79,10 +86,9 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
         return response
 
     @app.get("/api/v1/sites", response_model=Sites, dependencies=[operator], tags=["operator"])
-    def list_sites(response: Response) -> Sites:
+    async def list_sites() -> Response:
         """Every site: seat counts, occupancy, door, gateways online and last seen."""
-        response.headers["Cache-Control"] = "no-store"
-        return source.sites()
+        return _json(source.sites(), "no-store")
 
     @app.get(
         "/api/v1/sites/{site_id}",
@@ -91,13 +97,12 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
         tags=["operator"],
         responses={404: {"description": "no such site"}},
     )
-    def site_detail(site_id: SiteId, response: Response) -> SiteDetail:
+    async def site_detail(site_id: SiteId) -> Response:
         """One site's seat map, doors and devices."""
         detail = source.detail(site_id)
         if detail is None:
             raise HTTPException(404, "no such site")
-        response.headers["Cache-Control"] = "no-store"
-        return detail
+        return _json(detail, "no-store")
 
     @app.get(
         "/api/v1/events",
@@ -116,7 +121,7 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
         """Changes as server-sent events: ``ready`` first, then ``site``, ``seat``, ``door``
         (and ``resync`` when this client fell behind). Every event's ``v`` grows; apply only
         those newer than the snapshot's ``version``."""
-        if site is not None and source.detail(site) is None:
+        if site is not None and not source.has_site(site):
             raise HTTPException(404, "no such site")
         if source.hub.subscribers >= http.max_streams:
             raise HTTPException(503, "too many live streams open; try again shortly")
@@ -127,13 +132,12 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
         )
 
     @app.get("/api/v1/public/sites", response_model=PublicSites, tags=["public"])
-    def public_sites(response: Response) -> PublicSites:
+    async def public_sites() -> Response:
         """Per site: open now, today's hours and free seats — nothing else."""
-        response.headers["Cache-Control"] = f"public, max-age={http.public_max_age}"
-        return source.public()
+        return _json(source.public(), f"public, max-age={http.public_max_age}")
 
     @app.get("/healthz", tags=["operator"], dependencies=[operator])
-    def health() -> dict[str, object]:
+    async def health() -> dict[str, object]:
         return source.health()
 
     @app.get("/", include_in_schema=False)
@@ -148,14 +152,24 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
     return app
 
 
+def _json(snapshot: BaseModel, cache: str) -> Response:
+    # Written by the model itself, as the response_model would be, without FastAPI
+    # validating it once more (a city's overview is hundreds of summaries).
+    return Response(
+        snapshot.model_dump_json(by_alias=True),
+        media_type="application/json",
+        headers={"Cache-Control": cache},
+    )
+
+
 def _page(name: str) -> FileResponse:
     return FileResponse(str(STATIC / name), media_type="text/html; charset=utf-8")
 
 
-def _operator_check(http: HttpConfig) -> Callable[[Request], None]:
+def _operator_check(http: HttpConfig) -> Callable[[Request], Awaitable[None]]:
     token = http.operator_token.get_secret_value().encode() if http.operator_token else None
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:  # a coroutine: no trip to the thread pool
         if token is None:
             return
         given = request.cookies.get(COOKIE, "")
@@ -173,8 +187,8 @@ def _operator_check(http: HttpConfig) -> Callable[[Request], None]:
 async def _stream(hub: EventHub, *, site: str | None, seats: bool) -> AsyncIterator[bytes]:
     try:
         async with hub.subscribe(site=site, seats=seats) as sub:
-            yield b"retry: 2000\n\n"
-            yield sse_frame(LiveEvent.build("ready", None, hub.version, {}))
+            ready = LiveEvent.build("ready", None, hub.version, {})
+            yield b"retry: 2000\n\n" + ready.frame
             while True:
                 try:
                     async with asyncio.timeout(KEEPALIVE_S):
@@ -182,8 +196,16 @@ async def _stream(hub: EventHub, *, site: str | None, seats: bool) -> AsyncItera
                 except TimeoutError:
                     yield b": ping\n\n"
                     continue
+                # Whatever else is queued goes in the same write: a burst costs one send.
+                frames: list[bytes] = []
+                while event is not None:
+                    frames.append(event.frame)
+                    if len(frames) >= MOST_PER_WRITE or sub.queue.empty():
+                        break
+                    event = sub.queue.get_nowait()
+                if frames:
+                    yield b"".join(frames)
                 if event is None:  # the service is stopping
                     return
-                yield sse_frame(event)
     except HubFullError as exc:
         log.warning("live stream refused: %s", exc)

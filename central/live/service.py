@@ -4,6 +4,10 @@ Three owned tasks: the MQTT subscriber (reconnects with backoff; the broker repl
 retained state on every subscribe, so the service is right at once after a start or a
 reconnect), the refresher (sends what changed, and turns seats unknown as time passes),
 and the HTTP server (uvicorn on a socket bound before start, so port 0 works).
+
+Everything that reads or changes the :class:`LiveState` runs on the event loop — the
+subscriber, the refresher and the API's handlers alike — so versions are handed out in one
+order and a snapshot is never taken halfway through a refresh.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import uvicorn
 from pydantic import ValidationError
@@ -35,6 +40,10 @@ __all__ = ["LiveService"]
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
+
+#: Least time between two refreshes (seconds): a burst of messages is sent as one batch.
+BATCH_GAP_S = 0.005
 
 
 def utc_now() -> datetime:
@@ -74,16 +83,25 @@ class LiveService:
         self._refused_topics = OncePerKey()
         self._listening = asyncio.Event()
 
-    # The API's view (LiveSource) -----------------------------------------------------
+    # The API's view (LiveSource); on the event loop only --------------------------------
 
     def sites(self) -> Sites:
-        return self.state.sites(self._clock())
+        return self._sent(self.state.sites(self._clock()))
 
     def detail(self, site_id: str) -> SiteDetail | None:
-        return self.state.detail(site_id, self._clock())
+        return self._sent(self.state.detail(site_id, self._clock()))
 
     def public(self) -> PublicSites:
-        return self.state.public(self._clock())
+        return self._sent(self.state.public(self._clock()))
+
+    def has_site(self, site_id: str) -> bool:
+        return self.state.has_site(site_id)
+
+    def _sent(self, snapshot: _T) -> _T:
+        # What answering it refreshed is sent at once, so that the streams have every
+        # version up to the snapshot's before the next message is taken.
+        self.hub.publish(self.state.take_pending())
+        return snapshot
 
     def health(self) -> dict[str, object]:
         return {
@@ -200,21 +218,27 @@ class LiveService:
         self._changed.set()
 
     async def _refresh(self) -> None:
-        """Send changes as soon as messages were taken, and check the clock every interval."""
+        """Send changes as soon as messages were taken, and check the clock every interval
+        (a timed refresh looks only at the sites time alone may have changed: cheap).
+
+        At most one refresh per ``BATCH_GAP_S``: the first message after a quiet spell is
+        sent at once, and under load what arrives meanwhile goes out together — one refresh
+        per site and one write per stream for many messages."""
         interval = self.config.refresh_interval.total_seconds()
         loop = asyncio.get_running_loop()
-        next_full = loop.time()
+        next_check = last = loop.time()
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that races the event, and this task would never stop.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_full - loop.time())):
+                async with asyncio.timeout_at(next_check):
                     await self._changed.wait()
+            if (pause := last + BATCH_GAP_S - loop.time()) > 0:
+                await asyncio.sleep(pause)
             self._changed.clear()
-            everything = loop.time() >= next_full
-            if everything:
-                next_full = loop.time() + interval
-            events = self.state.take_pending() + self.state.refresh(
-                self._clock(), everything=everything
-            )
+            last = loop.time()
+            timed = last >= next_check
+            if timed:
+                next_check = last + interval
+            events = self.state.take_pending() + self.state.refresh(self._clock(), timed=timed)
             self.hub.publish(events)
