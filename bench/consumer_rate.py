@@ -57,9 +57,7 @@ import json
 import logging
 import re
 import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -77,7 +75,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from bench.harness import Child, Row, Target, kill_leftovers, machine, median, write_rows
+from bench.harness import (
+    INTERRUPTED,
+    Child,
+    Row,
+    Target,
+    machine,
+    median,
+    run_in_folder,
+    write_rows,
+)
 from central.influx import encode_line
 from central.points import reading_point
 from qihe.contract import MAX_BATCH, SeatReading, TopicTree, encode_batch, encode_payload
@@ -902,22 +909,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--profile needs pyinstrument: .venv/bin/pip install -e '.[dev]'", file=sys.stderr)
         return 2
     info = machine()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     command = " ".join(["python -m bench.consumer_rate", *(argv or sys.argv[1:])])
     started = time.monotonic()
     try:
-        with contextlib.ExitStack() as cleanup:
-            if args.keep is not None:
-                keep = args.keep
-                keep.mkdir(parents=True, exist_ok=True)
-            else:
-                keep = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qihe-rate-")))
-            results = asyncio.run(run_all(args, keep))
+        results = run_in_folder(
+            lambda folder: run_all(args, folder), args.keep, prefix="qihe-rate-"
+        )
     except KeyboardInterrupt:
-        print("interrupted; every child process was stopped", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    finally:
-        kill_leftovers()
     table_rows = rows(results, args)
     print(
         f"\nRun {info['date']}: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "

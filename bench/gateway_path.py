@@ -53,7 +53,6 @@ import shutil
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -66,13 +65,14 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.harness import (
+    INTERRUPTED,
     Child,
     Row,
     Target,
-    kill_leftovers,
     machine,
     median,
     proc_figures,
+    run_in_folder,
     write_rows,
 )
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
@@ -957,22 +957,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--readings must be within 1,000..60,000")
     if args.profile is not None:
         args.profile = args.profile.resolve()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     command = " ".join(["python -m bench.gateway_path", *(argv or sys.argv[1:])])
     started = time.monotonic()
     try:
-        with contextlib.ExitStack() as cleanup:
-            if args.keep is not None:
-                keep = args.keep.resolve()
-                keep.mkdir(parents=True, exist_ok=True)
-            else:
-                keep = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qihe-gw-")))
-            live, drain = asyncio.run(run_all(args, keep))
+        live, drain = run_in_folder(
+            lambda folder: run_all(args, folder), args.keep, prefix="qihe-gw-"
+        )
     except KeyboardInterrupt:
-        print("interrupted; every child process was stopped", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    finally:
-        kill_leftovers()
     result = rows(args, live, drain)
     info = machine()
     print(

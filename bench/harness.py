@@ -19,13 +19,15 @@ import signal
 import socket
 import statistics
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 __all__ = [
+    "INTERRUPTED",
     "Child",
     "NotifySocket",
     "ProcFigures",
@@ -37,8 +39,11 @@ __all__ = [
     "percentile",
     "proc_figures",
     "read_rows",
+    "run_in_folder",
     "write_rows",
 ]
+
+_T = TypeVar("_T")
 
 #: Children started by :class:`Child`, killed by :func:`kill_leftovers` if a run dies.
 _CHILDREN: set[int] = set()
@@ -234,6 +239,30 @@ class Child:
                     process.kill()
                 await process.wait()
         _CHILDREN.discard(process.pid)
+
+
+#: What a scenario says when Ctrl-C or SIGTERM ended it (exit code 130).
+INTERRUPTED = "interrupted; every child process was stopped"
+
+
+def run_in_folder(
+    run: Callable[[Path], Coroutine[Any, Any, _T]], keep: Path | None, *, prefix: str
+) -> _T:
+    """Run a scenario's coroutine with its servers' folders under ``keep`` (made if missing)
+    or in a temporary folder removed after. SIGTERM stops it as Ctrl-C does (raising
+    :class:`KeyboardInterrupt`), and every child process it started is killed whatever happens.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with contextlib.ExitStack() as cleanup:
+            if keep is not None:
+                folder = keep.resolve()
+                folder.mkdir(parents=True, exist_ok=True)
+            else:
+                folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+            return asyncio.run(run(folder))
+    finally:
+        kill_leftovers()
 
 
 def kill_leftovers() -> None:

@@ -45,9 +45,7 @@ import argparse
 import asyncio
 import contextlib
 import random
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -58,13 +56,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    INTERRUPTED,
     ProcFigures,
     Row,
     Target,
-    kill_leftovers,
     machine,
     median,
     proc_figures,
+    run_in_folder,
     write_rows,
 )
 from bench.site_latency import LatencyWindow, latency_details, latency_rows, measure_latency
@@ -406,24 +405,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--runs must be at least 1 and --speed positive", file=sys.stderr)
         return 2
     info = machine()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     command = " ".join(["python -m bench.site_load", *(argv or sys.argv[1:])])
     began = time.monotonic()
     try:
-        with contextlib.ExitStack() as cleanup:
-            if args.keep is not None:
-                folder = args.keep
-                folder.mkdir(parents=True, exist_ok=True)
-            else:
-                folder = Path(
-                    cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qihe-site-"))
-                )
-            results = asyncio.run(run_all(args, folder))
+        results = run_in_folder(
+            lambda folder: run_all(args, folder), args.keep, prefix="qihe-site-"
+        )
     except KeyboardInterrupt:
-        print("interrupted; every child process was stopped", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    finally:
-        kill_leftovers()
     table_rows = rows(results, args)
     print(
         f"\nRun {info['date']}: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +16,7 @@ from bench.city.payload import check_seat_payload
 from bench.city.phases import City
 from bench.city.report import Results, initial_line, print_report, rows, write_json
 from bench.city.stack import cancel, raise_open_files
-from bench.harness import kill_leftovers, machine
+from bench.harness import INTERRUPTED, machine, run_in_folder
 
 __all__ = ["main", "run_city"]
 
@@ -111,26 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_seat_payload()
     raise_open_files(4 * args.gateways + 1024)
     info = machine()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     command = " ".join(["python -m bench.city", *(argv or sys.argv[1:])])
+    if args.keep is not None:
+        for old in ("mosquitto", "influxd"):
+            if (args.keep / old).exists():
+                raise SystemExit(f"{args.keep / old} exists: --keep needs a fresh folder")
     try:
-        with contextlib.ExitStack() as cleanup:
-            if args.keep is not None:
-                folder = args.keep
-                folder.mkdir(parents=True, exist_ok=True)
-                for old in ("mosquitto", "influxd"):
-                    if (folder / old).exists():
-                        raise SystemExit(f"{folder / old} exists: --keep needs a fresh folder")
-            else:
-                folder = Path(
-                    cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qihe-city-"))
-                )
-            results = asyncio.run(run_city(args, folder))
+        results = run_in_folder(
+            lambda folder: run_city(args, folder), args.keep, prefix="qihe-city-"
+        )
     except KeyboardInterrupt:
-        print("interrupted; every child process was stopped", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    finally:
-        kill_leftovers()
     table_rows = rows(results, args)
     print_report(results, table_rows, args, info)
     if args.json is not None:
