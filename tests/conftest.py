@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from qihe.devstack import InfluxdProcess, MosquittoProcess
 
@@ -24,6 +26,17 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoPro
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def publisher(mosquitto: MosquittoProcess) -> Iterator[mqtt.Client]:
+    """A plain paho MQTT 5 client connected to the broker, its network loop running."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
 
 
 @pytest.fixture(scope="session")

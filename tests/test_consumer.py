@@ -111,16 +111,6 @@ def config(
     )
 
 
-@pytest.fixture
-def publisher(mosquitto: MosquittoProcess) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.connect(mosquitto.host, mosquitto.port)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
-
-
 class DeadLetters:
     """A plain subscriber to the consumer's dead-letter topic."""
 

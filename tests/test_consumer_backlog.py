@@ -16,13 +16,12 @@ from tests.test_consumer import (  # the consumer suite's fixtures and helpers
     config,
     dead_letters,
     publish,
-    publisher,
     seat,
     tree,
     wait_until,
 )
 
-__all__ = ["config", "dead_letters", "publisher", "tree"]  # fixtures, re-used by name
+__all__ = ["config", "dead_letters", "tree"]  # fixtures, re-used by name
 
 
 def batch_of(n: int) -> list[bytes]:

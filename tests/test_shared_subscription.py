@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from central.config import ConsumerConfig
@@ -63,16 +62,6 @@ def _reading(gateway: int, n: int) -> SeatReading:
         ts=T0 + timedelta(milliseconds=n),
         occupied=n % 2 == 0,
     )
-
-
-@pytest.fixture
-def publisher(mosquitto: MosquittoProcess) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.connect(mosquitto.host, mosquitto.port)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
 
 
 def _member(
