@@ -40,6 +40,7 @@ __all__ = [
     "proc_figures",
     "read_rows",
     "run_in_folder",
+    "site_entry",
     "write_rows",
 ]
 
@@ -141,6 +142,26 @@ def write_rows(path: Path, rows: Sequence[Row], **extra: Any) -> None:
 def read_rows(path: Path) -> list[Row]:
     data = json.loads(path.read_text(encoding="utf-8"))
     return [Row.from_json(r) for r in data["rows"]]
+
+
+# Site directories ------------------------------------------------------------------------
+
+
+def site_entry(site: str, gateway: str, boards: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """A site of a generated directory (``config/sites.yaml``'s shape) for the live service:
+    open day and night, each board's seats a grid of eight columns under the previous one's."""
+    grids, row = [], 1
+    for device, count in boards:
+        grids.append(
+            {"gateway": gateway, "device": device, "count": count, "cols": 8, "first_row": row}
+        )
+        row += -(-count // 8)
+    return {
+        "id": site,
+        "name": f"淇河书屋·{site}",
+        "opening_hours": {"daily": "00:00-24:00"},
+        "seat_grids": grids,
+    }
 
 
 # /proc ------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.harness import Child, kill_leftovers, machine, median, percentile
+from bench.harness import Child, kill_leftovers, machine, median, percentile, site_entry
 from central.live.client import StreamEvent, read_events
 from firmware_bridge.emulator import MAX_SEATS, BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.devstack import MosquittoProcess, free_port
@@ -60,7 +60,6 @@ GATEWAY = "gw1"
 #: Seat readings as published by the gateways (the broker-side timestamp of the split).
 SEAT_FILTER = f"{PREFIX}/v1/+/{GATEWAY}/seat/+"
 START_TIMEOUT = 90.0
-# Children (by pid) still running: killed in main()'s last resort if async cleanup failed.
 
 
 # The layout: sites, boards, seats ---------------------------------------------------
@@ -101,20 +100,7 @@ def write_setup(
     directory = []
     gateway_configs = []
     for site in sites:
-        grids, row = [], 1
-        for device, count in site.devices:
-            grids.append(
-                {"gateway": GATEWAY, "device": device, "count": count, "cols": 8, "first_row": row}
-            )
-            row += math.ceil(count / 8)
-        directory.append(
-            {
-                "id": site.id,
-                "name": f"淇河书屋·{site.id}",
-                "opening_hours": {"daily": "00:00-24:00"},
-                "seat_grids": grids,
-            }
-        )
+        directory.append(site_entry(site.id, GATEWAY, site.devices))
         state = folder / "gateways" / site.id
         state.mkdir(parents=True)
         config = state / "gateway.yaml"
@@ -151,9 +137,6 @@ def write_setup(
         )
     )
     return live, gateway_configs
-
-
-# Child processes --------------------------------------------------------------------
 
 
 # The gateway worker (a child process running several gateways) ---------------------

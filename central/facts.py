@@ -12,8 +12,10 @@ gateway: after a restart every gateway gets the full timeout to speak again.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from qihe.contract import (
     DeviceReading,
@@ -114,6 +116,19 @@ class SiteFacts:
     faults: dict[tuple[str, str, str], Fault] = field(default_factory=dict)
 
 
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+def _entry(table: dict[_K, _V], key: _K, make: Callable[[], _V]) -> _V:
+    """``table[key]``, made on first use: unlike ``setdefault(key, make())`` it builds
+    nothing for a key that exists (every message looks up its site, gateway and board)."""
+    value = table.get(key)
+    if value is None:
+        value = table[key] = make()
+    return value
+
+
 class FactStore:
     def __init__(self) -> None:
         self.sites: dict[str, SiteFacts] = {}
@@ -122,8 +137,8 @@ class FactStore:
         self, message: GatewayStatus | Reading, received_at: datetime, *, retained: bool
     ) -> SiteFacts:
         """Take one validated message; ``retained`` when the broker replayed it on subscribe."""
-        site = self.sites.setdefault(message.site, SiteFacts())
-        gateway = site.gateways.setdefault(message.gateway, GatewayFacts())
+        site = _entry(self.sites, message.site, SiteFacts)
+        gateway = _entry(site.gateways, message.gateway, GatewayFacts)
         if not retained:
             gateway.heard = received_at
         if gateway.last_seen is None or message.ts > gateway.last_seen:
@@ -139,7 +154,7 @@ class FactStore:
             if old is None or message.ts >= old[1].ts:
                 gateway.reports[report] = (old[1] if old else None, message)
             return site
-        device = site.devices.setdefault((message.gateway, message.device), DeviceFacts())
+        device = _entry(site.devices, (message.gateway, message.device), DeviceFacts)
         if not retained:
             device.heard = received_at
         key = (message.gateway, message.sensor)

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import resource
 import sys
@@ -29,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.city.sites import GATEWAY, PREFIX, SiteLayout, layout
-from bench.harness import Child, proc_figures
+from bench.harness import Child, proc_figures, site_entry
 from qihe.devstack import InfluxdProcess, MosquittoProcess, free_port
 
 __all__ = [
@@ -100,20 +99,7 @@ class CityBroker(MosquittoProcess):
 def write_live_config(folder: Path, sites: list[SiteLayout], broker: CityBroker) -> Path:
     directory = []
     for site in sites:
-        grids, row = [], 1
-        for device, count in site.devices:
-            grids.append(
-                {"gateway": GATEWAY, "device": device, "count": count, "cols": 8, "first_row": row}
-            )
-            row += math.ceil(count / 8)
-        directory.append(
-            {
-                "id": site.id,
-                "name": f"淇河书屋·{site.id}",
-                "opening_hours": {"daily": "00:00-24:00"},
-                "seat_grids": grids,
-            }
-        )
+        directory.append(site_entry(site.id, GATEWAY, site.devices))
     (folder / "sites.yaml").write_text(yaml.safe_dump({"sites": directory}, allow_unicode=True))
     config = yaml.safe_load((REPO / "config" / "live.yaml").read_text())
     config["sites"] = "sites.yaml"
