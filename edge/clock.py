@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -93,6 +94,10 @@ def boot_id() -> str:
         return f"process-{uuid.uuid4()}"
 
 
+#: Seconds between two untrusted stamps, at least: 2 µs survives rounding to the microsecond.
+_UNTRUSTED_STEP = 2e-6
+
+
 class ClockGuard:
     """Says whether readings can be stamped with the wall clock, and when that starts."""
 
@@ -109,10 +114,19 @@ class ClockGuard:
         self._monotonic = monotonic
         self._wall = wall
         self.trusted = trust.synchronised()
+        self._last_untrusted = -math.inf
 
     def untrusted_stamp(self) -> float | None:
-        """The monotonic time to keep with a reading while the clock is not trusted."""
-        return None if self.trusted else self._monotonic()
+        """The monotonic time to keep with a reading while the clock is not trusted.
+
+        Strictly increasing, at least 2 µs apart: once restamped to the microsecond, two
+        held readings never share a time (``edge/stamps.py``).
+        """
+        if self.trusted:
+            return None
+        stamp = max(self._monotonic(), self._last_untrusted + _UNTRUSTED_STEP)
+        self._last_untrusted = stamp
+        return stamp
 
     async def run(self, on_trusted: Callable[[float], Awaitable[None]]) -> None:
         """Wait for the clock; then hand ``wall - monotonic`` to ``on_trusted`` (once)."""

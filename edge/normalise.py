@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from edge.sequence import SequenceTracker, TrackerState, Verdict
+from edge.stamps import Stamper, from_micros
 from firmware_bridge.errors import FrameError
 from firmware_bridge.messages import (
     Door,
@@ -44,12 +45,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _micros(moment: datetime) -> int:
-    delta = moment - _EPOCH  # exact integer arithmetic, no float rounding
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MOD = 0x10000
+_HALF = 0x8000
 
 _TARGET_KINDS: dict[SensorKind, Literal["seat", "people", "door"]] = {
     SensorKind.SEAT: "seat",
@@ -96,12 +93,18 @@ class FrameNormaliser:
         self.gateway = gateway
         self.device = device
         self._clock = clock
+        # Frames are stamped at least one microsecond per sequence number apart, so the
+        # stamps a gap's late fillers get are free (edge/stamps.py): no two readings of a
+        # sensor share a time, and each sensor's readings keep the board's order.
+        self._stamps = Stamper(clock)
         self.sequence = SequenceTracker(sequence)
+        self._last_seq = sequence.last if sequence else None
         self._tally = _Tally()
 
     def restore(self, state: TrackerState | None) -> None:
         """Continue the board's numbering from what the outbox stored before a restart."""
         self.sequence = SequenceTracker(state)
+        self._last_seq = state.last if state else None
 
     @property
     def counters(self) -> LinkCounters:
@@ -124,15 +127,21 @@ class FrameNormaliser:
         """The reading this frame carries, or None (duplicate, reply, or command echo)."""
         self._tally.frames += 1
         message = frame.message
-        if isinstance(message, Hello):
-            self.sequence.hello(message.boot)
-        now = self._clock()
-        seen = self.sequence.observe(frame.seq, _micros(now))
+        if isinstance(message, Hello) and self.sequence.hello(message.boot):
+            self._last_seq = None  # a new boot numbers afresh
+        seq, last = frame.seq, self._last_seq
+        ahead = 1 if last is None else (seq - last) % _MOD
+        received_us = self._stamps.next_us(ahead if 0 < ahead < _HALF else 1)
+        seen = self.sequence.observe(seq, received_us)
         if seen.verdict is Verdict.REPEAT:
             self._tally.duplicates += 1
             return None
         if seen.stamp_us is not None:  # a late resend that fills a gap: keep sensor order
-            now = datetime.fromtimestamp(seen.stamp_us / 1_000_000, UTC)
+            now = from_micros(seen.stamp_us)
+        else:
+            now = from_micros(received_us)
+            if last is None or 0 < ahead < _HALF or seen.verdict is Verdict.RESTART:
+                self._last_seq = seq
         base = {
             "site": self.site,
             "gateway": self.gateway,

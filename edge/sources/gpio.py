@@ -19,6 +19,7 @@ from edge.config import GpioInputConfig
 from edge.errors import GpioError
 from edge.normalise import Clock, utc_now
 from edge.sources.base import Emit
+from edge.stamps import Stamper
 from qihe.contract import DoorReading, MotionReading, Reading, SeatReading
 
 __all__ = ["GpioSource"]
@@ -53,7 +54,8 @@ class GpioSource:
         self._gateway = gateway
         self._emit = emit
         self._pin_factory = pin_factory
-        self._clock = clock
+        # Strictly increasing: two edges within one microsecond stay two points.
+        self._clock = Stamper(clock)
         self._inputs: list[_Input] = []
         self.changes = 0
 
