@@ -31,11 +31,17 @@ class LineProtocolError(CentralError, ValueError):
 
 
 class InvalidMessageError(CentralError, ValueError):
-    """An MQTT message is not a valid reading or status for its topic; ``reason`` says why."""
+    """An MQTT message is not a valid reading or status for its topic; ``reason`` says why.
 
-    def __init__(self, reason: str) -> None:
+    ``key`` is the kind of problem without the message's values (``seat.occupied: bool_type``,
+    ``topic``), for counting refusals (:class:`central.refusal_log.RefusalLog`); give one
+    whenever the reason quotes the message, or every distinct value counts as a problem.
+    """
+
+    def __init__(self, reason: str, key: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.key = reason if key is None else key
 
 
 class InfluxWriteError(CentralError, OSError):

@@ -58,6 +58,8 @@ class Delivery:
     line: str | None
     reason: str | None = None
     points: int = 0
+    #: The kind of problem when refused, without the message's values (for counting).
+    reason_key: str | None = None
 
 
 def message_lines(tree: TopicTree, topic: str, payload: bytes) -> list[str]:
@@ -110,10 +112,12 @@ def to_delivery(
     try:
         lines = message_lines(tree, topic, payload)
     except InvalidMessageError as exc:
-        return Delivery(mid, qos, connection, topic, payload, received_at, None, exc.reason)
+        return Delivery(
+            mid, qos, connection, topic, payload, received_at, None, exc.reason, 0, exc.key
+        )
     except LineProtocolError as exc:
         reason = f"point: {exc}"
-        return Delivery(mid, qos, connection, topic, payload, received_at, None, reason)
+        return Delivery(mid, qos, connection, topic, payload, received_at, None, reason, 0, "point")
     # A backlog batch is one delivery of many lines: acked once, after all are written.
     line = lines[0] if len(lines) == 1 else "\n".join(lines)
     return Delivery(mid, qos, connection, topic, payload, received_at, line, None, len(lines))
@@ -133,7 +137,7 @@ def _topic_parts(tree: TopicTree, topic: str) -> TopicParts:
     try:
         return _cached_parts(tree, topic)
     except TopicError as exc:
-        raise InvalidMessageError(f"topic: {exc}") from None
+        raise InvalidMessageError(f"topic: {exc}", key="topic") from None
 
 
 def _decode(parts: TopicParts, payload: bytes) -> GatewayStatus | Reading:
@@ -143,10 +147,12 @@ def _decode(parts: TopicParts, payload: bytes) -> GatewayStatus | Reading:
             _agree(parts, site=status.site, gateway=status.gateway)
             return status
         if parts.kind == "backlog":
-            raise InvalidMessageError("topic: a backlog batch is not a single message")
+            raise InvalidMessageError(
+                "topic: a backlog batch is not a single message", key="topic: backlog"
+            )
         reading = parse_reading(payload)
     except PayloadError as exc:
-        raise InvalidMessageError(_payload_reason(exc)) from None
+        raise InvalidMessageError(_payload_reason(exc), key=exc.key) from None
     claimed = (reading.site, reading.gateway, reading.kind, reading.sensor)
     if claimed != (parts.site, parts.gateway, parts.kind, parts.sensor):
         _agree(  # says which one differs
@@ -163,7 +169,7 @@ def _decode_batch(parts: TopicParts, payload: bytes) -> ReadingBatch:
     try:
         batch = parse_batch(payload)
     except PayloadError as exc:
-        raise InvalidMessageError(_payload_reason(exc)) from None
+        raise InvalidMessageError(_payload_reason(exc), key=f"batch: {exc.key}") from None
     _agree(parts, site=batch.site, gateway=batch.gateway)
     return batch
 
@@ -178,7 +184,8 @@ def _agree(parts: TopicParts, **claimed: str) -> None:
         expected = getattr(parts, name)
         if value != expected:
             raise InvalidMessageError(
-                f"payload {name} {value!r} does not match the topic's {name} {expected!r}"
+                f"payload {name} {value!r} does not match the topic's {name} {expected!r}",
+                key=f"payload {name} does not match the topic",
             )
 
 

@@ -133,7 +133,7 @@ class EmulatedGateway:
 
     def report(self, *, heartbeats_only: bool = False) -> None:
         """Each board's heartbeat; then (every link_report_interval) links, outbox, system."""
-        base = {"site": self.site.id, "gateway": GATEWAY}
+        base: dict[str, Any] = {"site": self.site.id, "gateway": GATEWAY}
         uptime = int(time.monotonic() - self.started) + 86_400
         for device, _ in self.site.devices:
             beat = HeartbeatReading(

@@ -25,13 +25,14 @@ from pydantic import ValidationError
 
 from central.alerts.model import Alert
 from central.errors import InvalidMessageError
-from central.intake import OncePerKey, decode_message
+from central.intake import decode_message
 from central.listen import listen
 from central.live.api import create_app
 from central.live.config import LiveConfig
 from central.live.hub import EventHub
 from central.live.state import LiveState, Timeouts
 from central.live.views import PublicSites, SiteDetail, Sites
+from central.refusal_log import RefusalLog
 from central.sites import SiteDirectory
 from qihe.contract import TopicError, TopicTree
 
@@ -80,7 +81,7 @@ class LiveService:
         self.received = 0
         self.refused = 0
         self._changed = asyncio.Event()
-        self._refused_topics = OncePerKey()
+        self._refusals = RefusalLog(log, "live", clock=clock)
         self._listening = asyncio.Event()
 
     # The API's view (LiveSource); on the event loop only --------------------------------
@@ -199,8 +200,7 @@ class LiveService:
             message = decode_message(self._tree, topic, payload)
         except InvalidMessageError as exc:
             self.refused += 1
-            if self._refused_topics.first(topic):
-                log.warning("live: ignored a message on %s: %s", topic, exc.reason)
+            self._refusals.refused(topic, exc.reason, exc.key)
             return
         self.state.apply(message, self._clock(), retained=retained)
         self._changed.set()
@@ -211,8 +211,7 @@ class LiveService:
             alert = Alert.model_validate_json(payload) if payload else None
         except (TopicError, ValidationError) as exc:
             self.refused += 1
-            if self._refused_topics.first(topic):
-                log.warning("live: ignored an alert on %s: %s", topic, exc)
+            self._refusals.refused(topic, f"alert: {exc}", "alert")
             return
         self.state.apply_alert(site, alert_id, alert)
         self._changed.set()
@@ -240,5 +239,7 @@ class LiveService:
             timed = last >= next_check
             if timed:
                 next_check = last + interval
+            if timed:
+                self._refusals.tick()
             events = self.state.take_pending() + self.state.refresh(self._clock(), timed=timed)
             self.hub.publish(events)

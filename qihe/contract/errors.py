@@ -10,7 +10,15 @@ class ContractError(Exception):
 
 
 class PayloadError(ContractError, ValueError):
-    """A payload is not valid JSON of the expected model."""
+    """A payload is not valid JSON of the expected model.
+
+    ``key`` names the kind of problem without any value from the payload (the field and the
+    error type, ``seat.occupied: bool_type``), so refusals can be counted per kind of problem.
+    """
+
+    def __init__(self, reason: str, key: str | None = None) -> None:
+        super().__init__(reason)
+        self.key = reason if key is None else key
 
 
 class TopicError(ContractError, ValueError):

@@ -3,25 +3,32 @@
 Every payload is JSON with ``"schema": 1``. Readings carry their own identity
 (site, gateway, device, sensor, timestamp stamped at the source in UTC), so a
 message delivered twice maps to the same InfluxDB point.
+
+The models are strict (``docs/mqtt.md``, "Types, and what is refused"): a value of the wrong
+JSON type is refused, never converted; ``schema`` is required on the wire; timestamps are RFC
+3339 strings of one form; optional fields are left out, never ``null``. Python code building a
+model may leave ``schema`` out and pass ``None`` for an absent field.
+``tests/test_contract_properties.py`` checks the models against the doc's field tables.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from qihe.contract.errors import PayloadError
 
@@ -37,6 +44,7 @@ __all__ = [
     "Ident",
     "LinkReading",
     "PeopleReading",
+    "PublishRefusal",
     "Reading",
     "ReadingBatch",
     "SeatReading",
@@ -56,17 +64,107 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+#: Integers go into InfluxDB as 64-bit signed integers; a larger one could never be stored.
+INT64_MAX = 2**63 - 1
+
+#: pydantic's ``NonNegativeInt``, bounded by what InfluxDB can store.
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+#: The only timestamp form on the wire (``docs/mqtt.md``, "Types"): RFC 3339 ``date-time`` with
+#: an upper-case ``T``, seconds, at most six fraction digits, and ``Z`` or ``±HH:MM``.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+#: InfluxDB stores nanoseconds since 1970 in 64 bits: its last whole year is 2261.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2262, 1, 1, tzinfo=UTC)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+def _utc_timestamp(value: object) -> datetime:
+    # pydantic's own datetime parsing also takes unix times in strings, a space for the T,
+    # lower case and minutes without seconds; the contract takes one form only. All of it in
+    # one validator: it runs for every reading the consumer takes.
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise PydanticCustomError(
+                "timestamp_parsing",
+                "Input should be an RFC 3339 timestamp with seconds and an offset, "
+                "like 2026-11-28T01:02:03.456789Z",
+            )
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "timestamp_parsing", "Input should be an RFC 3339 timestamp of a real date"
+            ) from None
+    elif not isinstance(value, datetime):  # a datetime: built in Python
+        raise PydanticCustomError("timestamp_type", "Input should be an RFC 3339 timestamp string")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError("timezone_aware", "Input should have timezone info")
+    utc = value.astimezone(UTC)
+    if not _EARLIEST <= utc < _LATEST:
+        raise PydanticCustomError(
+            "timestamp_range", "Input should be from 1970-01-01T00:00:00Z to before 2262"
+        )
+    return utc
+
+
+#: An aware timestamp, held in UTC; on the wire only the RFC 3339 form above. (A plain
+#: validator would be one call less, but pydantic then serialises the field as "any".)
+UtcDatetime = Annotated[datetime, BeforeValidator(_utc_timestamp)]
+
+
+def _absent_not_null(value: object, info: ValidationInfo) -> object:
+    # An optional field is left out on the wire; Python code may pass None for "absent".
+    if value is None and info.mode == "json":
+        raise PydanticCustomError("null", "Input should be left out, not null")
+    return value
+
+
+#: Marks an optional field (``X | None = None``): absent on the wire, never ``null``.
+NOT_NULL = BeforeValidator(_absent_not_null)
+
+#: The default of a field that must be given on the wire but that Python code may leave out.
+NOT_GIVEN: Any = object()
+
+
+def _wire_required(python_default: object) -> BeforeValidator:
+    """For a field defaulting to :data:`NOT_GIVEN` (with ``validate_default``): missing on the
+    wire is refused, missing in Python construction is ``python_default``."""
+
+    def given(value: object, info: ValidationInfo) -> object:
+        if value is NOT_GIVEN:
+            if info.mode == "python":
+                return python_default
+            raise PydanticCustomError("missing", "Field required")
+        return value
+
+    return BeforeValidator(given)
+
+
+def _schema(value: object, info: ValidationInfo) -> object:
+    # One validator for both jobs (it runs for every reading): required on the wire, and
+    # exactly 1 — Literal[1] alone would take true and 1.0 (they equal 1), even in strict mode.
+    if value is NOT_GIVEN:
+        if info.mode == "python":
+            return SCHEMA_VERSION
+        raise PydanticCustomError("missing", "Field required")
+    if type(value) is not int:
+        raise PydanticCustomError("schema_type", "Input should be the integer 1")
+    if value != SCHEMA_VERSION:
+        raise PydanticCustomError("schema_version", "Input should be 1, the only schema version")
+    return value
 
 
 class _WireModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # Strict: a value of the wrong JSON type is refused, never converted ("1" is no integer).
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
 
-    schema_version: Literal[1] = Field(default=1, alias="schema")
+    #: Required on the wire; Python code building a model gets the current version.
+    schema_version: Annotated[Literal[1], BeforeValidator(_schema)] = Field(
+        default=NOT_GIVEN, alias="schema", validate_default=True
+    )
 
 
 class _ReadingBase(_WireModel):
@@ -76,7 +174,7 @@ class _ReadingBase(_WireModel):
     sensor: Ident
     ts: UtcDatetime
     #: The device's frame sequence number, when the reading came from a serial frame.
-    seq: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
+    seq: Annotated[Annotated[int, Field(ge=0, le=0xFFFF)] | None, NOT_NULL] = None
 
 
 class SeatReading(_ReadingBase):
@@ -121,8 +219,8 @@ class FaultReading(_ReadingBase):
     kind: Literal["fault"] = "fault"
     code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
     active: bool
-    target_kind: Literal["seat", "people", "door"] | None = None
-    target: Ident | None = None
+    target_kind: Annotated[Literal["seat", "people", "door"] | None, NOT_NULL] = None
+    target: Annotated[Ident | None, NOT_NULL] = None
 
 
 class DeviceReading(_ReadingBase):
@@ -145,6 +243,27 @@ class LinkReading(_ReadingBase):
     lost: NonNegativeInt
     duplicates: NonNegativeInt
     reconnects: NonNegativeInt
+    #: Reports the board gave up without an acknowledgement in its current boot, as its
+    #: last WINDOW said (docs/protocol.md §8): the board's own count, kept across gateway
+    #: restarts, 0 again after the board resets. Absent from gateways without WINDOW.
+    board_dropped: Annotated[NonNegativeInt | None, NOT_NULL] = None
+
+
+#: What a refused publish was: a reading kind, or the gateway's ``backlog`` or ``status`` topic.
+RefusedKind = Literal[
+    "seat", "people", "door", "motion", "heartbeat", "fault", "device", "link", "outbox",
+    "system", "backlog", "status",
+]  # fmt: skip
+
+
+class PublishRefusal(BaseModel):
+    """Refusals of one topic kind with one MQTT 5 reason code (0x87 Not authorized, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: RefusedKind
+    reason: Annotated[int, Field(ge=0x80, le=0xFF)]
+    count: Annotated[int, Field(ge=1, le=INT64_MAX)]
 
 
 class OutboxReading(_ReadingBase):
@@ -160,6 +279,13 @@ class OutboxReading(_ReadingBase):
     dropped_periodic: NonNegativeInt
     dropped_state: NonNegativeInt
     dropped_clock: NonNegativeInt
+    # Publishes the broker refused (issue 13): optional, so older gateways stay valid.
+    #: Publishes refused (PUBACK reason 0x80 or above) since the gateway started.
+    refused: NonNegativeInt = 0
+    #: Readings held for a retry after a refusal right now (they stay in the outbox).
+    refused_held: NonNegativeInt = 0
+    #: ``refused`` by topic kind and reason code.
+    refusals: tuple[PublishRefusal, ...] = ()
 
 
 #: A finite measurement that cannot be negative (NaN and infinity have no JSON form).
@@ -181,7 +307,7 @@ class SystemReading(_ReadingBase):
     disk_total_bytes: NonNegativeInt
     mem_available_bytes: NonNegativeInt
     mem_total_bytes: NonNegativeInt
-    cpu_temp_c: _FiniteNonNegative | None = None
+    cpu_temp_c: Annotated[_FiniteNonNegative | None, NOT_NULL] = None
     load_1m: _FiniteNonNegative
 
 
@@ -240,7 +366,9 @@ class ReadingBatch(_WireModel):
     comes from the retained per-sensor topics, never from a batch.
     """
 
-    kind: Literal["batch"] = "batch"
+    kind: Annotated[Literal["batch"], _wire_required("batch")] = Field(
+        default=NOT_GIVEN, validate_default=True
+    )
     site: Ident
     gateway: Ident
     historical: bool = True
@@ -257,7 +385,7 @@ def parse_reading(payload: bytes | str) -> Reading:
     try:
         return _READING_ADAPTER.validate_json(payload)
     except ValidationError as exc:
-        raise PayloadError(_describe(exc)) from exc
+        raise _refusal(exc) from exc
 
 
 def encode_batch(site: str, gateway: str, readings: list[bytes]) -> bytes:
@@ -286,12 +414,13 @@ def parse_batch(payload: bytes | str) -> ReadingBatch:
     try:
         batch = ReadingBatch.model_validate_json(payload)
     except ValidationError as exc:
-        raise PayloadError(_describe(exc)) from exc
+        raise _refusal(exc) from exc
     for index, reading in enumerate(batch.readings):
         if (reading.site, reading.gateway) != (batch.site, batch.gateway):
             raise PayloadError(
                 f"readings.{index}: site/gateway {reading.site}/{reading.gateway} "
-                f"differs from the batch's {batch.site}/{batch.gateway}"
+                f"differs from the batch's {batch.site}/{batch.gateway}",
+                key="readings.*: site/gateway differs from the batch's",
             )
     return batch
 
@@ -300,13 +429,50 @@ def parse_status(payload: bytes | str) -> GatewayStatus:
     try:
         return GatewayStatus.model_validate_json(payload)
     except ValidationError as exc:
-        raise PayloadError(_describe(exc)) from exc
+        raise _refusal(exc) from exc
 
 
-def _describe(exc: ValidationError) -> str:
+def _refusal(exc: ValidationError) -> PayloadError:
+    """The reason (the first errors, each naming its field, and for a value of the wrong JSON
+    type the type it had) and the key (the first error's field and type, no values)."""
+    errors = exc.errors(include_url=False)
     parts = []
-    for err in exc.errors(include_url=False)[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
+    for err in errors[:3]:
+        message = err["msg"]
+        if err["type"].endswith("_type"):
+            message += f" (got {_json_type(err['input'])})"
+        parts.append(f"{_where(err)}: {message}")
     more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    reason = "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    first = errors[0]
+    where = _where(first, keyed=True)
+    return PayloadError(reason, key=f"{where}: {first['type']}")
+
+
+def _where(err: ErrorDetails, *, keyed: bool = False) -> str:
+    loc = ["schema" if part == "schema_version" else part for part in err["loc"]]
+    if keyed:
+        # A key must not carry what a sender chose: an index, or an unknown field's name.
+        loc = ["*" if isinstance(part, int) else part for part in loc]
+        if err["type"] == "extra_forbidden":
+            loc[-1] = "(extra field)"
+    return ".".join(str(part) for part in loc) or "payload"
+
+
+def _json_type(value: object) -> str:
+    match value:
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a number"
+        case str():
+            return "a string"
+        case None:
+            return "null"
+        case list() | tuple():
+            return "an array"
+        case dict():
+            return "an object"
+    return type(value).__name__
