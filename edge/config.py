@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from edge.outbox import DEFAULT_MAX_PENDING
 from firmware_bridge.messages import DEVICE_ID_PATTERN
 from qihe.configfile import load_config_file
 from qihe.contract import DEFAULT_PREFIX, ID_PATTERN, MAX_BATCH
@@ -86,10 +87,21 @@ class OutboxConfig(_Model):
     #: Bound of stored readings (~300 bytes each on disk). When full, the oldest
     #: periodic telemetry goes first, then the oldest reading of any kind.
     max_readings: int = Field(default=500_000, ge=100)
+    #: Bound of readings held in memory while commits fail (card full or read-only, file
+    #: locked), with the same drop policy; drops are counted and stored once commits work.
+    #: ~300 bytes each held, ~430 at the peak of the commit that stores them: the default
+    #: 100,000 is ~30-43 MB, under a tenth of a 512 MB Pi (docs/reliability.md).
+    max_pending: int = Field(default=DEFAULT_MAX_PENDING, ge=100)
     #: Readings are committed in groups: at most this long after they arrive...
     commit_interval: timedelta = timedelta(seconds=1)
     #: ...or as soon as this many are waiting.
     commit_max: int = Field(default=500, ge=1)
+    #: How long a commit waits for another process's lock on the file before it fails and
+    #: is retried (SQLite's busy timeout). A commit stuck longer than the systemd watchdog
+    #: allows gets the gateway restarted; one that fails and is retried does not.
+    busy_timeout: timedelta = Field(
+        default=timedelta(seconds=1), gt=timedelta(0), le=timedelta(minutes=5)
+    )
     #: Readings packed into one backlog message when replaying after an outage.
     backlog_batch: int = Field(default=500, ge=1, le=MAX_BATCH)
 

@@ -14,7 +14,27 @@ deletes ride along with the next commit. The store is bounded
 counters) goes first, then the oldest reading of any kind; drops are counted by
 kind, kept in the store, and logged.
 
-All SQLite work happens on one worker thread, never on the event loop.
+While commits fail (the card full or read-only, the database locked by another
+process) readings wait in memory, bounded by ``max_pending`` with the same
+policy (``edge/pending.py``). Readings dropped there are counted by kind at
+once (``dropped``, the gateway's outbox health reading) and written to the
+store's ``drops`` table by the first commit that works again — the same
+transaction that stores the boards' sequence state. A board's acknowledgement
+follows that commit, so it covers every report the gateway stored *or counted
+as dropped*: a report dropped from memory was already taken for a new one
+(``edge/sequence.py``), so a resend would be a repeat and could not bring it
+back; the board forgets it and the drop is reported, never silent. What is in
+memory when the gateway stops with the store still failing is lost and cannot
+be counted in the store (it is logged); boards resend it, as it was never
+acknowledged.
+
+Reads for the publisher and the clock's restamp retry while the store fails
+(logged once per failing stretch), and commits are never abandoned half-way: a
+commit under way when the outbox is cancelled is waited for and accounted, so
+the store never holds more than ``max_readings``.
+
+All SQLite work happens on one worker thread, never on the event loop; the
+counts of the file (``stored``, ``last_id``) are kept by that thread alone.
 """
 
 from __future__ import annotations
@@ -31,17 +51,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from edge.clock import boot_id
+from edge.pending import PendingQueue, Row
 from edge.sequence import TrackerState
 from qihe.contract import PERIODIC_KINDS, RETAINED_KINDS, Reading, encode_payload
 
-__all__ = ["CommitListener", "Outbox", "StoredReading"]
+__all__ = ["DEFAULT_MAX_PENDING", "CommitListener", "Outbox", "StoredReading"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+#: Readings held in memory while commits fail. A held seat reading costs ~300 bytes of
+#: Python heap (its stored JSON of ~160 bytes, the row tuple, the list slot; measured with
+#: tracemalloc, docs/reliability.md), ~430 at the peak of the commit that finally stores
+#: it (the statement's parameters): 100,000 are ~30 MB held, ~43 MB at that peak, under a
+#: tenth of a 512 MB Pi. That is 20 s of a board flooding at 5,000 readings/s, or a day
+#: of a busy book house (~1 reading/s).
+DEFAULT_MAX_PENDING = 100_000
+
+#: How long a commit waits for another process's lock on the file before it fails and is
+#: tried again (SQLite's busy timeout; the reads of a WAL store are not blocked).
+_BUSY_TIMEOUT = 1.0
 
 
 _SCHEMA = """
@@ -81,8 +114,7 @@ class StoredReading:
     payload: bytes
 
 
-#: kind, sensor, periodic, payload, monotonic time and boot (both None once the clock is trusted)
-_Row = tuple[str, str, int, bytes, float | None, str | None]
+_Row = Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +131,36 @@ class Outbox:
         path: Path,
         *,
         max_readings: int,
+        max_pending: int = DEFAULT_MAX_PENDING,
         commit_interval: float = 1.0,
         commit_max: int = 500,
         boot: str | None = None,
+        busy_timeout: float = _BUSY_TIMEOUT,
     ) -> None:
         if max_readings < 1:
             raise ValueError("max_readings must be at least 1")
         self.path = path
         self.max_readings = max_readings
+        self.max_pending = max_pending
         self.commit_interval = commit_interval
         self.commit_max = commit_max
+        self.busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._con: sqlite3.Connection | None = None
-        self._pending: list[_Row] = []
+        self._pending = PendingQueue(max_pending)
+        self._commit_lock = asyncio.Lock()
+        #: Dropped in memory and not yet written to the store's ``drops`` table.
+        self._unsaved_drops: Counter[str] = Counter()
+        #: Failed commits in a row (0 while the store works), and what memory dropped meanwhile.
+        self.failing_commits = 0
+        self._stretch_drops: Counter[str] = Counter()
+        self._read_failing = False
+        self._restamp_due: float | None = None
+        self._offset: float | None = None
         self._confirmed: set[int] = set()
         self._sequence_sources: dict[str, Callable[[], TrackerState]] = {}
         self._listeners: list[CommitListener] = []
+        self._attempt_listeners: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._committed = asyncio.Event()
         self._stored = 0
@@ -126,6 +172,9 @@ class Outbox:
         self.commits = 0
         self._boot = boot or boot_id()
         self._warned_full = False
+        self._warned_memory = False
+        #: Readings dropped from memory while commits failed, since this outbox was made.
+        self.dropped_in_memory = 0
 
     # -- life cycle -------------------------------------------------------------
 
@@ -149,15 +198,16 @@ class Outbox:
         self._stored = con.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._last_id = con.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
         for device, state in con.execute("SELECT device, state FROM device_sequence"):
-            data = json.loads(state)
-            gaps = tuple((int(seq), int(stamp)) for seq, stamp in data["gaps"])
-            self.sequence_state[device] = TrackerState(data["last"], gaps, data.get("boot"))
+            # (C: the state's own JSON form; it reads what earlier versions stored too)
+            self.sequence_state[device] = TrackerState.from_dict(json.loads(state))
         self.dropped.update(dict(con.execute("SELECT kind, count FROM drops").fetchall()))
         if self._stored:
             log.info("outbox %s holds %d readings from before", self.path, self._stored)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
         try:
             con.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on the card before we tell anyone (broker, board) it is stored.
@@ -169,10 +219,19 @@ class Outbox:
         return con
 
     async def close(self) -> None:
-        """Commit what is pending, then close the store."""
+        """Commit what is pending, then close the store (one try: a failing store is not
+        waited for; what it would not take is logged as lost)."""
         if self._con is None:
             return
         await self._commit()
+        if self._pending.held:
+            log.error(
+                "发件箱关闭时仍无法写入，%d 条读数未存储，未计入丢弃表（未确认的读数由传感板重发）"
+                " / outbox closing while commits fail: %d readings were never stored and"
+                " cannot be counted in the store (boards resend what was not acknowledged)",
+                self._pending.held,
+                self._pending.held,
+            )
         await self._run_in_thread(self._con.close)
         self._con = None
         self._executor.shutdown(wait=True)
@@ -189,10 +248,32 @@ class Outbox:
         periodic = int(reading.kind in PERIODIC_KINDS)
         boot = self._boot if untrusted_at is not None else None
         payload = encode_payload(reading)
-        self._pending.append((reading.kind, reading.sensor, periodic, payload, untrusted_at, boot))
+        row = (reading.kind, reading.sensor, periodic, payload, untrusted_at, boot)
+        dropped = self._pending.append(row)
         self.accepted += 1
-        if len(self._pending) >= self.commit_max:
+        if dropped:
+            self._dropped_in_memory(dropped)
+        if len(self._pending) >= self.commit_max and not self.failing_commits:
+            # Not while commits fail: they are retried every commit_interval, not per reading.
             self._wake.set()
+
+    def _dropped_in_memory(self, dropped: Counter[str]) -> None:
+        self.dropped.update(dropped)
+        self.dropped_in_memory += dropped.total()
+        self._unsaved_drops.update(dropped)
+        self._stretch_drops.update(dropped)
+        if not self._warned_memory:
+            self._warned_memory = True
+            log.warning(
+                "发件箱内存中未存储的读数已达上限 %d 条（写入失败中）："
+                "先丢弃最旧的周期性遥测，再丢弃最旧的读数；"
+                "丢弃按类型计数，写入恢复后记入存储 / outbox holds its bound of %d readings in"
+                " memory, not yet stored (commits failing): dropping the oldest periodic"
+                " telemetry first, then the oldest readings; drops are counted by kind (stored"
+                " once commits work), not logged one by one",
+                self.max_pending,
+                self.max_pending,
+            )
 
     def track_sequence(self, device: str, state: Callable[[], TrackerState]) -> None:
         """Store this board's sequence state with every commit (read on the event loop)."""
@@ -201,12 +282,26 @@ class Outbox:
     def on_commit(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
 
+    def on_attempt(self, listener: Callable[[], None]) -> None:
+        """Called on the loop after every commit attempt that came back, stored or failed.
+
+        A store that fails and is retried is alive (the gateway keeps running, memory
+        bounded); one whose commit never comes back (a hung card) stops calling.
+        """
+        self._attempt_listeners.append(listener)
+
     def confirm(self, ids: Iterable[int]) -> None:
         """The broker acknowledged these readings; they are deleted with the next commit."""
         self._confirmed.update(ids)
 
     def __len__(self) -> int:
-        return self._stored + len(self._pending) - len(self._confirmed)
+        return self._stored + self._pending.held - len(self._confirmed)
+
+    @property
+    def held(self) -> int:
+        """Readings in memory, not yet stored (a commit under way included): at most
+        ``max_pending``."""
+        return self._pending.held
 
     @property
     def stored(self) -> int:
@@ -236,34 +331,108 @@ class Outbox:
             await asyncio.shield(self._commit())
 
     async def _commit(self) -> None:
+        # One commit at a time (the loop's, the final one at a stop, close()'s): each
+        # starts from what the one before left, in memory and in the file.
+        async with self._commit_lock:
+            await self._commit_once()
+            if self._restamp_due is not None and not self.failing_commits:
+                # A restamp the failing store refused: it works again, so now.
+                await self._restamp_store(self._restamp_due)
+
+    def _sequence_moved(self) -> bool:
+        """(C) A board's sequence state moved without a reading: a WINDOW gave gaps up.
+
+        Stored now, so the acknowledgement can move past what it gave up.
+        """
+        return any(
+            self.sequence_state.get(device) != state()
+            for device, state in self._sequence_sources.items()
+        )
+
+    async def _commit_once(self) -> None:
         if self._con is None:
             return
-        if not self._pending and not self._confirmed:
+        if (
+            not self._pending
+            and not self._confirmed
+            and not self._unsaved_drops
+            and not self._sequence_moved()
+        ):
             # Nothing to write; still tell listeners what is stored, so a board whose
             # acknowledgement was lost (it keeps resending repeats) hears it again.
             stored = dict(self.sequence_state)
             for listener in self._listeners:
                 listener(stored)
+            self._attempted()
             return
-        rows, self._pending = self._pending, []
+        rows = self._pending.take()
         confirmed, self._confirmed = self._confirmed, set()
+        drops, self._unsaved_drops = self._unsaved_drops, Counter()
         # Snapshot on the loop, together with the rows: the two are consistent.
         sequences = {device: state() for device, state in self._sequence_sources.items()}
         # Only boards whose state moved since the last commit are written: a commit that
         # only deletes confirmed readings then touches no sequence page on the card.
         changed = {d: st for d, st in sequences.items() if self.sequence_state.get(d) != st}
+        job = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._commit_sync, rows, confirmed, changed, drops
+        )
+        cancelled = await _wait_for_job(job)
         try:
-            result = await self._run_in_thread(
-                self._commit_sync, rows, confirmed, changed, self._stored
-            )
+            result = job.result()
         except sqlite3.Error as exc:
-            # Disk full, I/O error: keep everything in memory and try again next time.
-            self._pending[:0] = rows
-            self._confirmed |= confirmed
-            log.error("outbox commit failed (%s); %d readings kept in memory", exc, len(rows))
-            return
+            self._commit_failed(exc, rows, confirmed, drops)
+        else:
+            self._pending.committed(rows)
+            self._commit_worked(result, rows, sequences)
+        self._attempted()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _attempted(self) -> None:
+        for listener in self._attempt_listeners:
+            listener()
+
+    def _commit_failed(
+        self, exc: sqlite3.Error, rows: list[_Row], confirmed: set[int], drops: Counter[str]
+    ) -> None:
+        """Disk full, read-only, locked: keep everything in memory (bounded), try again later."""
+        dropped = self._pending.give_back(rows)
+        if self._offset is not None:
+            # The clock was trusted while these were in the failed commit: date them now.
+            self._date_pending(self._offset)
+        self._confirmed |= confirmed
+        self._unsaved_drops.update(drops)
+        if dropped:
+            self._dropped_in_memory(dropped)
+        self.failing_commits += 1
+        if self.failing_commits == 1:
+            log.error(
+                "发件箱写入失败（%s），读数暂存内存（上限 %d 条），稍后重试；恢复前不再逐次记录"
+                " / outbox commit failed (%s); readings are kept in memory (at most %d) and"
+                " the commit is retried; not logged again until it works",
+                exc,
+                self.max_pending,
+                exc,
+                self.max_pending,
+            )
+
+    def _commit_worked(
+        self, result: _CommitResult, rows: list[_Row], sequences: dict[str, TrackerState]
+    ) -> None:
         self.commits += 1
-        self._stored = result.stored
+        if self.failing_commits:
+            lost = dict(self._stretch_drops)
+            log.warning(
+                "发件箱恢复写入：此前 %d 次提交失败，内存中丢弃 %s / outbox commits work again"
+                " after %d failed; dropped in memory meanwhile: %s",
+                self.failing_commits,
+                lost or "无",
+                self.failing_commits,
+                lost or "none",
+            )
+            self.failing_commits = 0
+            self._stretch_drops.clear()
+            self._warned_memory = False
         if result.dropped:
             self.dropped.update(result.dropped)
             if not self._warned_full:
@@ -285,10 +454,12 @@ class Outbox:
         rows: list[_Row],
         confirmed: set[int],
         sequences: dict[str, TrackerState],
-        stored: int,
+        memory_drops: Counter[str],
     ) -> _CommitResult:
         con = self._con
         assert con is not None
+        # The file's count is this thread's alone: a commit never starts from a stale one.
+        stored = self._stored
         dropped: Counter[str] = Counter()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -310,13 +481,7 @@ class Outbox:
                     "ON CONFLICT (device) DO UPDATE SET state = excluded.state",
                     (
                         device,
-                        json.dumps(
-                            {
-                                "last": state.last,
-                                "gaps": [list(gap) for gap in state.gaps],
-                                "boot": state.boot,
-                            }
-                        ),
+                        json.dumps(state.as_dict()),  # C: the state's own JSON form
                     ),
                 )
             overflow = stored - self.max_readings
@@ -331,7 +496,7 @@ class Outbox:
                 dropped.update(kind for _, kind in victims)
                 overflow -= len(victims)
                 stored -= len(victims)
-            for kind, count in dropped.items():
+            for kind, count in (dropped + memory_drops).items():
                 con.execute(
                     "INSERT INTO drops (kind, count) VALUES (?, ?) "
                     "ON CONFLICT (kind) DO UPDATE SET count = count + excluded.count",
@@ -339,9 +504,10 @@ class Outbox:
                 )
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         self._last_id += len(rows)
+        self._stored = stored
         return _CommitResult(stored, dropped)
 
     # -- reading back (for the publisher) ------------------------------------------
@@ -355,8 +521,34 @@ class Outbox:
     async def fetch(
         self, *, after: int, upto: int | None = None, limit: int
     ) -> list[StoredReading]:
-        """Stored readings with ``after < id <= upto``, oldest first."""
-        return await self._run_in_thread(self._fetch_sync, after, upto, limit)
+        """Stored readings with ``after < id <= upto``, oldest first (waits while the store
+        cannot be read)."""
+        return await self._read(self._fetch_sync, after, upto, limit)
+
+    async def _read(self, fn: Callable[..., _T], *args: object) -> _T:
+        """``fn`` on the worker thread, tried again every ``commit_interval`` while the store
+        cannot be read (locked exclusively, an I/O error): the publisher waits, it neither
+        fails nor spins."""
+        while True:
+            try:
+                result = await self._run_in_thread(fn, *args)
+            except sqlite3.Error as exc:
+                if not self._read_failing:
+                    self._read_failing = True
+                    log.error(
+                        "发件箱无法读取（%s），每 %.1f 秒重试 / outbox cannot be read (%s);"
+                        " retrying every %.1fs",
+                        exc,
+                        self.commit_interval,
+                        exc,
+                        self.commit_interval,
+                    )
+                await asyncio.sleep(self.commit_interval)
+                continue
+            if self._read_failing:
+                self._read_failing = False
+                log.warning("发件箱恢复读取 / outbox readable again")
+            return result
 
     def _fetch_sync(self, after: int, upto: int | None, limit: int) -> list[StoredReading]:
         assert self._con is not None
@@ -369,7 +561,7 @@ class Outbox:
 
     async def latest_states(self, upto: int) -> list[StoredReading]:
         """The newest stored reading of every state sensor (seat, door, …) up to ``upto``."""
-        return await self._run_in_thread(self._latest_states_sync, upto)
+        return await self._read(self._latest_states_sync, upto)
 
     def _latest_states_sync(self, upto: int) -> list[StoredReading]:
         assert self._con is not None
@@ -390,19 +582,47 @@ class Outbox:
         """The wall clock is trusted now: ``wall = monotonic + offset``. Give every held
         reading of this boot its true time, and move it to the end of the queue so the
         publisher sends it next. Held readings of an earlier boot cannot be dated (their
-        monotonic clock is gone): they are dropped and counted as ``untrusted_clock``."""
-        self._pending = [
-            _restamped(row, offset) if row[4] is not None else row for row in self._pending
-        ]
+        monotonic clock is gone): they are dropped and counted as ``untrusted_clock``.
+
+        A store that refuses the rewrite (full, locked) gets it again after its next commit
+        that works; until then the held readings stay unpublished, never misdated."""
+        self._offset = offset
+        self._date_pending(offset)
         if self._con is None:
             return
-        moved, dropped = await self._run_in_thread(self._restamp_sync, offset)
-        if dropped:
-            self.dropped["untrusted_clock"] += dropped
-            log.warning("dropped %d readings of an earlier boot whose clock was never set", dropped)
-        if moved:
-            log.info("restamped %d readings taken before the clock was set", moved)
-            self._committed.set()
+        async with self._commit_lock:
+            await self._restamp_store(offset)
+
+    def _date_pending(self, offset: float) -> None:
+        self._pending.rewrite(lambda row: _restamped(row, offset) if row[4] is not None else row)
+
+    async def _restamp_store(self, offset: float) -> None:
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._restamp_sync, offset)
+        cancelled = await _wait_for_job(job)
+        try:
+            moved, dropped = job.result()
+        except sqlite3.Error as exc:
+            if self._restamp_due is None:
+                log.error(
+                    "发件箱无法改写时钟同步前的读数（%s），下次写入成功后重试"
+                    " / outbox could not restamp the readings held before the clock was set"
+                    " (%s); retried after the next commit that works",
+                    exc,
+                    exc,
+                )
+            self._restamp_due = offset
+        else:
+            self._restamp_due = None
+            if dropped:
+                self.dropped["untrusted_clock"] += dropped
+                log.warning(
+                    "dropped %d readings of an earlier boot whose clock was never set", dropped
+                )
+            if moved:
+                log.info("restamped %d readings taken before the clock was set", moved)
+                self._committed.set()
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _restamp_sync(self, offset: float) -> tuple[int, int]:
         con = self._con
@@ -431,11 +651,30 @@ class Outbox:
                 )
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         self._stored -= dropped
         self._last_id += len(held)
         return len(held), dropped
+
+
+async def _wait_for_job(job: asyncio.Future[Any]) -> bool:
+    """Wait until the worker thread's ``job`` is done, through cancellations too (the thread
+    cannot be stopped half-way, and its outcome must be accounted). True if cancelled."""
+    cancelled = False
+    while not job.done():
+        try:
+            await asyncio.wait([job])
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Undo a failed transaction, if SQLite has not already (it does on a full disk)."""
+    if con.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
 
 
 def _runs(ids: set[int]) -> list[tuple[int, int]]:

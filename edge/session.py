@@ -7,16 +7,24 @@ number this gateway may have handed out, and is written once per
 :data:`BLOCK` connections, not once per retry — an SD card rides out a long
 outage. After a restart numbering continues above the reserved block, so
 numbers skip but never repeat or go back.
+
+A card that refuses the write (full, read-only) does not stop the gateway from
+connecting: the block is reserved in memory, logged, and written with the next
+block. Only if the gateway restarts before any write works can numbers repeat
+— the price of connecting at all, which a full card must not prevent.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 __all__ = ["BLOCK", "SessionCounter"]
 
 BLOCK = 64
+
+log = logging.getLogger(__name__)
 
 
 class SessionCounter:
@@ -55,7 +63,17 @@ class SessionCounter:
             self._next = self._reserved + 1
         if self._next > self._reserved:
             self._reserved = self._next + BLOCK - 1
-            self._write(self._reserved)
+            try:
+                self._write(self._reserved)
+            except OSError as exc:
+                log.warning(
+                    "会话编号无法写入 %s（%s），本次运行在内存中继续编号"
+                    " / cannot write the session number to %s (%s); numbering goes on in memory",
+                    self.path,
+                    exc,
+                    self.path,
+                    exc,
+                )
         value = self._next
         self._next += 1
         return value

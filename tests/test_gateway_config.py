@@ -80,6 +80,12 @@ def test_there_are_sample_configs_to_check() -> None:
             id="no-sources",
         ),
         pytest.param(
+            VALID + "outbox: {max_pending: 10}\n",
+            "outbox.max_pending",
+            "greater than or equal to 100",
+            id="memory-bound-too-small",
+        ),
+        pytest.param(
             VALID + "link_report_interval: soon\n",
             "link_report_interval",
             "duration",

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
+import pytest
+
 from edge.session import BLOCK, SessionCounter
+from tests.fault_harness import fill_filesystem, mounted_tmpfs
 
 
 def test_numbers_grow_by_one_within_a_process(tmp_path: Path) -> None:
@@ -41,3 +46,18 @@ def test_a_damaged_file_does_not_stop_the_gateway(tmp_path: Path) -> None:
     path = tmp_path / "mqtt-session"
     path.write_text("not a number\n")
     assert SessionCounter(path).next() == 1
+
+
+async def test_a_full_card_does_not_stop_the_gateway_from_taking_session_numbers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounts a size-limited tmpfs: needs root (CI runs as root)")
+    async with mounted_tmpfs(tmp_path / "card", size="64k") as card:
+        await asyncio.to_thread(fill_filesystem, card / "filler")
+        counter = SessionCounter(card / "mqtt-session")
+        numbers = [counter.next() for _ in range(BLOCK + 1)]  # two blocks: two failed writes
+    assert numbers == list(range(1, BLOCK + 2))
+    refused = [r for r in caplog.records if "cannot write the session number" in r.getMessage()]
+    assert len(refused) == 2
+    assert "No space left on device" in refused[0].getMessage()

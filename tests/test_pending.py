@@ -1,0 +1,70 @@
+"""The outbox's bounded in-memory queue: the store's drop policy, O(1) per reading."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from edge.pending import PendingQueue, Row
+
+
+def row(kind: str, n: int) -> Row:
+    periodic = int(kind in ("heartbeat", "link", "outbox", "system"))
+    return (kind, f"d.{n}", periodic, f"{kind}-{n}".encode(), None, None)
+
+
+def payloads(rows: list[Row]) -> list[str]:
+    return [r[3].decode() for r in rows]
+
+
+def test_periodic_telemetry_goes_first_then_the_oldest_reading() -> None:
+    queue = PendingQueue(3)
+    dropped: Counter[str] = Counter()
+    for r in (row("seat", 1), row("heartbeat", 2), row("seat", 3), row("seat", 4), row("door", 5)):
+        dropped += queue.append(r)
+    assert dropped == {"heartbeat": 1, "seat": 1}
+    assert payloads(queue.take()) == ["seat-3", "seat-4", "door-5"]
+
+
+def test_a_periodic_newcomer_goes_before_any_state_reading() -> None:
+    queue = PendingQueue(2)
+    queue.append(row("seat", 1))
+    queue.append(row("seat", 2))
+    assert queue.append(row("heartbeat", 3)) == {"heartbeat": 1}
+    assert payloads(queue.take()) == ["seat-1", "seat-2"]
+
+
+def test_rows_given_back_by_a_failed_commit_wait_before_newer_ones_within_the_bound() -> None:
+    queue = PendingQueue(4)
+    for n in range(3):
+        queue.append(row("seat", n))
+    taken = queue.take()
+    assert (len(queue), queue.held) == (0, 3)
+    queue.append(row("seat", 3))  # arrives while the commit is under way
+    assert queue.append(row("seat", 4)) == {"seat": 1}  # the commit holds 3: the newest waits
+    assert queue.give_back(taken) == {}
+    assert payloads(queue.take()) == ["seat-0", "seat-1", "seat-2", "seat-4"]
+
+
+def test_the_newcomer_is_dropped_when_a_commit_under_way_holds_the_whole_bound() -> None:
+    queue = PendingQueue(2)
+    queue.append(row("seat", 1))
+    queue.append(row("seat", 2))
+    taken = queue.take()
+    assert queue.append(row("seat", 3)) == {"seat": 1}
+    queue.committed(taken)
+    assert queue.held == 0
+
+
+def test_many_drops_keep_order_and_count_through_compaction() -> None:
+    queue = PendingQueue(1000)
+    dropped: Counter[str] = Counter()
+    for n in range(50_000):
+        dropped += queue.append(row("heartbeat" if n % 3 == 0 else "seat", n))
+        assert queue.held <= 1000
+    kept = queue.take()
+    # Heartbeats were dropped first each time: none is left, only the newest 1000 seats.
+    assert [r[3] for r in kept] == [f"seat-{n}".encode() for n in range(50_000) if n % 3 != 0][
+        -1000:
+    ]
+    assert dropped.total() == 49_000
+    assert dropped["heartbeat"] == len(range(0, 50_000, 3))
