@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from edge.sequence import SequenceTracker, TrackerState, Verdict
-from edge.stamps import Stamper, from_micros
+from edge.sequence import SequenceTracker, TrackerState
+from edge.stamps import from_micros, micros
 from firmware_bridge.errors import FrameError
 from firmware_bridge.messages import (
     Door,
@@ -24,6 +24,7 @@ from firmware_bridge.messages import (
     People,
     Seat,
     SensorKind,
+    Window,
 )
 from qihe.contract import (
     DeviceReading,
@@ -45,9 +46,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-_MOD = 0x10000
-_HALF = 0x8000
-
 _TARGET_KINDS: dict[SensorKind, Literal["seat", "people", "door"]] = {
     SensorKind.SEAT: "seat",
     SensorKind.PEOPLE: "people",
@@ -65,6 +63,8 @@ class LinkCounters:
     duplicates: int = 0
     reconnects: int = 0
     hello_mismatches: int = 0
+    #: Reports the board's current boot gave up unacknowledged, as its last WINDOW said.
+    board_dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -93,22 +93,21 @@ class FrameNormaliser:
         self.gateway = gateway
         self.device = device
         self._clock = clock
-        # Frames are stamped at least one microsecond per sequence number apart, so the
-        # stamps a gap's late fillers get are free (edge/stamps.py): no two readings of a
-        # sensor share a time, and each sensor's readings keep the board's order.
-        self._stamps = Stamper(clock)
+        # The tracker stamps each new frame: unique, and in the board's order.
         self.sequence = SequenceTracker(sequence)
-        self._last_seq = sequence.last if sequence else None
         self._tally = _Tally()
 
     def restore(self, state: TrackerState | None) -> None:
         """Continue the board's numbering from what the outbox stored before a restart."""
         self.sequence = SequenceTracker(state)
-        self._last_seq = state.last if state else None
 
     @property
     def counters(self) -> LinkCounters:
-        return LinkCounters(**asdict(self._tally), lost=self.sequence.lost)
+        return LinkCounters(
+            **asdict(self._tally),
+            lost=self.sequence.lost,
+            board_dropped=self.sequence.board_dropped,
+        )
 
     def on_error(self, error: FrameError) -> None:
         if error.kind == "crc":
@@ -127,22 +126,20 @@ class FrameNormaliser:
         """The reading this frame carries, or None (duplicate, reply, or command echo)."""
         self._tally.frames += 1
         message = frame.message
-        if isinstance(message, Hello) and self.sequence.hello(message.boot):
-            self._last_seq = None  # a new boot numbers afresh
-        seq, last = frame.seq, self._last_seq
-        ahead = 1 if last is None else (seq - last) % _MOD
-        received_us = self._stamps.next_us(ahead if 0 < ahead < _HALF else 1)
-        seen = self.sequence.observe(seq, received_us)
-        if seen.verdict is Verdict.REPEAT:
+        if isinstance(message, Hello):
+            self.sequence.hello(message.boot, frame.seq)
+        elif isinstance(message, Window):
+            self.sequence.window_boot(message.boot)
+        seq = frame.seq
+        seen = self.sequence.observe(seq, micros(self._clock()))
+        if seen.stamp_us is None:  # a repeat: stored already
             self._tally.duplicates += 1
             return None
-        if seen.stamp_us is not None:  # a late resend that fills a gap: keep sensor order
-            now = from_micros(seen.stamp_us)
-        else:
-            now = from_micros(received_us)
-            if last is None or 0 < ahead < _HALF or seen.verdict is Verdict.RESTART:
-                self._last_seq = seq
-        base = {
+        now = from_micros(seen.stamp_us)
+        if isinstance(message, Window):  # what the board still holds: no reading
+            self.sequence.window(seq, message.held, message.dropped)
+            return None
+        base: dict[str, Any] = {  # typed per model by the calls below
             "site": self.site,
             "gateway": self.gateway,
             "device": self.device,
@@ -199,4 +196,5 @@ class FrameNormaliser:
             lost=c.lost,
             duplicates=c.duplicates,
             reconnects=c.reconnects,
+            board_dropped=c.board_dropped,
         )

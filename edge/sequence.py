@@ -11,7 +11,20 @@ gives a gap up as lost once it falls too far behind to ever be resent.
 A frame that fills a gap arrives late, after newer frames. Readings are stamped
 when they arrive, so a late filler gets the time just before the frame that
 revealed its gap (one microsecond per position), which keeps every sensor's
-readings in the order the board produced them.
+readings in the order the board produced them. The tracker gives every new frame
+its stamp: the arrival time, moved later when needed so that the frame before
+lies at least one microsecond per number behind it. Then the fillers' stamps are
+free, and no two readings of a board share a time (``docs/influxdb.md``).
+
+A board that holds reports says which it still holds in a WINDOW, first in
+every resend burst: a gap it no longer holds will never be filled, so the
+tracker gives it up at once and the acknowledgement moves past it; the WINDOW's
+count of reports the board gave up is kept per boot. A tracker that starts with
+no state for a board (a fresh state folder, or the board restarted unseen) has
+not seen the numbers before the first frame it meets: the board may still hold
+them, so they are open gaps too, until a WINDOW or the boot's HELLO (nothing
+precedes a HELLO in its boot) says otherwise. An acknowledgement never covers a
+number the gateway has not stored.
 
 Its state is a small value (:class:`TrackerState`) that the outbox stores in
 the same transaction as the readings, so a gateway killed at any moment
@@ -20,16 +33,27 @@ resumes exactly where its store left off.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-__all__ = ["GIVE_UP_AFTER", "Observation", "SequenceTracker", "TrackerState", "Verdict"]
+__all__ = [
+    "GIVE_UP_AFTER",
+    "WINDOW_SPAN",
+    "Observation",
+    "SequenceTracker",
+    "TrackerState",
+    "Verdict",
+]
 
 _MOD = 0x10000
 _HALF = 0x8000
 #: A gap this far behind the newest frame is lost for good: a board's resend window
 #: (128 reports, ``docs/protocol.md``) cannot reach back that far.
 GIVE_UP_AFTER = 256
+#: Numbers a WINDOW's bitmap describes, the ones just before its own (``docs/protocol.md``).
+WINDOW_SPAN = 256
 
 
 class Verdict(Enum):
@@ -47,6 +71,23 @@ class TrackerState:
     gaps: tuple[tuple[int, int], ...] = ()
     #: The boot number of the board's last HELLO: the same number again is a resend.
     boot: int | None = None
+    #: Reports this boot of the board gave up unacknowledged, as its last WINDOW said.
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form for the outbox's store."""
+        return {
+            "last": self.last,
+            "gaps": [list(gap) for gap in self.gaps],
+            "boot": self.boot,
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackerState:
+        """Read :meth:`as_dict`'s form, also as stored by earlier versions (fewer keys)."""
+        gaps = tuple((int(seq), int(stamp)) for seq, stamp in data.get("gaps", ()))
+        return cls(data.get("last"), gaps, data.get("boot"), int(data.get("dropped", 0)))
 
     def ack_point(self) -> int | None:
         """The highest number the gateway may acknowledge: everything up to the first gap."""
@@ -62,12 +103,12 @@ class TrackerState:
 @dataclass(frozen=True, slots=True)
 class Observation:
     verdict: Verdict
-    #: For a frame that fills a gap: the time to stamp it with (µs since the epoch).
+    #: For a new frame: the time to stamp its reading with (µs since the epoch), unique
+    #: among the frames of this tracker and in the board's order. None for a repeat.
     stamp_us: int | None = None
 
 
-#: The common verdicts, shared (they are frozen): no allocation per frame.
-_NEW = Observation(Verdict.NEW)
+#: The repeat verdict, shared (it is frozen): no allocation per repeated frame.
 _REPEAT = Observation(Verdict.REPEAT)
 
 
@@ -81,57 +122,149 @@ class SequenceTracker:
         self._last = state.last
         self._gaps: dict[int, int] = dict(state.gaps)
         self._boot = state.boot
+        self._dropped = state.dropped
+        #: The next frame starts a boot (a new boot's HELLO): no number precedes it.
+        self._boot_start = False
+        #: The latest stamp given to a new frame (in memory: after a restart the clock has
+        #: moved on past every stamp an earlier process gave).
+        self._floor_us = 0
+        #: Gaps this tracker counted in :attr:`lost` (not the numbers before a fresh start,
+        #: not gaps restored from the store, which an earlier process counted).
+        self._counted: set[int] = set()
         #: Frames skipped over and not (yet) recovered by a resend.
         self.lost = 0
-        #: Gaps given up because they fell too far behind.
+        #: Gaps given up: too far behind, or a WINDOW said the board no longer holds them.
         self.given_up = 0
 
     @property
     def state(self) -> TrackerState:
-        return TrackerState(self._last, tuple(sorted(self._gaps.items())), self._boot)
+        return TrackerState(
+            self._last, tuple(sorted(self._gaps.items())), self._boot, self._dropped
+        )
 
-    def hello(self, boot: int) -> bool:
+    @property
+    def board_dropped(self) -> int:
+        """Reports the board's current boot gave up unacknowledged, as it last said."""
+        return self._dropped
+
+    def hello(self, boot: int, seq: int | None = None) -> bool:
         """The board said HELLO with this boot number; True when it is a new boot.
 
         A new boot starts numbering afresh; a known boot number means the HELLO is a
-        resend, to be judged by its sequence number like any frame.
+        resend, to be judged by its sequence number like any frame. So is a HELLO that
+        fills an open gap of a tracker that has not learnt the boot yet (it started
+        mid-stream): the board resends its HELLO with the reports before the first
+        frame this tracker saw.
         """
         if boot == self._boot:
             return False
+        if self._boot is None and self._last is not None and seq in self._gaps:
+            self._boot = boot
+            return False
+        self._restart(boot)
+        self._boot_start = True
+        return True
+
+    def window_boot(self, boot: int) -> bool:
+        """A WINDOW names the board's boot; True when it is a new boot whose HELLO was missed.
+
+        Then numbering starts afresh, and the numbers before the WINDOW are open: the
+        board may hold them (its HELLO among them), and the WINDOW says which.
+        """
+        if boot == self._boot:
+            return False
+        if self._boot is None:  # the first this tracker hears of the board's boot
+            self._boot = boot
+            return False
+        self._restart(boot)
+        return True
+
+    def window(self, seq: int, held: int, dropped: int) -> int:
+        """Apply the WINDOW numbered ``seq`` (observed just before): give up open gaps the
+        board no longer holds, and keep its count of reports given up. Returns how many
+        gaps were given up.
+
+        ``held`` is the WINDOW's bitmap: bit ``i`` set means the board holds ``seq - 1 - i``.
+        """
+        self._dropped = max(self._dropped, dropped)
+        if seq != self._last:
+            return 0  # not the newest number: its bitmap does not line up with our gaps
+        gone = [gap for gap in self._gaps if not _held(held, _behind(seq, gap))]
+        for gap in gone:
+            del self._gaps[gap]
+            self._counted.discard(gap)
+        self.given_up += len(gone)
+        return len(gone)
+
+    def _restart(self, boot: int | None) -> None:
         self._boot = boot
         self._last = None
         self._gaps.clear()
-        return True
+        self._counted.clear()
+        self._dropped = 0
+        self._boot_start = False
+
+    def _open_before(self, seq: int, received_us: int) -> None:
+        """A first frame with no known start: the numbers a board may still hold before it."""
+        for back in range(1, GIVE_UP_AFTER):
+            self._gaps[(seq - back) % _MOD] = received_us - back
 
     def ack_point(self) -> int | None:
         return self.state.ack_point()
 
     def observe(self, seq: int, received_us: int = 0) -> Observation:
-        """Classify ``seq``, received at ``received_us`` (µs since the epoch)."""
+        """Classify ``seq``, received at ``received_us`` (µs since the epoch).
+
+        A new frame's :attr:`Observation.stamp_us` is its time: ``received_us``, or later
+        when the frame before was stamped too recently to leave one free microsecond for
+        every number this frame opens as a gap (``edge/stamps.py``, ``docs/influxdb.md``).
+        A gap filler's is the one its gap was given.
+        """
         last = self._last
         if last is None:
             self._last = seq
-            return _NEW
+            if self._boot_start:
+                self._boot_start = False
+                return Observation(Verdict.NEW, self._stamp(received_us, 1))
+            stamp = self._stamp(received_us, GIVE_UP_AFTER)
+            self._open_before(seq, stamp)
+            return Observation(Verdict.NEW, stamp)
         ahead = _behind(seq, last)
         if ahead == 0:
             return _REPEAT
         if ahead < _HALF:
+            stamp = self._stamp(received_us, ahead)
             skipped = ahead - 1
-            self.lost += skipped
-            for back in range(1, min(skipped, GIVE_UP_AFTER) + 1):
-                self._gaps[(seq - back) % _MOD] = received_us - back
-            self.given_up += max(0, skipped - GIVE_UP_AFTER)
+            if skipped:
+                self.lost += skipped
+                for back in range(1, min(skipped, GIVE_UP_AFTER) + 1):
+                    gap = (seq - back) % _MOD
+                    self._gaps[gap] = stamp - back
+                    self._counted.add(gap)
+                self.given_up += max(0, skipped - GIVE_UP_AFTER)
             self._last = seq
             self._expire()
-            return _NEW
+            return Observation(Verdict.NEW, stamp)
         if seq in self._gaps:
-            self.lost -= 1
+            if seq in self._counted:
+                self._counted.discard(seq)
+                self.lost -= 1
             return Observation(Verdict.NEW, self._gaps.pop(seq))
         if _behind(last, seq) <= GIVE_UP_AFTER:
             return _REPEAT
+        # The board restarted unseen: its boot is unknown until a WINDOW or its HELLO.
+        self._restart(None)
         self._last = seq
-        self._gaps.clear()
-        return Observation(Verdict.RESTART)
+        stamp = self._stamp(received_us, GIVE_UP_AFTER)
+        self._open_before(seq, stamp)
+        return Observation(Verdict.RESTART, stamp)
+
+    def _stamp(self, received_us: int, reserve: int) -> int:
+        """``received_us``, or ``reserve`` µs after the last stamp if that is later: the
+        ``reserve - 1`` microseconds before the stamp are free for the gaps it opens."""
+        stamp = max(received_us, self._floor_us + reserve)
+        self._floor_us = stamp
+        return stamp
 
     def _expire(self) -> None:
         if not self._gaps:
@@ -141,3 +274,9 @@ class SequenceTracker:
         self.given_up += len(stale)
         for gap in stale:
             del self._gaps[gap]
+            self._counted.discard(gap)
+
+
+def _held(bitmap: int, back: int) -> bool:
+    """Whether a WINDOW's bitmap says the board holds the number ``back`` before it."""
+    return 1 <= back <= WINDOW_SPAN and bool(bitmap >> (back - 1) & 1)

@@ -2,13 +2,12 @@
 
 A point's identity in InfluxDB is its measurement, tags and time: two readings of one
 sensor stamped with the same microsecond would overwrite each other. The wall clock
-alone does not prevent it (two frames decoded from one serial read, a coarse or a
-stepped clock), so every source stamps through a :class:`Stamper`: each stamp is at
-least ``step`` µs after the one before it from the same stamper, whatever the clock
-says. A serial link steps by the sequence distance between frames, which leaves one
-free microsecond for every number a gap skipped: the stamps its late fillers get
-(``edge/sequence.py``) fall strictly between their neighbours (``docs/influxdb.md``).
-"""
+alone does not prevent it (two edges within a microsecond, a coarse or a stepped
+clock), so a source stamps through a :class:`Stamper`: each stamp is at least ``step``
+µs after the one before it from the same stamper, whatever the clock says. Serial
+links get the same guarantee from their sequence tracker (``edge/sequence.py``), which
+also leaves one free microsecond per number a gap skipped for the gap's late fillers
+(``docs/influxdb.md``)."""
 
 from __future__ import annotations
 

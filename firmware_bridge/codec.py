@@ -35,6 +35,7 @@ from firmware_bridge.errors import (
 )
 from firmware_bridge.messages import (
     PROTOCOL_VERSION,
+    WINDOW_SPAN,
     Ack,
     Door,
     Fault,
@@ -55,6 +56,7 @@ from firmware_bridge.messages import (
     SensorKind,
     SensorRef,
     SetReportInterval,
+    Window,
 )
 
 __all__ = [
@@ -108,6 +110,9 @@ def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
             return MessageType.HEARTBEAT, struct.pack(">IH", uptime_s, supply_mv)
         case Fault(sensor, code, active):
             return MessageType.FAULT, struct.pack(">BHBB", sensor.kind, sensor.index, code, active)
+        case Window(boot, dropped, held):
+            bitmap = held.to_bytes(WINDOW_SPAN // 8, "little")  # bit i in byte i // 8
+            return MessageType.WINDOW, struct.pack(">II32s", boot, dropped, bitmap)
         case Ping():
             return MessageType.PING, b""
         case SetReportInterval(seconds):
@@ -154,6 +159,7 @@ _PEOPLE = _fixed(">HII")
 _DOOR = _fixed(">HB")
 _HEARTBEAT = _fixed(">IH")
 _FAULT = _fixed(">BHBB")
+_WINDOW = _fixed(">II32x")  # boot, dropped; the 32-byte bitmap is read as one integer
 _EMPTY = _fixed(">")
 _U16 = _fixed(">H")
 _U8 = _fixed(">B")
@@ -209,6 +215,9 @@ def _decode_payload(kind: MessageType, payload: bytes) -> Message:
                 _enum(FaultCode, code),
                 _flag(active, "fault active"),
             )
+        case MessageType.WINDOW:
+            boot, dropped = _WINDOW(payload)
+            return Window(boot, dropped, int.from_bytes(payload[8:], "little"))
         case MessageType.PING:
             _EMPTY(payload)
             return Ping()

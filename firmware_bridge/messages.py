@@ -8,6 +8,7 @@ on construction, so a message that exists can always be encoded.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -16,6 +17,7 @@ from firmware_bridge.errors import MessageValueError
 __all__ = [
     "DEVICE_ID_PATTERN",
     "PROTOCOL_VERSION",
+    "WINDOW_SPAN",
     "Ack",
     "BoardMessage",
     "Command",
@@ -41,6 +43,8 @@ __all__ = [
     "SensorKind",
     "SensorRef",
     "SetReportInterval",
+    "Status",
+    "Window",
 ]
 
 PROTOCOL_VERSION = 1
@@ -62,6 +66,7 @@ class MessageType(IntEnum):
     DOOR = 0x04
     HEARTBEAT = 0x05
     FAULT = 0x06
+    WINDOW = 0x07
     PING = 0x40
     SET_REPORT_INTERVAL = 0x41
     IDENTIFY = 0x42
@@ -202,6 +207,49 @@ class Fault:
         _check_flag("active", self.active)
 
 
+#: Numbers a WINDOW's bitmap describes: every number a board can still hold (section 8).
+WINDOW_SPAN = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What a board that holds reports still holds, and how many it gave up this boot.
+
+    Sent first in every resend burst, numbered like a reply, never held or resent.
+    ``held`` is a 256-bit map: bit ``i`` is set when the board still holds the report
+    numbered ``frame.seq - 1 - i`` (mod 65536), for ``i`` in 0..255; on the wire it is
+    32 bytes, bit ``i`` in byte ``i // 8`` with value ``1 << (i % 8)``. ``dropped``
+    counts the reports this boot gave up without an acknowledgement, cumulative.
+    """
+
+    boot: int
+    dropped: int
+    held: int = 0
+
+    def __post_init__(self) -> None:
+        _check("boot", self.boot, 0, _U32)
+        _check("dropped", self.dropped, 0, _U32)
+        if isinstance(self.held, bool) or not isinstance(self.held, int):
+            raise MessageValueError(f"held={self.held!r} must be an int bitmap")
+        if not 0 <= self.held < 1 << WINDOW_SPAN:
+            raise MessageValueError(f"held={self.held:#x} does not fit {WINDOW_SPAN} bits")
+
+    @classmethod
+    def of(cls, seq: int, boot: int, dropped: int, held: Iterable[int]) -> Window:
+        """The WINDOW numbered ``seq`` for a board holding the reports numbered ``held``."""
+        bitmap = 0
+        for number in held:
+            back = (seq - number) % 0x1_0000
+            if not 1 <= back <= WINDOW_SPAN:
+                raise MessageValueError(f"report {number} is outside the span of WINDOW {seq}")
+            bitmap |= 1 << (back - 1)
+        return cls(boot, dropped, bitmap)
+
+    def holds(self, back: int) -> bool:
+        """Whether the board holds the report ``back`` numbers before this WINDOW (1..256)."""
+        return 1 <= back <= WINDOW_SPAN and bool(self.held >> (back - 1) & 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Ping:
     pass
@@ -271,11 +319,13 @@ Report = Hello | Seat | People | Door | Heartbeat | Fault
 Command = Ping | SetReportInterval | Identify | Reboot
 #: Board → gateway, the answer to a command.
 Reply = Ack | Nack
+#: Board → gateway, numbered like a reply, never held: what the board still holds.
+Status = Window
 #: Everything a gateway sends: commands, and acknowledgements that are never answered.
 GatewayMessage = Command | ReportAck
 #: Everything a board sends.
-BoardMessage = Report | Reply
-Message = Report | Command | ReportAck | Reply
+BoardMessage = Report | Reply | Status
+Message = Report | Command | ReportAck | Reply | Status
 
 
 @dataclass(frozen=True, slots=True)

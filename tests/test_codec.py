@@ -53,6 +53,7 @@ from firmware_bridge.messages import (
     SensorKind,
     SensorRef,
     SetReportInterval,
+    Window,
 )
 
 SEAT_7 = SensorRef(SensorKind.SEAT, 7)
@@ -76,6 +77,8 @@ EXAMPLES: dict[str, Frame] = {
     "heartbeat": Frame(6, Heartbeat(86400, 5012)),
     "fault_raised": Frame(7, Fault(SEAT_7, FaultCode.NO_RESPONSE, True)),
     "fault_cleared": Frame(8, Fault(SEAT_7, FaultCode.NO_RESPONSE, False)),
+    "window": Frame(9, Window(0xDEADBEEF, 1, 0x3F)),
+    "window_full_span": Frame(300, Window(1, 0xFFFF_FFFF, (1 << 256) - 1)),
     "ping": Frame(100, Ping()),
     "set_report_interval": Frame(101, SetReportInterval(300)),
     "identify": Frame(102, Identify(10)),
@@ -102,6 +105,7 @@ TYPE_OF = {
     ReportAck: MessageType.REPORT_ACK,
     Ack: MessageType.ACK,
     Nack: MessageType.NACK,
+    Window: MessageType.WINDOW,
 }
 
 examples = pytest.mark.parametrize("frame", EXAMPLES.values(), ids=EXAMPLES.keys())
@@ -258,7 +262,9 @@ MALFORMED: dict[str, tuple[bytes, type[FrameError]]] = {
     "version_0": (framed(b"\x00" + SEAT_HEAD[1:]), UnsupportedVersionError),
     "version_2": (framed(b"\x02" + SEAT_HEAD[1:]), UnsupportedVersionError),
     "type_0x00": (framed(bytes.fromhex("01 00 0001")), UnknownTypeError),
-    "type_0x07": (framed(bytes.fromhex("01 07 0001")), UnknownTypeError),
+    "type_0x08": (framed(bytes.fromhex("01 08 0001")), UnknownTypeError),
+    "window_payload_short": (framed(bytes.fromhex("01 07 0001") + bytes(39)), PayloadError),
+    "window_payload_long": (framed(bytes.fromhex("01 07 0001") + bytes(41)), PayloadError),
     "type_0x45": (framed(bytes.fromhex("01 45 0001")), UnknownTypeError),
     "type_0xff": (framed(bytes.fromhex("01 FF 0001")), UnknownTypeError),
     "seat_payload_short": (framed(bytes.fromhex("01 02 0001 000C")), PayloadError),
@@ -475,6 +481,13 @@ OUT_OF_RANGE: dict[str, Callable[[], object]] = {
     "hello_firmware_part_256": lambda: Hello("b7", (1, 256, 0), 60),
     "hello_interval_0": lambda: Hello("b7", (1, 0, 0), 0),
     "hello_256_sensors": lambda: Hello("b7", (1, 0, 0), 60, (SEAT_7,) * 256),
+    "window_boot_2_32": lambda: Window(1 << 32, 0),
+    "window_dropped_negative": lambda: Window(1, -1),
+    "window_held_257_bits": lambda: Window(1, 0, 1 << 256),
+    "window_held_negative": lambda: Window(1, 0, -1),
+    "window_held_bytes": lambda: Window(1, 0, bytes(32)),  # type: ignore[arg-type]
+    "window_of_a_number_257_back": lambda: Window.of(300, 1, 0, [43]),
+    "window_of_its_own_number": lambda: Window.of(300, 1, 0, [300]),
 }
 
 

@@ -40,6 +40,7 @@ from firmware_bridge.messages import (
     SensorKind,
     SensorRef,
     SetReportInterval,
+    Window,
 )
 
 u8 = st.integers(0, 0xFF)
@@ -75,6 +76,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(ReportAck, u16),
     st.builds(Ack, u16),
     st.builds(Nack, u16, st.sampled_from(NackReason)),
+    st.builds(Window, u32, u32, st.integers(0, (1 << 256) - 1)),
 )
 frames = st.builds(Frame, seq=u16, message=messages)
 frame_lists = st.lists(frames, max_size=8)

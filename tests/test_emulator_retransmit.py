@@ -19,6 +19,7 @@ from firmware_bridge.messages import (
     Report,
     ReportAck,
     Seat,
+    Window,
 )
 from tests.test_emulator_pty import SATURDAY_AFTERNOON, Gateway
 
@@ -30,7 +31,8 @@ class AckingGateway(Gateway):
     """A gateway that stores the board's reports in order, once each, and acknowledges them.
 
     A report after a gap is not stored: it waits for the board's resend, which brings
-    the missing ones first. A repeat is dropped and answered with the current ack.
+    the missing ones first. A repeat is dropped and answered with the current ack. A
+    WINDOW's number is never resent, so it is skipped once the reports before it are in.
     """
 
     def __init__(self, path: str | Path, *, expect: int | None = None) -> None:
@@ -38,6 +40,7 @@ class AckingGateway(Gateway):
         self.next_seq = expect
         self._handled = 0
         self._own_seq = 0
+        self._windows: set[int] = set()
         super().__init__(path)
 
     def _readable(self) -> None:
@@ -47,6 +50,10 @@ class AckingGateway(Gateway):
         self._handled = len(self.frames)
 
     def _on_frame(self, frame: Frame) -> None:
+        if isinstance(frame.message, Window):
+            self._windows.add(frame.seq)
+            self._skip_windows()
+            return
         if not isinstance(frame.message, Report):
             return
         if self.next_seq is not None and frame.seq != self.next_seq:
@@ -55,7 +62,13 @@ class AckingGateway(Gateway):
             return
         self.stored.append(frame)
         self.next_seq = (frame.seq + 1) % 0x1_0000
-        self._ack(frame.seq)
+        self._skip_windows()
+        self._ack((self.next_seq - 1) % 0x1_0000)
+
+    def _skip_windows(self) -> None:
+        while self.next_seq in self._windows:
+            self._windows.discard(self.next_seq)
+            self.next_seq = (self.next_seq + 1) % 0x1_0000
 
     def _ack(self, seq: int) -> None:
         self.send(Frame(seq=self._own_seq, message=ReportAck(seq)))
@@ -80,20 +93,24 @@ async def test_without_acks_the_board_resends_the_same_frames_after_the_timeout(
     async with PtyPort() as port:
         with Gateway(port.path) as gw:
             async with emu.attach(port):
-                await gw.wait_for(lambda: len(gw.frames) == 2 * POWER_UP)
+                await gw.wait_for(lambda: len(gw.frames) == 2 * POWER_UP + 1)
                 journal = list(emu.journal)
                 produced = emu.produced_reports()
 
-    first, again = gw.frames[:POWER_UP], gw.frames[POWER_UP:]
+    first, window, again = gw.frames[:POWER_UP], gw.frames[POWER_UP], gw.frames[POWER_UP + 1 :]
     assert again == first
     assert [f.seq for f in first] == list(range(POWER_UP))
-    assert [e.resent for e in journal] == [False] * POWER_UP + [True] * POWER_UP
+    assert (window.seq, window.message) == (
+        POWER_UP,
+        Window.of(POWER_UP, emu.board.hello().boot, 0, range(POWER_UP)),
+    )
+    assert [e.resent for e in journal] == [False] * (POWER_UP + 1) + [True] * POWER_UP
     waited = journal[POWER_UP].sent_at - journal[POWER_UP - 1].sent_at
     assert waited >= RESEND - timedelta(milliseconds=60)  # the timer ticks with the emulator
     assert [r.frame for r in produced] == first
     assert all(r.attempts == 2 and r.on_wire and r.fate == "held" for r in produced)
     assert emu.state.resent == POWER_UP
-    assert emu.state.next_seq == POWER_UP  # resends take no new numbers
+    assert emu.state.next_seq == POWER_UP + 1  # resends take no new numbers; the WINDOW one
 
 
 async def test_a_report_ack_stops_resending_what_it_covers_across_the_seq_wrap() -> None:
@@ -105,7 +122,7 @@ async def test_a_report_ack_stops_resending_what_it_covers_across_the_seq_wrap()
                 gw.send(Frame(seq=1, message=ReportAck(0xFFFF)))
                 await gw.wait_for(lambda: emu.unacknowledged == 2)
                 after_first_ack = len(gw.frames)
-                await gw.wait_for(lambda: len(gw.frames) >= after_first_ack + 2)
+                await gw.wait_for(lambda: len(gw.frames) >= after_first_ack + 3)
                 gw.send(Frame(seq=2, message=ReportAck(1)))
                 await gw.wait_for(lambda: emu.unacknowledged == 0)
                 settled = len(gw.frames)
@@ -113,7 +130,8 @@ async def test_a_report_ack_stops_resending_what_it_covers_across_the_seq_wrap()
                 state = emu.state
 
     assert [f.seq for f in gw.frames[:POWER_UP]] == [*range(0xFFFA, 0x1_0000), 0, 1]
-    assert [f.seq for f in gw.frames[after_first_ack:settled]] == [0, 1]
+    # The resend burst: a WINDOW numbered 2 (the next number), then the two held reports.
+    assert [f.seq for f in gw.frames[after_first_ack:settled]] == [2, 0, 1]
     assert len(gw.frames) == settled  # nothing held, nothing resent
     assert not any(isinstance(m, Ack | Nack) for m in gw.messages)
     assert state.acked_reports == POWER_UP
@@ -129,11 +147,13 @@ async def test_a_full_window_drops_heartbeats_first_and_counts_them() -> None:
                 emu.set_seat(1, True)  # the window is full: the heartbeat goes
                 emu.set_seat(2, True)  # no heartbeat left: the oldest report (HELLO) goes
                 sent = POWER_UP + 2
-                await gw.wait_for(lambda: len(gw.frames) >= sent + POWER_UP)
+                await gw.wait_for(lambda: len(gw.frames) >= sent + 1 + POWER_UP)
                 state = emu.state
                 produced = emu.produced_reports()
 
-    resent = gw.frames[sent : sent + POWER_UP]
+    window, resent = gw.frames[sent], gw.frames[sent + 1 : sent + 1 + POWER_UP]
+    assert isinstance(window.message, Window)
+    assert window.message.dropped == 2  # the board tells the gateway what it gave up
     assert [type(f.message) for f in resent].count(Heartbeat) == 0
     assert not any(isinstance(f.message, Hello) for f in resent)
     assert resent == [r.frame for r in produced if r.fate == "held"]
@@ -161,7 +181,9 @@ async def test_reports_produced_while_unplugged_come_through_after_replug_as_res
         produced = emu.produced_reports()
 
     assert {d.reason for d in emu.dropped} == {"unplugged"}
-    missed = [d.frame for d in emu.dropped if not d.resent]
+    missed = [
+        d.frame for d in emu.dropped if not d.resent and not isinstance(d.frame.message, Window)
+    ]
     assert missed == [r.frame for r in produced[POWER_UP:]]
     assert any(d.resent for d in emu.dropped)  # resends went nowhere while unplugged
     assert gw.stored + gw2.stored == [r.frame for r in produced]

@@ -29,6 +29,7 @@ from firmware_bridge.messages import (
     Ping,
     ReportAck,
     Seat,
+    Window,
 )
 
 START = datetime(2024, 6, 3, 9, 0, tzinfo=SHANGHAI)
@@ -99,11 +100,13 @@ def test_nothing_is_resent_before_the_timeout_then_everything_held_oldest_first(
     resent = board.resend_due()
 
     assert early == []
-    assert resent == sent
-    assert all(a is b for a, b in zip(resent, sent, strict=True))  # the very frames: same bytes
+    window, *again = resent
+    assert isinstance(window.message, Window)  # first in the burst, with a new number
+    assert again == sent
+    assert all(a is b for a, b in zip(again, sent, strict=True))  # the very frames: same bytes
     assert board.resend_due() == []  # the timer started again
     assert board.counters.resent == len(sent)
-    assert board.next_seq == len(sent)  # resends take no new numbers
+    assert board.next_seq == len(sent) + 1  # resends take no new numbers, the WINDOW one
 
 
 def test_progress_restarts_the_timer() -> None:
@@ -119,7 +122,7 @@ def test_progress_restarts_the_timer() -> None:
     after = board.resend_due()
 
     assert before == []
-    assert after == sent[3:]
+    assert after[1:] == sent[3:]
 
 
 def test_an_ack_that_covers_nothing_new_is_no_progress() -> None:
@@ -132,7 +135,7 @@ def test_an_ack_that_covers_nothing_new_is_no_progress() -> None:
     board.receive(_ack(sent[2].seq))  # the same ack again
     clock.now += 1
 
-    assert board.resend_due() == sent[3:]
+    assert board.resend_due()[1:] == sent[3:]
 
 
 def test_acks_compare_across_the_wrap_of_the_sequence_number() -> None:
@@ -191,6 +194,93 @@ def test_a_report_falls_out_of_the_window_once_256_numbers_old() -> None:
     assert board.unacknowledged == 0
     assert board.counters.window_dropped == 1
     assert board.resend_due() == []
+
+
+def test_a_resend_burst_starts_with_a_window_of_what_is_held_across_the_wrap() -> None:
+    clock = FakeClock()
+    board = _board(clock, first_seq=0xFFFC)
+    sent = board.power_up()  # 65532..65535, 0, 1, 2
+    board.receive(_ack(0xFFFD))  # 65532 and 65533 stored
+
+    clock.now += TIMEOUT
+    window, *again = board.resend_due()
+
+    assert window.seq == 3  # the next new number
+    assert window.message == Window(board.hello().boot, 0, 0b11111)  # 65534 .. 2: 5 back
+    assert [n for n in range(1, 257) if window.message.holds(n)] == [1, 2, 3, 4, 5]
+    assert again == sent[2:]
+    assert board.counters.windows == 1
+
+
+def test_the_window_counts_what_the_board_gave_up_and_leaves_it_out_of_the_bitmap() -> None:
+    clock = FakeClock()
+    board = _board(clock, limit=7)
+    board.power_up()  # HELLO, seats 1-3, door, heartbeat (seq 5), people: 0..6
+    board.emit([Seat(1, True), Seat(2, True)])  # the heartbeat, then the HELLO go: 7, 8
+
+    clock.now += TIMEOUT
+    window, *again = board.resend_due()
+
+    assert isinstance(window.message, Window)
+    assert window.message.dropped == 2
+    assert _seqs(again) == [1, 2, 3, 4, 6, 7, 8]
+    assert window.message == Window.of(9, board.hello().boot, 2, [1, 2, 3, 4, 6, 7, 8])
+
+
+def test_a_report_too_old_once_the_window_is_numbered_is_dropped_before_the_bitmap() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.emit([Seat(1, True)])  # seq 0
+    for n in range(HOLD_HORIZON - 1):  # 1..255 are replies
+        board.receive(encode(Frame(seq=n, message=Ping())))
+
+    clock.now += TIMEOUT
+    burst = board.resend_due()
+
+    assert board.window.held() == []  # numbering the WINDOW (256) made seat 256 numbers old
+    assert [(f.seq, f.message) for f in burst] == [(256, Window(board.hello().boot, 1, 0))]
+
+
+def test_after_drops_each_ack_brings_a_window_until_one_confirms_the_count() -> None:
+    clock = FakeClock()
+    board = _board(clock, limit=7)
+    board.power_up()  # 0..6
+    board.emit([Seat(1, True)])  # 7: the heartbeat (5) goes
+
+    first = board.receive(_ack(4))  # progress: the timer starts again, so no burst soon
+    again = board.receive(_ack(4))  # the gateway has not stored that WINDOW (8) yet
+    confirmed = board.receive(_ack(8))  # it has: the count is known upstream (also in 9)
+    later = board.receive(_ack(8))
+
+    assert [(f.seq, f.message) for f in first] == [(8, Window.of(8, board.hello().boot, 1, [6, 7]))]
+    assert [f.seq for f in again] == [9]
+    assert confirmed == later == []
+    assert not board.window.owes_window
+
+
+def test_a_board_that_gave_nothing_up_sends_no_window_after_an_ack() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+
+    assert board.receive(_ack(2)) == []
+    assert board.counters.windows == 0
+
+
+def test_a_reboot_starts_the_count_of_reports_given_up_again() -> None:
+    clock = FakeClock()
+    board = _board(clock, limit=7)
+    board.power_up()
+    board.emit([Seat(1, True)])
+
+    board.reboot()
+    clock.now += TIMEOUT
+    window, *_ = board.resend_due()
+
+    assert board.counters.window_dropped == 1  # the board's own tally since it was built
+    assert isinstance(window.message, Window)
+    assert window.message.dropped == 0  # the WINDOW's count is this boot's
+    assert not board.window.owes_window
 
 
 def test_a_reboot_loses_the_window_and_the_ledger_says_so() -> None:

@@ -15,16 +15,18 @@ import pytest
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge import cobs
-from firmware_bridge.codec import encode, encode_body
+from firmware_bridge.codec import FrameDecoder, encode, encode_body
 from firmware_bridge.messages import (
     Door,
     Frame,
     Heartbeat,
     Hello,
     People,
+    ReportAck,
     Seat,
     SensorKind,
     SensorRef,
+    Window,
 )
 from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Received, Recorder, running, wait_until
@@ -37,6 +39,8 @@ class PtyBoard:
         self.link = link
         self.master = -1
         self.slave = -1
+        self._decoder = FrameDecoder()
+        self._heard: list[Frame] = []
         self.plug()
 
     def plug(self) -> None:
@@ -57,6 +61,16 @@ class PtyBoard:
 
     def send_raw(self, data: bytes) -> None:
         os.write(self.master, data)
+
+    def acks(self) -> list[int]:
+        """The REPORT_ACK numbers the gateway sent so far, in order."""
+        os.set_blocking(self.master, False)
+        try:
+            while chunk := os.read(self.master, 4096):
+                self._heard += [f for f in self._decoder.feed(chunk) if isinstance(f, Frame)]
+        except BlockingIOError:
+            pass
+        return [f.message.seq for f in self._heard if isinstance(f.message, ReportAck)]
 
 
 @pytest.fixture
@@ -193,3 +207,90 @@ async def test_an_unplugged_port_is_reopened_when_it_comes_back(
             assert source.counters.reconnects == 1
     finally:
         recorder.close()
+
+
+# -- what the board still holds (WINDOW), a gateway that joins mid-stream, a foreign HELLO ------
+
+
+def covers(ack: int, seq: int) -> bool:
+    return (ack - seq) % 0x10000 < 0x8000
+
+
+async def test_a_window_lets_the_ack_pass_a_report_the_board_gave_up_and_its_count_is_published(
+    mosquitto: MosquittoProcess,
+    topic_prefix: str,
+    tmp_path: Path,
+    board: PtyBoard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder(mosquitto, f"{topic_prefix}/#")
+    gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
+    try:
+        async with running(gateway):
+            await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
+            hello = dataclasses.replace(HELLO, boot=7)
+            board.send(Frame(0, hello), Frame(1, Seat(1, True)), Frame(3, Seat(1, False)))
+            await wait_until(lambda: 1 in board.acks())  # 2 never came: the ack waits at 1
+            board.send(Frame(4, Window.of(4, 7, 1, [3])))  # the board gave 2 up, holds 3
+            await wait_until(lambda: 4 in board.acks())
+            link = await recorder.until(
+                lambda ms: any(r.get("board_dropped") == 1 for r in kinds(ms, "link"))
+            )
+            assert not any(covers(ack, 2) for ack in board.acks()[: board.acks().index(4)])
+            assert [r["seq"] for r in kinds(recorder.snapshot(), "seat")] == [1, 3]
+            assert kinds(link, "link")[-1]["lost"] == 1  # counted lost, and said why
+    finally:
+        recorder.close()
+    said = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert len(said) == 1
+    assert "board board-a gave up 1 unacknowledged reports this boot" in said[0]
+
+
+async def test_a_gateway_joining_mid_stream_acknowledges_nothing_it_has_not_stored(
+    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path, board: PtyBoard
+) -> None:
+    recorder = Recorder(mosquitto, f"{topic_prefix}/#")
+    gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
+    try:
+        async with running(gateway):
+            await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
+            board.send(Frame(40, Seat(1, True)))  # 0..39 went out before the port was open
+            await wait_until(lambda: len(board.acks()) >= 1)
+            before_window = board.acks()
+            # The resend burst: what the board holds (its HELLO, 39 and 40), then the resends.
+            hello = dataclasses.replace(HELLO, boot=9)
+            board.send(Frame(41, Window.of(41, 9, 0, [0, 39, 40])))
+            board.send(Frame(0, hello), Frame(39, Seat(2, True)), Frame(40, Seat(1, True)))
+            await wait_until(lambda: 41 in board.acks())
+            seats = [(r["sensor"], r["seq"]) for r in kinds(recorder.snapshot(), "seat")]
+    finally:
+        recorder.close()
+    assert not any(covers(ack, seq) for ack in before_window for seq in range(40))
+    assert seats == [("board-a.1", 40), ("board-a.2", 39)]  # 40 once: the resend is a repeat
+    assert [r["sensor"] for r in kinds(recorder.snapshot(), "device")] == ["board-a"]
+
+
+async def test_a_hello_naming_another_board_is_logged_once_and_the_port_names_the_board(
+    mosquitto: MosquittoProcess,
+    topic_prefix: str,
+    tmp_path: Path,
+    board: PtyBoard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder(mosquitto, f"{topic_prefix}/#")
+    gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
+    stranger = dataclasses.replace(HELLO, device_id="board-b", boot=3)
+    try:
+        async with running(gateway):
+            await wait_until(lambda: gateway.serial_sources[0].connected.is_set())
+            board.send(Frame(0, stranger), Frame(1, Seat(1, True)), Frame(0, stranger))
+            await wait_until(lambda: len(kinds(recorder.snapshot(), "seat")) == 1)
+            await wait_until(lambda: gateway.serial_sources[0].counters.duplicates == 1)
+            got = recorder.snapshot()
+    finally:
+        recorder.close()
+    assert [r["sensor"] for r in kinds(got, "device")] == ["board-a"]
+    assert [r["sensor"] for r in kinds(got, "seat")] == ["board-a.1"]
+    said = [r.getMessage() for r in caplog.records if "calls itself" in r.getMessage()]
+    assert len(said) == 1
+    assert "the board calls itself board-b, the port is configured for board-a" in said[0]

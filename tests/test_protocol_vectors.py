@@ -44,6 +44,7 @@ from firmware_bridge.messages import (
     SensorKind,
     SensorRef,
     SetReportInterval,
+    Window,
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -119,6 +120,7 @@ _CONSTRUCTORS: dict[str, type[Any]] = {
         ReportAck,
         Ack,
         Nack,
+        Window,
     )
 }
 _ENUMS: dict[str, type[IntEnum]] = {e.__name__: e for e in (SensorKind, FaultCode, NackReason)}
@@ -334,3 +336,22 @@ def test_worked_example_is_the_seat_occupied_vector() -> None:
     assert wire(wire_line.removeprefix("wire:").strip()) == seat_occupied.wire
     assert "Frame(seq=1, message=Seat(seat=12, occupied=True))" in example
     assert seat_occupied.frame == Frame(seq=1, message=Seat(seat=12, occupied=True))
+
+
+def test_window_bitmap_is_laid_out_as_the_spec_draws_it() -> None:
+    """Bit i is bit i mod 8 of byte i div 8, from payload byte 8: the number just before the
+    WINDOW is byte 8's 0x01, the number 256 before it byte 39's 0x80."""
+    vectors = {v.name: v for v in VALID}
+    wrap = vectors["window_across_the_wrap"]
+    payload = body_of(wrap.wire)[4:-2]
+    assert isinstance(wrap.frame.message, Window)
+    held = [(wrap.frame.seq - back) % 0x10000 for back in range(1, 257)]
+    assert [seq for back, seq in enumerate(held, 1) if wrap.frame.message.holds(back)] == [
+        1,
+        0,
+        65535,
+        65534,
+    ]
+    assert (payload[8], payload[9:]) == (0x0F, bytes(31))
+    full = body_of(vectors["window_full_span"].wire)[4:-2]
+    assert full[8:] == b"\xff" * 32

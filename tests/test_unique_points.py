@@ -94,6 +94,17 @@ def test_a_new_boot_keeps_its_stamps_after_the_old_boots() -> None:
     assert after.ts > before.ts
 
 
+def test_a_board_restarted_unseen_gets_stamps_after_its_old_boots_even_for_its_resends() -> None:
+    normaliser = FrameNormaliser("qibin-taoyuan", "gw1", "taoyuan-a", clock=frozen)
+    old = [normaliser.on_frame(seat(seq, 1, seq % 2 == 0)) for seq in (5000, 5001)]
+    # The board rebooted, its HELLO was lost: frame 3 of the new boot, then its resends.
+    new = [normaliser.on_frame(seat(seq, 1, seq % 2 == 0)) for seq in (3, 1, 2)]
+    stamps = [r.ts for r in old + new if r is not None]
+    assert len(stamps) == 5 and len(set(stamps)) == 5
+    assert max(stamps[:2]) < min(stamps[2:])
+    assert stamps[3] < stamps[4] < stamps[2]  # the resends 1 and 2 fall before 3, in order
+
+
 def test_held_readings_keep_distinct_times_once_the_clock_is_set() -> None:
     class NeverSynchronised:
         def synchronised(self) -> bool:

@@ -16,7 +16,7 @@ from edge.sequence import TrackerState
 from edge.sources.base import Emit
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
-from firmware_bridge.messages import Frame, ReportAck
+from firmware_bridge.messages import Frame, Hello, ReportAck, Window
 from qihe.backoff import Backoff
 from qihe.contract import LinkReading
 
@@ -51,6 +51,8 @@ class SerialSource:
         )
         self.connected = asyncio.Event()
         self._errors_logged: set[str] = set()
+        self._hello_ids_logged: set[str] = set()
+        self._board_dropped = 0
 
     @property
     def counters(self) -> LinkCounters:
@@ -101,6 +103,34 @@ class SerialSource:
         reading = self._normaliser.on_frame(event)
         if reading is not None:
             self._emit(reading)
+        message = event.message
+        if isinstance(message, Window):
+            self._on_window()
+        elif isinstance(message, Hello) and message.device_id != self.port.device:
+            self._on_foreign_hello(message.device_id)
+
+    def _on_window(self) -> None:
+        """The board said it gave reports up: say so once per rise of its count."""
+        dropped = self._normaliser.sequence.board_dropped
+        if dropped > self._board_dropped:
+            log.warning(
+                "%s：板子 %s 本次启动已放弃 %d 条未确认的报告（窗口满或过旧）/ "
+                "board %s gave up %d unacknowledged reports this boot (window full or too old)",
+                self.port.path, self.port.device, dropped, self.port.device, dropped,
+            )  # fmt: skip
+        self._board_dropped = dropped
+
+    def _on_foreign_hello(self, device_id: str) -> None:
+        if device_id in self._hello_ids_logged:
+            return
+        # Once per id: the port's configuration names the board (docs/protocol.md, HELLO).
+        self._hello_ids_logged.add(device_id)
+        log.warning(
+            "%s：板子自称 %s，配置为 %s，读数仍记在 %s 名下 / the board calls itself %s, "
+            "the port is configured for %s; readings keep the configured name",
+            self.port.path, device_id, self.port.device, self.port.device,
+            device_id, self.port.device,
+        )  # fmt: skip
 
     async def run(self) -> None:
         self._register()

@@ -4,7 +4,9 @@ Sans-IO like the codec: :meth:`Board.receive` takes the bytes the gateway sent
 and returns the frames to send back; :meth:`Board.emit` numbers the model's
 reports and hands them to the board's :class:`ReportWindow`, which keeps them
 until a REPORT_ACK covers them; :meth:`Board.resend_due` returns what to send
-again. The runner moves the bytes and asks for resends as time passes.
+again, after a WINDOW that tells the gateway which reports the board still holds
+and how many it gave up. The runner moves the bytes and asks for resends as time
+passes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from firmware_bridge.messages import (
     Report,
     ReportAck,
     SetReportInterval,
+    Window,
 )
 
 __all__ = ["FIRMWARE", "MAX_REPORT_INTERVAL_S", "Board", "BoardCounters"]
@@ -65,6 +68,7 @@ class BoardCounters:
     stale_acks: int = 0  # REPORT_ACKs for a seq not used since the last reset: ignored
     acked_reports: int = 0  # held reports forgotten because a REPORT_ACK covered them
     resent: int = 0  # frames put on the line again by the retransmit timer
+    windows: int = 0  # WINDOW frames sent (first in a resend burst, or after a REPORT_ACK)
     window_dropped: int = 0  # held reports given up unacknowledged: window full or too old
     lost_at_reset: int = 0  # held reports lost because the board reset or lost power
 
@@ -131,10 +135,29 @@ class Board:
         return [self._report(report) for report in reports]
 
     def resend_due(self) -> list[Frame]:
-        """Held reports to send again now (same frames, same seq), oldest first; often none."""
-        frames = self.window.due()
+        """A resend burst when the timer expired: a WINDOW, then the held reports oldest first.
+
+        The resent frames are the very frames of their first sending (same seq, same
+        bytes); the WINDOW takes a new number. Most calls return nothing.
+        """
+        if not self.window.due():
+            return []
+        window = self._window_frame()  # numbering it may let a too-old report fall out
+        frames = self.window.resend()
         self.counters.resent += len(frames)
-        return frames
+        return [window, *frames]
+
+    def _window_frame(self) -> Frame:
+        seq = self._seq
+        self.counters.window_dropped += self.window.numbered(seq)
+        message = Window.of(
+            seq, self._boot_number, self.window.dropped, (f.seq for f in self.window.held())
+        )
+        self._seq = (seq + 1) % _SEQ_MOD
+        self._numbered += 1
+        self.window.window_sent(seq)
+        self.counters.windows += 1
+        return Frame(seq=seq, message=message)
 
     def hello(self) -> Hello:
         return Hello(
@@ -173,14 +196,15 @@ class Board:
         out: list[Frame] = []
         for item in self._decoder.feed(data):
             if isinstance(item, Frame) and isinstance(item.message, ReportAck):
-                self._report_ack(item.message.seq)  # never answered
+                out.extend(self._report_ack(item.message.seq))  # never answered
             elif isinstance(item, Frame):
                 out.extend(self._command(item))
             else:
                 out.extend(self._malformed(item))
         return out
 
-    def _report_ack(self, seq: int) -> None:
+    def _report_ack(self, seq: int) -> list[Frame]:
+        """Forget what the ack covers; a WINDOW follows while the gateway has not heard of drops."""
         self.counters.report_acks += 1
         # An ack for a number not used since the reset was meant for an earlier boot
         # (the gateway has not seen this boot's HELLO yet); it must not cover new reports.
@@ -189,8 +213,11 @@ class Board:
         )
         if not used:
             self.counters.stale_acks += 1
-            return
+            return []
         self.counters.acked_reports += self.window.ack(seq)
+        # Acks that keep coming restart the resend timer, so a burst may never come: tell
+        # the gateway of reports given up here, until an ack shows it stored the count.
+        return [self._window_frame()] if self.window.owes_window else []
 
     def _malformed(self, error: FrameError) -> list[Frame]:
         self.counters.malformed += 1

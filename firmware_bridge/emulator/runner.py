@@ -70,6 +70,10 @@ class EmulatorState:
     acked_reports: int
     #: Held reports given up unacknowledged (window full, or too old).
     window_dropped: int
+    #: WINDOW frames sent: first in every resend burst, and after acks while drops are unheard.
+    windows: int = 0
+    #: The board gave up reports that no acknowledged WINDOW has told the gateway of yet.
+    owes_window: bool = False
 
     # The house fields people ask for most, at the top level.
     @property
@@ -207,6 +211,8 @@ class BookHouseEmulator:
             resent=self.board.counters.resent,
             acked_reports=self.board.counters.acked_reports,
             window_dropped=self.board.counters.window_dropped,
+            windows=self.board.counters.windows,
+            owes_window=self.board.window.owes_window,
         )
 
     # -- running ---------------------------------------------------------------
@@ -273,7 +279,9 @@ class BookHouseEmulator:
         if self._loop is not None:
             # Resends first: oldest first on the wire, and a report produced in this very
             # step is not sent twice in a row.
-            self._send(self.board.resend_due(), resent=True)
+            burst = self.board.resend_due()
+            self._send(burst[:1])  # the WINDOW: a new frame, not a resend
+            self._send(burst[1:], resent=True)
             self._send(self.board.emit(self.model.step(self.sim_now)))
 
     def _send(self, frames: list[Frame], *, resent: bool = False) -> None:

@@ -9,6 +9,11 @@ report; and a report falls out once it is :data:`HOLD_HORIZON` numbers old,
 so a held report is never far enough behind for the wrap-around comparison to
 misread it. A reset empties the window (it lives in RAM).
 
+The window also counts the reports it gave up this boot and whether the gateway
+has heard that count: a WINDOW message (``docs/protocol.md``, section 8) carries
+it, and it is confirmed once a REPORT_ACK covers that WINDOW's number. Until then
+the board owes the gateway a WINDOW.
+
 Beside the window, a ledger records every report once, in production order,
 with its fate — what an end-to-end test compares the gateway's store against.
 
@@ -110,6 +115,12 @@ class ReportWindow:
         # names a report by identity; the ledger keeps each frame alive while listed.
         self._by_frame: dict[int, _Record] = {}
         self._deadline: float | None = None
+        #: Reports given up unacknowledged this boot (window full, or too old).
+        self.dropped = 0
+        self._confirmed_dropped = 0
+        #: The pending WINDOW, the first sent with its count and not yet covered by a
+        #: REPORT_ACK: its seq and that count.
+        self._window: tuple[int, int] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -122,6 +133,20 @@ class ReportWindow:
     def held(self) -> list[Frame]:
         """The held frames, oldest first (the order they are resent in)."""
         return [record.frame for record in self._held]
+
+    @property
+    def owes_window(self) -> bool:
+        """Reports were given up that no acknowledged WINDOW has told the gateway of yet."""
+        return self.dropped != self._confirmed_dropped
+
+    def window_sent(self, seq: int) -> None:
+        """A WINDOW numbered ``seq`` carrying :attr:`dropped` went out.
+
+        The first WINDOW with a count is the one to be confirmed: an ack that covers it
+        also covers every later one, and any of them told the gateway this count.
+        """
+        if self._window is None or self._window[1] != self.dropped:
+            self._window = (seq, self.dropped)
 
     def produced(self) -> list[ProducedReport]:
         """Every report produced (up to the ledger limit, newest kept), in production order."""
@@ -137,6 +162,9 @@ class ReportWindow:
             dropped += 1
         if not self._held:
             self._deadline = None
+        if self._window is not None and (seq - self._window[0]) % _SEQ_MOD >= HOLD_HORIZON:
+            self._window = None  # too old to be told apart from a future number: send another
+        self.dropped += dropped
         return dropped
 
     def produce(self, frame: Frame, *, boot: int, sim_time: datetime) -> int:
@@ -158,6 +186,7 @@ class ReportWindow:
         )
         self._held.remove(victim)
         self._leave(victim, "evicted")
+        self.dropped += 1
         return 1
 
     def ack(self, seq: int) -> int:
@@ -169,13 +198,24 @@ class ReportWindow:
             self._leave(record, "acked")
         if covered:
             self._deadline = self._now() + self._timeout() if self._held else None
+        if self._window is not None and covers(seq, self._window[0]):
+            self._confirmed_dropped = self._window[1]  # the gateway has stored that count
+            self._window = None
         return len(covered)
 
-    def due(self) -> list[Frame]:
-        """The frames to send again now, oldest first, if the timeout passed without progress."""
+    def due(self) -> bool:
+        """Whether a resend burst is due now (the timeout passed without progress).
+
+        True starts the timer again: the caller numbers a WINDOW (which may let a
+        too-old report fall out), then sends :meth:`resend`.
+        """
         if self._deadline is None or self._now() < self._deadline:
-            return []
+            return False
         self._deadline = self._now() + self._timeout()
+        return True
+
+    def resend(self) -> list[Frame]:
+        """The held frames to send again, oldest first; each counts one more attempt."""
         for record in self._held:
             record.attempts += 1
         return self.held()
@@ -186,6 +226,8 @@ class ReportWindow:
         while self._held:
             self._leave(self._held.popleft(), "reset")
         self._deadline = None
+        self.dropped = self._confirmed_dropped = 0
+        self._window = None
         return lost
 
     def on_wire(self, frame: Frame) -> None:
