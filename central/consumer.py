@@ -40,9 +40,11 @@ from central.flush import BatchFlusher, DeadLetterPublisher, classify_failure
 from central.influx import PointWriter, open_writer
 from central.intake import Delivery, OncePerKey, to_delivery
 from central.mqtt import connect_properties, new_client
+from central.refusal_log import RefusalLog
 from central.retry import Backoff, GiveUpError, Retrier
 from central.stats import ConsumerStats, Counters
 from qihe.contract import TopicTree
+from qihe.puback import refusal
 
 __all__ = ["Consumer"]
 
@@ -79,8 +81,10 @@ class Consumer:
             config.max_pending, weight=lambda delivery: delivery.points
         )
         self._counters = Counters()
-        self._refused_topics = OncePerKey()
+        self._refused_topics = OncePerKey()  # points InfluxDB refused, logged once per topic
+        self._refusals = RefusalLog(log, "consumer", clock=clock)
         self._tracker = PublishTracker()
+        self._dead_letter_topic = self._tree.dead_letter(config.mqtt.client_id)
         self._client: mqtt.Client | None = None
         self._flusher: BatchFlusher | None = None
         self._thread: threading.Thread | None = None
@@ -133,7 +137,9 @@ class Consumer:
         dead_letters = None
         if self._config.dead_letter:
             topic = self._tree.dead_letter(mqtt_config.client_id)
-            dead_letters = DeadLetterPublisher(client, topic, self._tracker, self._retrier)
+            dead_letters = DeadLetterPublisher(
+                client, topic, self._tracker, self._retrier, self._counters
+            )
         self._flusher = BatchFlusher(
             self._writer,
             self._retrier,
@@ -175,6 +181,7 @@ class Consumer:
             thread.join(grace + self._config.influx.timeout.total_seconds() + 1.0)
         client.disconnect()
         client.loop_stop()
+        self._refusals.flush()
         if self._writer is not None:
             self._writer.close()
         self._client = None
@@ -301,9 +308,8 @@ class Consumer:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused a dead letter (mid %d): %s", mid, reason_code)
-        self._tracker.completed(mid)
+        # A refusal is counted and logged by the dead-letter publisher, which publishes again.
+        self._tracker.completed(mid, refusal(self._dead_letter_topic, reason_code))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._closing.is_set():
@@ -333,12 +339,8 @@ class Consumer:
         self._counters.add(received=1, pending=1)
         if delivery.reason is not None:
             self._counters.add(invalid=1)
-            if self._refused_topics.first(topic):
-                log.warning(
-                    "refusing message on %s: %s (further refusals on this topic are only counted)",
-                    topic,
-                    delivery.reason,
-                )
+            # Never a line per message: a flood on varying topics must not flood the log.
+            self._refusals.refused(topic, delivery.reason, delivery.reason_key or "other")
         self._enqueue(delivery)
 
     def _enqueue(self, delivery: Delivery) -> None:
@@ -396,6 +398,7 @@ class Consumer:
                 idle=config.flush_idle.total_seconds(),
                 closing=self._closing,
             )
+            self._refusals.tick()
             if batch:
                 if not self._flush(batch):
                     return  # shutting down with InfluxDB failing: leave the rest unacked

@@ -1,5 +1,9 @@
 """Dead letters: the JSON a refused message is republished as, and PUBACK tracking for it.
 
+A dead letter the broker refuses (its ACL denies the dead-letter topic: PUBACK 0x87) is
+not a dead letter sent: the original message stays unacked and the dead letter is
+published again after a backoff (``central/flush.py``).
+
 Payload (``{prefix}/v1/_dead_letter/{client_id}``, QoS 1, not retained)::
 
     {"topic": "qihe/v1/qibin-taoyuan/gw1/seat/board-a.3",
@@ -14,9 +18,12 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-__all__ = ["PublishTracker", "dead_letter_payload"]
+from qihe.puback import PublishRefusedError
+
+__all__ = ["PendingPublish", "PublishTracker", "dead_letter_payload"]
 
 
 def dead_letter_payload(topic: str, reason: str, payload: bytes, received_at: datetime) -> bytes:
@@ -34,37 +41,50 @@ def dead_letter_payload(topic: str, reason: str, payload: bytes, received_at: da
     return json.dumps(document, ensure_ascii=False).encode()
 
 
+@dataclass(slots=True)
+class PendingPublish:
+    """One dead letter awaiting its PUBACK: ``done`` is set when it came, ``refused`` says
+    whether the broker refused it (MQTT 5 reason 0x80 or above)."""
+
+    mid: int
+    done: threading.Event = field(default_factory=threading.Event)
+    refused: PublishRefusedError | None = None
+
+
 class PublishTracker:
     """Matches the broker's PUBACKs (paho's ``on_publish``, network thread) to our publishes.
 
     The PUBACK can arrive before the publishing thread registers interest in it,
-    so an early completion is remembered until :meth:`expect` asks for it.
+    so an early completion (and its reason code) is remembered until :meth:`expect`
+    asks for it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: dict[int, threading.Event] = {}
-        self._early: set[int] = set()
+        self._waiting: dict[int, PendingPublish] = {}
+        self._early: dict[int, PublishRefusedError | None] = {}
 
-    def expect(self, mid: int) -> threading.Event:
-        event = threading.Event()
+    def expect(self, mid: int) -> PendingPublish:
+        pending = PendingPublish(mid)
         with self._lock:
             if mid in self._early:
-                self._early.discard(mid)
-                event.set()
+                pending.refused = self._early.pop(mid)
+                pending.done.set()
             else:
-                self._waiting[mid] = event
-        return event
+                self._waiting[mid] = pending
+        return pending
 
-    def completed(self, mid: int) -> None:
+    def completed(self, mid: int, refused: PublishRefusedError | None = None) -> None:
+        """The PUBACK of ``mid`` came; ``refused`` when its reason code refused the message."""
         with self._lock:
-            event = self._waiting.pop(mid, None)
-            if event is None:
-                self._early.add(mid)
-        if event is not None:
-            event.set()
+            pending = self._waiting.pop(mid, None)
+            if pending is None:
+                self._early[mid] = refused
+        if pending is not None:
+            pending.refused = refused
+            pending.done.set()
 
     def forget(self, mid: int) -> None:
         with self._lock:
             self._waiting.pop(mid, None)
-            self._early.discard(mid)
+            self._early.pop(mid, None)

@@ -6,19 +6,25 @@ of the batch is done and may be acked; :class:`~central.retry.GiveUpError` means
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
-from central.deadletter import PublishTracker, dead_letter_payload
+from central.deadletter import PendingPublish, PublishTracker, dead_letter_payload
 from central.errors import CentralError, InfluxWriteError
 from central.influx import PointWriter
 from central.intake import Delivery
 from central.retry import Retrier, TransientError
 from central.stats import Counters
+from qihe.puback import PublishRefusedError, reason_label
 
-__all__ = ["BatchFlusher", "DeadLetterPendingError", "DeadLetterPublisher", "classify_failure"]
+__all__ = [
+    "BatchFlusher",
+    "DeadLetterPendingError",
+    "DeadLetterPublisher",
+    "DeadLetterRefusedError",
+    "classify_failure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +38,27 @@ class DeadLetterPendingError(CentralError):
     """The broker has not confirmed every dead letter yet (disconnected, slow)."""
 
 
+class DeadLetterRefusedError(CentralError):
+    """The broker refused dead letters (PUBACK 0x80 or above): they are published again,
+    and the messages they stand for stay unacked until the broker takes them."""
+
+    def __init__(self, refused: PublishRefusedError, count: int) -> None:
+        super().__init__(
+            f"代理拒绝了 {count} 封死信 the broker refused {count} dead letters on "
+            f"{refused.topic}: {reason_label(refused.reason_code, refused.reason_name)}; "
+            "检查代理的 ACL check the broker's ACL (the messages stay unacked meanwhile)"
+        )
+        self.refused = refused
+        self.count = count
+
+
 def classify_failure(exc: Exception, counters: Counters) -> TransientError | None:
     """The retry policy: which failures are retried (and how loudly), which are re-raised."""
     if isinstance(exc, DeadLetterPendingError):
         return TransientError(str(exc))
+    if isinstance(exc, DeadLetterRefusedError):
+        # Settings (the broker's ACL), not the data: hold the messages and keep trying.
+        return TransientError(str(exc), level=logging.ERROR)
     if not isinstance(exc, InfluxWriteError):
         return None
     counters.add(write_errors=1)
@@ -50,36 +73,60 @@ def classify_failure(exc: Exception, counters: Counters) -> TransientError | Non
 
 
 class DeadLetterPublisher:
-    """Publishes dead letters at QoS 1 and returns once the broker acknowledged them all."""
+    """Publishes dead letters at QoS 1 and returns once the broker accepted them all.
+
+    A dead letter the broker refuses is counted (``dead_letters_refused``) and published
+    again on the next attempt, after the retrier's backoff; until every one is accepted
+    (or shutdown gives up) :meth:`publish` does not return, so nothing is acked.
+    """
 
     def __init__(
-        self, client: mqtt.Client, topic: str, tracker: PublishTracker, retrier: Retrier
+        self,
+        client: mqtt.Client,
+        topic: str,
+        tracker: PublishTracker,
+        retrier: Retrier,
+        counters: Counters,
     ) -> None:
         self._client = client
         self._topic = topic
         self._tracker = tracker
         self._retrier = retrier
+        self._counters = counters
 
     def publish(self, refused: Sequence[Refused]) -> None:
-        waits: list[tuple[int, threading.Event]] = []
-        for delivery, reason in refused:
-            payload = dead_letter_payload(
-                delivery.topic, reason, delivery.payload, delivery.received_at
-            )
-            # paho queues it even while disconnected and resends it after reconnecting.
-            info = self._client.publish(self._topic, payload, qos=1)
-            waits.append((info.mid, self._tracker.expect(info.mid)))
+        letters = [
+            dead_letter_payload(delivery.topic, reason, delivery.payload, delivery.received_at)
+            for delivery, reason in refused
+        ]
+        waiting: dict[int, PendingPublish] = {}  # letter index → its publish on the wire
+        accepted: set[int] = set()
 
-        def confirmed() -> None:
-            for _, event in waits:
-                if not event.wait(DEAD_LETTER_WAIT_S):
+        def send_and_confirm() -> None:
+            for index, payload in enumerate(letters):
+                if index not in accepted and index not in waiting:
+                    # paho queues it even while disconnected and resends it after reconnecting.
+                    info = self._client.publish(self._topic, payload, qos=1)
+                    waiting[index] = self._tracker.expect(info.mid)
+            refusals: list[PublishRefusedError] = []
+            for index, pending in list(waiting.items()):
+                if not pending.done.wait(DEAD_LETTER_WAIT_S):
                     raise DeadLetterPendingError("the broker has not confirmed the dead letters")
+                self._tracker.forget(pending.mid)
+                del waiting[index]
+                if pending.refused is None:
+                    accepted.add(index)
+                else:
+                    refusals.append(pending.refused)
+            if refusals:
+                self._counters.add(dead_letters_refused=len(refusals))
+                raise DeadLetterRefusedError(refusals[0], len(refusals))
 
         try:
-            self._retrier.run(confirmed, f"publishing {len(waits)} dead letters")
+            self._retrier.run(send_and_confirm, f"publishing {len(letters)} dead letters")
         finally:
-            for mid, _ in waits:
-                self._tracker.forget(mid)
+            for pending in waiting.values():
+                self._tracker.forget(pending.mid)
 
 
 class BatchFlusher:

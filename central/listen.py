@@ -3,7 +3,8 @@
 The live service and the alert engine both rebuild their state from the retained topics on
 every (re)connection, so neither needs a persistent session: connect with a random client-id
 suffix (several may share a broker), subscribe, hand each message over, and reconnect with
-backoff when the broker goes away.
+backoff when the broker goes away. MQTT 5, so a QoS 1 publish the broker refuses raises
+:class:`qihe.puback.PublishRefusedError` instead of passing as sent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import aiomqtt
 
 from central.config import MqttConfig
 from qihe.backoff import Backoff
+from qihe.puback import PubackClient
 
 __all__ = ["listen"]
 
@@ -41,7 +43,8 @@ async def listen(
     backoff = Backoff()
     while True:
         try:
-            client = aiomqtt.Client(
+            # MQTT 5 and PubackClient: a publish the broker refuses raises (qihe/puback.py).
+            client = PubackClient(
                 mqtt.host,
                 mqtt.port,
                 username=mqtt.username,
@@ -50,6 +53,7 @@ async def listen(
                 keepalive=max(5, int(mqtt.keepalive.total_seconds())),
                 tls_context=await _tls_context(mqtt),
                 max_queued_incoming_messages=100_000,
+                protocol=aiomqtt.ProtocolVersion.V5,
                 timeout=10,
             )
             async with client:

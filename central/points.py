@@ -140,7 +140,7 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
                 "sensors": ",".join(reading.sensors),
             }
         case LinkReading():
-            return {
+            link: dict[str, FieldValue] = {
                 "frames": reading.frames,
                 "crc_errors": reading.crc_errors,
                 "malformed": reading.malformed,
@@ -148,13 +148,23 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
                 "duplicates": reading.duplicates,
                 "reconnects": reading.reconnects,
             }
+            if reading.board_dropped is not None:
+                link["board_dropped"] = reading.board_dropped
+            return link
         case OutboxReading():
-            return {
+            outbox: dict[str, FieldValue] = {
                 "queued": reading.queued,
                 "dropped_periodic": reading.dropped_periodic,
                 "dropped_state": reading.dropped_state,
                 "dropped_clock": reading.dropped_clock,
             }
+            if "refused" in reading.model_fields_set:  # not from gateways before issue 13
+                outbox["refused"] = reading.refused
+                outbox["refused_held"] = reading.refused_held
+            # Kinds and reason codes are a small fixed set: fields, never tags (no new series).
+            for refusal in reading.refusals:
+                outbox[f"refused_{refusal.kind}_{refusal.reason}"] = refusal.count
+            return outbox
         case SystemReading():
             system: dict[str, FieldValue] = {
                 "disk_free_bytes": reading.disk_free_bytes,

@@ -26,6 +26,8 @@ class ConsumerStats:
     batches: int = 0
     rejected_points: int = 0
     dead_lettered: int = 0
+    #: Dead-letter publishes the broker refused (each is published again; nothing is acked).
+    dead_letters_refused: int = 0
     acked: int = 0
     retries: int = 0
     write_errors: int = 0

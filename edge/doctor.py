@@ -31,10 +31,13 @@ from typing import Any, Literal, TextIO
 
 from edge.clock import ClockTrust, KernelClockSync
 from edge.config import BrokerConfig, GpioInputConfig, SerialPortConfig, load_gateway_config
+from edge.refusals import STATE_FILE as REFUSALS_FILE
+from edge.refusals import read_refusals
 from firmware_bridge.codec import FrameDecoder, encode
 from firmware_bridge.errors import FrameError
 from firmware_bridge.messages import Frame, Ping
 from qihe.configfile import ConfigError
+from qihe.contract import TopicTree
 
 __all__ = [
     "CheckResult",
@@ -43,6 +46,7 @@ __all__ = [
     "check_disk",
     "check_gpio",
     "check_outbox",
+    "check_refusals",
     "check_serial",
     "check_state_dir",
     "run_doctor",
@@ -147,6 +151,35 @@ def check_outbox(path: Path) -> CheckResult:
             "检查 SD 卡 check the SD card (dmesg)",
         )
     return _passed(name, f"{path}: 待发 {count} readings queued")
+
+
+def check_refusals(state_dir: Path, topic_root: str) -> CheckResult:
+    """What the broker refused, as the gateway's last health report left it in ``state_dir``.
+
+    Read, not probed: a test publish on the gateway's topics would land as a reading.
+    """
+    name = "代理拒绝 broker refusals"
+    path = state_dir / REFUSALS_FILE
+    try:
+        seen = read_refusals(path)
+    except (OSError, ValueError) as exc:
+        return CheckResult(
+            "warn",
+            name,
+            f"{path} 无法读取 unreadable ({exc})",
+            "网关下次报告时重写 the gateway rewrites it",
+        )
+    if seen is None or seen.total == 0:
+        return _passed(name, "网关未记录被拒绝的发布 the gateway recorded no refused publish")
+    detail = (
+        f"截至 as of {seen.at}: 代理拒绝了 {seen.total} 条 the broker refused {seen.total} "
+        f"({seen.describe()}); 待重试 {seen.held} held for a retry"
+    )
+    remedy = (
+        f"检查代理的 ACL check the broker's ACL: the gateway's user must be allowed to write "
+        f"{topic_root}/#; 修改后重载 then reload it: sudo systemctl reload mosquitto"
+    )
+    return CheckResult("fail" if seen.held else "warn", name, detail, remedy)
 
 
 def check_clock(trust: ClockTrust) -> CheckResult:
@@ -337,6 +370,10 @@ def run_doctor(
         lambda: check_state_dir(config.state_dir),
         lambda: check_disk(config.state_dir, statvfs=statvfs),
         lambda: check_outbox(config.outbox_path),
+        lambda: check_refusals(
+            config.state_dir,
+            TopicTree(config.broker.topic_prefix).gateway_root(config.site, config.gateway),
+        ),
         lambda: check_clock(clock_trust or KernelClockSync()),
     ]
     checks += [partial(check_serial, port, timeout=timeout) for port in config.serial]

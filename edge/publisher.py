@@ -5,11 +5,17 @@ a retained ``online`` status; then readings at QoS 1, a bounded number in
 flight, each confirmed to the outbox only after its PUBACK. The gateway also
 watches its own status topic: if the broker publishes a late Will of an older
 session over our ``online``, we publish ``online`` again.
+
+A PUBACK that refuses (MQTT 5 reason 0x80 or above: Mosquitto's 0x87 when its ACL
+denies the topic) confirms nothing: the reading stays in the outbox, is counted by
+kind and reason, and is retried with a backoff while other sensors' readings flow
+(``edge/refusals.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import ssl
@@ -22,6 +28,7 @@ import aiomqtt
 from edge.config import GatewayConfig
 from edge.normalise import Clock, utc_now
 from edge.outbox import Outbox, StoredReading
+from edge.refusals import HeldReadings, RefusalCounter, RefusalSnapshot
 from edge.session import SessionCounter
 from qihe.backoff import Backoff
 from qihe.contract import (
@@ -33,6 +40,7 @@ from qihe.contract import (
     encode_payload,
     parse_status,
 )
+from qihe.puback import PubackClient, PublishRefusedError
 
 __all__ = ["MqttPublisher", "PublisherStats"]
 
@@ -81,6 +89,9 @@ class PublisherStats:
     connection_failures: int
     will_corrections: int
     backlog_batches: int
+    #: Publishes the broker refused (PUBACK 0x80 or above), and readings held for a retry now.
+    refused: int = 0
+    held: int = 0
 
 
 class MqttPublisher:
@@ -113,6 +124,17 @@ class MqttPublisher:
         self._failures = 0
         self._will_corrections = 0
         self._backlog_batches = 0
+        self.refusals = RefusalCounter()
+        self._held: HeldReadings | None = None
+        #: Readings of a refused backlog batch, waiting for its retry.
+        self._backlog_held = 0
+
+    def refusal_snapshot(self) -> RefusalSnapshot:
+        """Refusals so far, and the readings held for a retry now (for the health reading)."""
+        return self.refusals.snapshot(self._held_now())
+
+    def _held_now(self) -> int:
+        return (0 if self._held is None else len(self._held)) + self._backlog_held
 
     def stats(self) -> PublisherStats:
         return PublisherStats(
@@ -123,6 +145,8 @@ class MqttPublisher:
             connection_failures=self._failures,
             will_corrections=self._will_corrections,
             backlog_batches=self._backlog_batches,
+            refused=self.refusals.total,
+            held=self._held_now(),
         )
 
     def _status(self, state: Literal["online", "offline"], session: int) -> bytes:
@@ -150,7 +174,7 @@ class MqttPublisher:
             session = await asyncio.to_thread(self._sessions.next)
             self._session = session
             try:
-                client = aiomqtt.Client(
+                client = PubackClient(
                     broker.host,
                     broker.port,
                     username=broker.username,
@@ -184,9 +208,7 @@ class MqttPublisher:
                 self.connected.clear()
 
     async def _serve(self, client: aiomqtt.Client, session: int) -> None:
-        await client.publish(
-            self._status_topic, self._status("online", session), qos=1, retain=True
-        )
+        await self._publish_status(client, "online", session)
         await client.subscribe(self._status_topic, qos=1)
         self._connects += 1
         self._backoff.reset()
@@ -219,64 +241,199 @@ class MqttPublisher:
         its own PUBACK arrives, so the link never idles while the slowest of a group
         is acknowledged. A broker that stops acknowledging while publishes wait for
         it fails the connection after ``_ACK_TIMEOUT`` (and we reconnect).
+
+        A refused reading is held (with every later reading of its sensor) and
+        retried by its own task with a backoff; the window moves on. A refused
+        backlog batch is retried after a backoff while live readings go on. What is
+        still held when the connection ends is backlog for the next one.
         """
         outbox, batch_size = self._outbox, self._backlog_batch
         window = self._config.broker.max_inflight
+        broker = self._config.broker
+        held = HeldReadings(
+            minimum=broker.reconnect_min.total_seconds(),
+            maximum=broker.reconnect_max.total_seconds(),
+        )
+        self._held, self._backlog_held = held, 0
         watermark = outbox.last_id
         if watermark:
             latest = await outbox.latest_states(watermark)
-            await asyncio.gather(*(self._publish(client, row) for row in latest))
+            await asyncio.gather(*(self._publish_latest(client, row) for row in latest))
             log.info("reconnected with a backlog: published the latest of %d sensors", len(latest))
         live_cursor, backlog_cursor = watermark, 0
+        backlog_backoff = Backoff(
+            broker.reconnect_min.total_seconds(), broker.reconnect_max.total_seconds()
+        )
+        backlog_due = 0.0
         flight = _Flight(window, _ACK_TIMEOUT)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(flight.watch(), name="mqtt-ack-watch")
-            while True:
-                live = await outbox.fetch(after=live_cursor, limit=window)
-                if live:
-                    for row in live:
-                        await flight.slots.acquire()
-                        flight.started()
-                        tasks.create_task(self._publish_live(client, row, flight))
-                    live_cursor = live[-1].id
-                    continue
-                if backlog_cursor < watermark:
-                    rows = await outbox.fetch(
-                        after=backlog_cursor, upto=watermark, limit=batch_size
-                    )
-                    if rows:
-                        await self._publish_backlog(client, rows)
-                        backlog_cursor = rows[-1].id
+        wake = asyncio.Event()  # a retry is scheduled, or a held reading went out
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(flight.watch(), name="mqtt-ack-watch")
+                tasks.create_task(
+                    self._retry_held(client, held, flight, wake, tasks), name="mqtt-refused-retry"
+                )
+                while True:
+                    while held.full:  # bounded memory: wait for retries to go out
+                        wake.clear()
+                        await wake.wait()
+                    live = await outbox.fetch(after=live_cursor, limit=window)
+                    if live:
+                        for row in live:
+                            reason = held.reason(row)
+                            if reason is not None:
+                                held.hold(row)  # behind its sensor's refused reading
+                                self.refusals.count(row.kind, reason, quiet=True)
+                                continue
+                            await flight.slots.acquire()
+                            flight.started()
+                            tasks.create_task(self._publish_live(client, row, flight, held, wake))
+                        live_cursor = live[-1].id
                         continue
-                    backlog_cursor = watermark
-                    log.info("backlog drained")
-                await outbox.wait_committed(live_cursor)
+                    wait: float | None = None
+                    if backlog_cursor < watermark:
+                        wait = backlog_due - time.monotonic()
+                        if wait <= 0:
+                            rows = await outbox.fetch(
+                                after=backlog_cursor, upto=watermark, limit=batch_size
+                            )
+                            if not rows:
+                                backlog_cursor = watermark
+                                log.info("backlog drained")
+                                continue
+                            again = self._backlog_held > 0
+                            if await self._publish_backlog(client, rows, again=again):
+                                backlog_cursor = rows[-1].id
+                                backlog_backoff.reset()
+                                self._backlog_held = 0
+                            else:
+                                self._backlog_held = len(rows)
+                                backlog_due = time.monotonic() + backlog_backoff.next_delay()
+                            continue
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await outbox.wait_committed(live_cursor)
+        finally:
+            self._held, self._backlog_held = None, 0
 
-    async def _publish(self, client: aiomqtt.Client, row: StoredReading) -> None:
-        topic = f"{self._gateway_root}/{row.kind}/{row.sensor}"
-        await client.publish(topic, row.payload, qos=1, retain=row.kind in RETAINED_KINDS)
+    async def _retry_held(
+        self,
+        client: aiomqtt.Client,
+        held: HeldReadings,
+        flight: _Flight,
+        wake: asyncio.Event,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        """Publish each held sensor's oldest reading when its backoff has passed."""
+        while True:
+            for row in held.due():
+                await flight.slots.acquire()
+                flight.started()
+                tasks.create_task(self._publish_held(client, row, flight, held, wake))
+            due = held.next_due()
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+            wake.clear()
+
+    def _topic(self, row: StoredReading) -> str:
+        return f"{self._gateway_root}/{row.kind}/{row.sensor}"
+
+    async def _publish_latest(self, client: aiomqtt.Client, row: StoredReading) -> None:
+        """A sensor's newest state after a reconnect. Not confirmed (it is in the backlog
+        too), so a refusal is only counted: the backlog batch carries the reading."""
+        try:
+            await client.publish(
+                self._topic(row), row.payload, qos=1, retain=row.kind in RETAINED_KINDS
+            )
+        except PublishRefusedError as exc:
+            self.refusals.count(row.kind, exc)
 
     async def _publish_live(
-        self, client: aiomqtt.Client, row: StoredReading, flight: _Flight
+        self,
+        client: aiomqtt.Client,
+        row: StoredReading,
+        flight: _Flight,
+        held: HeldReadings,
+        wake: asyncio.Event,
     ) -> None:
-        topic = f"{self._gateway_root}/{row.kind}/{row.sensor}"
         try:
             # No timeout of its own (on Python 3.11 each would cost a task and a timer):
             # the flight's watchdog fails the connection if PUBACKs stop coming.
             await client.publish(
-                topic, row.payload, qos=1, retain=row.kind in RETAINED_KINDS, timeout=math.inf
+                self._topic(row),
+                row.payload,
+                qos=1,
+                retain=row.kind in RETAINED_KINDS,
+                timeout=math.inf,
             )
+        except PublishRefusedError as exc:
+            self.refusals.count(row.kind, exc)
+            held.refused(row, exc)
+            wake.set()
+            return
         finally:
             flight.done()
         self._outbox.confirm((row.id,))
         self._published += 1
 
-    async def _publish_backlog(self, client: aiomqtt.Client, rows: list[StoredReading]) -> None:
+    async def _publish_held(
+        self,
+        client: aiomqtt.Client,
+        row: StoredReading,
+        flight: _Flight,
+        held: HeldReadings,
+        wake: asyncio.Event,
+    ) -> None:
+        """One retry of a held reading: confirmed once accepted, else held longer."""
+        try:
+            await client.publish(
+                self._topic(row),
+                row.payload,
+                qos=1,
+                retain=row.kind in RETAINED_KINDS,
+                timeout=math.inf,
+            )
+        except PublishRefusedError as exc:
+            self.refusals.count(row.kind, exc, again=True)
+            held.retry_refused(row, exc)
+            return
+        except BaseException:
+            held.released(row)
+            raise
+        finally:
+            flight.done()
+            wake.set()
+        self._outbox.confirm((row.id,))
+        self._published += 1
+        held.accepted(row)
+
+    async def _publish_backlog(
+        self, client: aiomqtt.Client, rows: list[StoredReading], *, again: bool
+    ) -> bool:
+        """One packed backlog batch; False (counted, nothing confirmed) when refused."""
         payload = encode_batch(self._config.site, self._config.gateway, [r.payload for r in rows])
-        await client.publish(self._backlog_topic, payload, qos=1, retain=False)
+        try:
+            await client.publish(self._backlog_topic, payload, qos=1, retain=False)
+        except PublishRefusedError as exc:
+            self.refusals.count("backlog", exc, again=again)
+            return False
         self._outbox.confirm(row.id for row in rows)
         self._published += len(rows)
         self._backlog_batches += 1
+        return True
+
+    async def _publish_status(
+        self, client: aiomqtt.Client, state: Literal["online", "offline"], session: int
+    ) -> None:
+        """Retained status at QoS 1; a refusal is counted and logged (the Will still holds)."""
+        try:
+            await client.publish(
+                self._status_topic, self._status(state, session), qos=1, retain=True
+            )
+        except PublishRefusedError as exc:
+            self.refusals.count("status", exc)
 
     async def _watch_status(self, client: aiomqtt.Client, session: int) -> None:
         async for message in client.messages:
@@ -289,17 +446,13 @@ class MqttPublisher:
             if status.state == "offline" and status.session < session:
                 # A late Will of an old session overwrote our retained "online".
                 log.info("late Last Will of session %d seen; restating online", status.session)
-                await client.publish(
-                    self._status_topic, self._status("online", session), qos=1, retain=True
-                )
+                await self._publish_status(client, "online", session)
                 self._will_corrections += 1
 
     async def _say_offline(self, client: aiomqtt.Client, session: int) -> None:
         """A clean stop sends no Will, so say offline ourselves (best effort)."""
         try:
             async with asyncio.timeout(2):
-                await client.publish(
-                    self._status_topic, self._status("offline", session), qos=1, retain=True
-                )
+                await self._publish_status(client, "offline", session)
         except (aiomqtt.MqttError, TimeoutError):
             log.info("could not publish offline status at stop; the Will covers it")

@@ -139,6 +139,22 @@ class OutboxBacklog(_Rule):
     keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
 
 
+class PublishRefused(_Rule):
+    """The broker refused a gateway's publishes (MQTT 5 PUBACK 0x80 or above: an ACL that
+    denies its topics, a quota): the readings wait in its outbox, not lost, not arriving."""
+
+    #: Growth shows in one report only: keep the alert up a while rather than flap.
+    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
+
+
+class BoardDropped(_Rule):
+    """A board gave reports up before its gateway acknowledged them (its window overflowed
+    while the gateway could not store them): those readings may never arrive."""
+
+    #: Growth shows in one report only: keep the alert up a while rather than flap.
+    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
+
+
 class Rules(_Model):
     gateway_offline: GatewayOffline = GatewayOffline()
     device_silent: DeviceSilent = DeviceSilent()
@@ -151,6 +167,8 @@ class Rules(_Model):
     memory_low: MemoryLow = MemoryLow()
     cpu_hot: CpuHot = CpuHot()
     outbox_backlog: OutboxBacklog = OutboxBacklog()
+    publish_refused: PublishRefused = PublishRefused()
+    board_dropped: BoardDropped = BoardDropped()
 
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 from pydantic import ValidationError
@@ -29,16 +30,21 @@ from central.alerts.routes import RouteWorker, build_worker
 from central.alerts.rules import Context, evaluate
 from central.errors import InvalidMessageError
 from central.facts import DEFAULT_REPORT_INTERVAL, FactStore
-from central.intake import OncePerKey, decode_message
+from central.intake import decode_message
 from central.listen import listen
+from central.refusal_log import RefusalLog
 from central.sites import SiteDirectory
 from qihe.contract import TopicError, TopicTree
+from qihe.puback import PublishRefusedError, reason_label
 
 __all__ = ["AlertEngine"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+#: A reason the broker refuses alert publishes with is logged at most this often.
+_REFUSAL_LOG_EVERY = timedelta(seconds=60)
 
 
 def utc_now() -> datetime:
@@ -76,7 +82,12 @@ class AlertEngine:
         self._client: aiomqtt.Client | None = None
         self._listening_since: datetime | None = None
         self._restoring_until: datetime | None = None
-        self._refused = OncePerKey()
+        self._refusals = RefusalLog(log, "alerts", clock=clock)
+        #: Alert publishes the broker refused (PUBACK 0x80 or above), by reason code.
+        self.publish_refused: Counter[int] = Counter()
+        self._refusal_logged_at: dict[int, datetime] = {}
+        self._refused_active: dict[str, Alert] = {}
+        self._refused_resolved: dict[str, Alert] = {}
         rules = config.rules
         # Until then a restored alert cannot be judged: silence needs its full timeout.
         self._settle = (
@@ -134,8 +145,7 @@ class AlertEngine:
         try:
             message = decode_message(self._tree, topic, body)
         except InvalidMessageError as exc:
-            if self._refused.first(topic):
-                log.warning("alerts: ignored a message on %s: %s", topic, exc.reason)
+            self._refusals.refused(topic, exc.reason, exc.key)
             return
         self.facts.apply(message, self._clock(), retained=retained)
 
@@ -144,8 +154,7 @@ class AlertEngine:
             self._tree.parse_alert(topic)
             alert = Alert.model_validate_json(body)
         except (TopicError, ValidationError) as exc:
-            if self._refused.first(topic):
-                log.warning("alerts: ignored a retained alert on %s: %s", topic, exc)
+            self._refusals.refused(topic, f"retained alert: {exc}", "retained alert")
             return
         self.book.restore(alert)
 
@@ -161,6 +170,7 @@ class AlertEngine:
                 continue
             await self.evaluate_once(self._clock())
             self.evaluating.set()
+            self._refusals.tick()
             await asyncio.sleep(interval)
 
     async def evaluate_once(self, now: datetime) -> None:
@@ -198,20 +208,53 @@ class AlertEngine:
         client = self._client
         if client is None:
             return
+        # What the broker refused last time goes again, unless a newer state replaced it.
+        to_set = {**self._refused_active, **{a.id: a for a in active}}
+        to_clear = {**self._refused_resolved, **{a.id: a for a in resolved}}
+        for alert_id in to_clear:
+            to_set.pop(alert_id, None)
+        self._refused_active, self._refused_resolved = {}, {}
         try:
-            for alert in active:
-                await client.publish(
-                    self._tree.alert(alert.site, alert.id),
-                    alert.model_dump_json(by_alias=True),
-                    qos=1,
-                    retain=True,
-                )
+            for alert in to_set.values():
+                try:
+                    await client.publish(
+                        self._tree.alert(alert.site, alert.id),
+                        alert.model_dump_json(by_alias=True),
+                        qos=1,
+                        retain=True,
+                    )
+                except PublishRefusedError as exc:
+                    self._publish_refused(exc)
+                    self._refused_active[alert.id] = alert
+                    continue
                 self.published += 1
-            for alert in resolved:
+            for alert in to_clear.values():
                 topic = self._tree.alert(alert.site, alert.id)
-                await client.publish(topic, alert.model_dump_json(by_alias=True), qos=1)
-                await client.publish(topic, b"", qos=1, retain=True)  # clears the retained one
+                try:
+                    await client.publish(topic, alert.model_dump_json(by_alias=True), qos=1)
+                    await client.publish(topic, b"", qos=1, retain=True)  # clears the retained one
+                except PublishRefusedError as exc:
+                    self._publish_refused(exc)
+                    self._refused_resolved[alert.id] = alert
+                    continue
                 self.published += 1
         except aiomqtt.MqttError as exc:
             # The next connection restores from what did reach the broker.
             log.warning("alerts: could not publish alerts: %s", exc)
+
+    def _publish_refused(self, refused: PublishRefusedError) -> None:
+        """Count a refused alert publish; log each reason once per ``_REFUSAL_LOG_EVERY``."""
+        code = refused.reason_code
+        self.publish_refused[code] += 1
+        now = self._clock()
+        logged = self._refusal_logged_at.get(code)
+        if logged is not None and now - logged < _REFUSAL_LOG_EVERY:
+            return
+        self._refusal_logged_at[code] = now
+        log.error(
+            "alerts: 代理拒绝发布告警,下次评估时重试 the broker refused an alert on %s: %s; "
+            "retried at the next evaluation (%d refused so far; check the broker's ACL)",
+            refused.topic,
+            reason_label(code, refused.reason_name),
+            sum(self.publish_refused.values()),
+        )

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
 from central.alerts.config import Rules
 from central.alerts.model import Severity, alert_id
 from central.facts import FactStore, GatewayFacts, SiteFacts, Value
@@ -319,6 +322,71 @@ def _outbox_backlog(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Con
             )  # fmt: skip
 
 
+#: MQTT 5 PUBACK reason codes a broker refuses with, in Chinese (English from paho).
+_REFUSALS_ZH = {
+    0x80: "未指明错误",
+    0x83: "实现特定错误",
+    0x87: "未授权",
+    0x90: "主题名无效",
+    0x91: "报文标识符已占用",
+    0x97: "超出配额",
+    0x99: "载荷格式无效",
+}
+
+
+def _reason_en(code: int) -> str:
+    try:
+        return str(ReasonCode(PacketTypes.PUBACK, identifier=code).getName())
+    except (KeyError, ValueError):
+        return "refused"
+
+
+def _publish_refused(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.publish_refused
+    for gw_id, _sensor, previous, latest in _reports(site, "outbox"):
+        now = {(r.kind, r.reason): r.count for r in latest.refusals}
+        if previous is None:
+            grew: dict[tuple[str, int], int] = {}  # no growth known yet: only what is held
+        elif latest.refused < previous.refused:
+            grew = now  # the gateway restarted: its counters began again
+        else:
+            before = {(r.kind, r.reason): r.count for r in previous.refusals}
+            grew = {k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)}
+        if not grew and latest.refused_held == 0:
+            continue
+        shown = sorted((grew or now).items())
+        zh = "、".join(f"{k} 0x{c:02x} {_REFUSALS_ZH.get(c, '拒绝')} ×{n}" for (k, c), n in shown)
+        en = ", ".join(f"{k} 0x{c:02x} {_reason_en(c)} ×{n}" for (k, c), n in shown)
+        held = latest.refused_held
+        yield Condition(
+            "publish_refused", rule.severity, site_id, _ids(site_id, gw_id),
+            f"网关 {gw_id} 的发布被 MQTT 代理拒绝：{zh}；{held} 条读数在发件箱中等待重试",
+            f"gateway {gw_id}: the broker refused publishes: {en}; {held} readings held",
+            value=float(held), gateway=gw_id,
+        )  # fmt: skip
+
+
+def _board_dropped(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.board_dropped
+    for gw_id, link, previous, latest in _reports(site, "link"):
+        now = latest.board_dropped
+        before = None if previous is None else previous.board_dropped
+        if now is None or before is None:
+            continue  # no growth known yet (or a gateway without WINDOW)
+        grew = now - before if now >= before else now  # fewer: the board reset, counts anew
+        if grew <= 0:
+            continue
+        yield Condition(
+            "board_dropped", rule.severity, site_id,
+            _ids(site_id, gw_id, device=latest.device, sensor=link),
+            f"板子 {latest.device}（串口 {link}）在网关确认前放弃了 {grew} 条报告"
+            f"（本次启动共 {now} 条），这些读数可能缺失",
+            f"board {latest.device} (serial link {link}) gave up {grew} reports before the "
+            f"gateway acknowledged them ({now} this boot): those readings may be missing",
+            value=float(grew), gateway=gw_id, device=latest.device, sensor=link,
+        )  # fmt: skip
+
+
 def _drops(reading: Any) -> int:
     return int(reading.dropped_periodic + reading.dropped_state + reading.dropped_clock)
 
@@ -339,5 +407,7 @@ _RULES: dict[str, Callable[[Context, str, SiteFacts], Iterator[Condition]]] = {
     ),
     "cpu_hot": _cpu_hot,
     "outbox_backlog": _outbox_backlog,
+    "publish_refused": _publish_refused,
+    "board_dropped": _board_dropped,
 }
 assert set(_RULES) == set(Rules.model_fields), "every configured rule has a function"

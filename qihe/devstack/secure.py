@@ -1,5 +1,9 @@
 """A Mosquitto child process secured like production: TLS, a password file and an ACL.
 
+:class:`AclMosquitto` is the plain-TCP, anonymous half of it: only the ACL, for tests of
+what the broker refuses (a denied QoS 1 publish gets PUBACK 0x87 under MQTT 5) and of
+the broker reloading a corrected ACL.
+
 :func:`make_test_ca` makes a throwaway certificate authority and a server certificate
 for ``127.0.0.1``/``localhost`` with the ``openssl`` command line (no Python crypto
 dependency); :class:`SecureMosquitto` serves TLS with it, refuses anonymous clients and
@@ -20,7 +24,7 @@ from typing import Self
 
 from qihe.devstack.processes import DevStackError, MosquittoProcess, _find
 
-__all__ = ["SecureMosquitto", "TestPki", "make_test_ca"]
+__all__ = ["AclMosquitto", "SecureMosquitto", "TestPki", "make_test_ca"]
 
 #: Logged by Mosquitto (at "information") when it has handled SIGHUP.
 _RELOADED = b"Reloading config."
@@ -102,13 +106,13 @@ def make_test_ca(
     return pki
 
 
-class SecureMosquitto(MosquittoProcess):
-    """Mosquitto on a free loopback port with TLS 1.2+, ``password_file`` and ``acl_file``.
+class AclMosquitto(MosquittoProcess):
+    """Mosquitto on a free loopback port, anonymous clients, every publish checked against
+    ``acl_file`` (its first lines, before any ``user``, hold for anonymous clients).
 
-    Anonymous clients are refused; clients need ``pki.ca_cert`` to verify the broker
-    (no client certificates are asked for). The password and ACL files start empty
-    when missing: nobody can connect until users are provisioned and :meth:`reload`
-    (or a start) makes the broker read them.
+    Plain TCP: for tests of what the broker refuses (MQTT 5 PUBACK 0x87). Change the
+    file and call :meth:`reload` to make the running broker read it again (SIGHUP), as
+    ``systemctl reload mosquitto`` does. The ACL file starts empty (all denied) when missing.
     """
 
     name = "mosquitto"
@@ -116,10 +120,8 @@ class SecureMosquitto(MosquittoProcess):
     def __init__(
         self,
         folder: Path,
-        pki: TestPki,
         port: int | None = None,
         *,
-        password_file: Path | None = None,
         acl_file: Path | None = None,
         max_queued_messages: int = 1_000_000,
         extra_config: str = "",
@@ -127,8 +129,6 @@ class SecureMosquitto(MosquittoProcess):
         super().__init__(
             folder, port, max_queued_messages=max_queued_messages, extra_config=extra_config
         )
-        self.pki = pki
-        self.password_file = Path(password_file or self.folder / "passwd")
         self.acl_file = Path(acl_file or self.folder / "acl")
 
     @property
@@ -139,23 +139,21 @@ class SecureMosquitto(MosquittoProcess):
     def listener_config(self) -> list[str]:
         return [
             f"listener {self.port} {self.host}",
-            f"cafile {self.pki.ca_cert}",
-            f"certfile {self.pki.server_cert}",
-            f"keyfile {self.pki.server_key}",
-            "require_certificate false",
-            "tls_version tlsv1.2",
-            # Global (per_listener_settings is false): they hold for every listener.
-            "allow_anonymous false",
-            f"password_file {self.password_file}",
+            "allow_anonymous true",
             f"acl_file {self.acl_file}",
-            # Connections, refusals and reloads, flushed line by line (stdout is buffered):
-            # reload() waits for its line.
-            "log_type information",
-            f"log_dest file {self.broker_log}",
+            *self.log_config(),
         ]
 
+    def log_config(self) -> list[str]:
+        # Connections, refusals and reloads, flushed line by line (stdout is buffered):
+        # reload() waits for its line.
+        return ["log_type information", f"log_dest file {self.broker_log}"]
+
+    def _files(self) -> tuple[Path, ...]:
+        return (self.acl_file,)
+
     def start(self, timeout: float = 15.0) -> Self:
-        for path in (self.password_file, self.acl_file):
+        for path in self._files():
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch(mode=0o640)
@@ -180,3 +178,54 @@ class SecureMosquitto(MosquittoProcess):
             return self.broker_log.read_bytes()
         except FileNotFoundError:
             return b""
+
+
+class SecureMosquitto(AclMosquitto):
+    """Mosquitto on a free loopback port with TLS 1.2+, ``password_file`` and ``acl_file``.
+
+    Anonymous clients are refused; clients need ``pki.ca_cert`` to verify the broker
+    (no client certificates are asked for). The password and ACL files start empty
+    when missing: nobody can connect until users are provisioned and :meth:`reload`
+    (or a start) makes the broker read them.
+    """
+
+    name = "mosquitto"
+
+    def __init__(
+        self,
+        folder: Path,
+        pki: TestPki,
+        port: int | None = None,
+        *,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        max_queued_messages: int = 1_000_000,
+        extra_config: str = "",
+    ) -> None:
+        super().__init__(
+            folder,
+            port,
+            acl_file=acl_file,
+            max_queued_messages=max_queued_messages,
+            extra_config=extra_config,
+        )
+        self.pki = pki
+        self.password_file = Path(password_file or self.folder / "passwd")
+
+    def listener_config(self) -> list[str]:
+        return [
+            f"listener {self.port} {self.host}",
+            f"cafile {self.pki.ca_cert}",
+            f"certfile {self.pki.server_cert}",
+            f"keyfile {self.pki.server_key}",
+            "require_certificate false",
+            "tls_version tlsv1.2",
+            # Global (per_listener_settings is false): they hold for every listener.
+            "allow_anonymous false",
+            f"password_file {self.password_file}",
+            f"acl_file {self.acl_file}",
+            *self.log_config(),
+        ]
+
+    def _files(self) -> tuple[Path, ...]:
+        return (self.password_file, self.acl_file)
