@@ -113,7 +113,11 @@ class OpeningHours:
 
     def is_open(self, local: datetime) -> bool:
         moment = local.time()
-        return any(start <= moment < end for start, end in self.intervals_on(local.date()))
+        # "24:00" is time.max, the day's last microsecond: open through it, not closed there.
+        return any(
+            start <= moment and (moment < end or end == time.max)
+            for start, end in self.intervals_on(local.date())
+        )
 
     @property
     def known(self) -> bool:

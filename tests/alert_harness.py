@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from central.alerts.config import AlertsConfig
-from central.alerts.engine import AlertEngine
+from central.alerts.engine import AlertEngine, Clock, utc_now
 from central.alerts.model import Notification
 from central.alerts.routes import RouteSettings, RouteWorker
 from central.sites import SiteDirectory
@@ -63,8 +63,10 @@ async def engine_running(
     config: AlertsConfig,
     sites: SiteDirectory | None = None,
     workers: Sequence[RouteWorker] = (),
+    *,
+    clock: Clock = utc_now,
 ) -> AsyncIterator[AlertEngine]:
-    engine = AlertEngine(config, sites or directory(), workers=workers)
+    engine = AlertEngine(config, sites or directory(), workers=workers, clock=clock)
     task = asyncio.create_task(engine.run(), name="alerts-under-test")
     try:
         async with asyncio.timeout(10):
@@ -131,6 +133,7 @@ async def board_site(
     emulator: dict[str, Any] | None = None,
     gateway: dict[str, Any] | None = None,
     system_probe: SystemProbe | None = None,
+    clock: Clock = utc_now,
 ) -> AsyncIterator[tuple[BookHouseEmulator, Gateway]]:
     """A gateway (in this process) reading one scripted emulated board on a pty."""
     board = BookHouseEmulator(
@@ -148,7 +151,7 @@ async def board_site(
             **(gateway or {}),
         }
     )
-    gw = Gateway(config, system_probe=system_probe)
+    gw = Gateway(config, system_probe=system_probe, clock=clock)
     async with PtyPort(link) as port, running(gw):
         await wait_until(lambda: gw.serial_sources[0].connected.is_set())
         async with board.attach(port):

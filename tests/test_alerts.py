@@ -8,14 +8,19 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 from pydantic import TypeAdapter
 
+from central.alerts.config import AlertsConfig
 from central.alerts.routes import RouteConfig, build_worker
+from central.alerts.rules import Condition, Context, evaluate
+from central.facts import FactStore
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
+from qihe.contract import DoorReading, GatewayStatus
 from qihe.devstack import MosquittoProcess, free_port
 from tests.alert_harness import (
     DEVICE,
@@ -28,6 +33,7 @@ from tests.alert_harness import (
     engine_running,
     watching,
 )
+from tests.clocks import RunningClock
 from tests.mqtt_helpers import GatewayProcess, running, wait_until
 
 pytestmark = pytest.mark.integration
@@ -362,7 +368,9 @@ async def test_a_restarted_engine_sends_no_duplicate_for_an_alert_it_already_sen
 async def test_a_silenced_site_shows_its_alert_on_mqtt_but_sends_nothing(
     mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
 ) -> None:
-    now = datetime.now(UTC)
+    # The engine and the gateway share a clock running into Hebi's New Year; so does the window.
+    now = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
+    clock = RunningClock(now)
     window = {
         "site": SITE,
         "starts_at": (now - timedelta(minutes=5)).isoformat(),
@@ -378,8 +386,8 @@ async def test_a_silenced_site_shows_its_alert_on_mqtt_but_sends_nothing(
     )
     async with (
         watching(mosquitto, topic_prefix) as watch,
-        engine_running(config, workers=[route.worker()]),
-        board_site(mosquitto, topic_prefix, tmp_path) as (board, _),
+        engine_running(config, workers=[route.worker()], clock=clock),
+        board_site(mosquitto, topic_prefix, tmp_path, clock=clock) as (board, _),
     ):
         board.set_seat(2, True)
         fired = await watch.until("seat_stuck", "firing")
@@ -414,3 +422,107 @@ async def test_a_failing_webhook_does_not_hold_up_the_mqtt_alerts_or_another_rou
         await watch.until("seat_stuck", "resolved")
         await wait_until(lambda: len(healthy.sent) == 2)
         assert dead.stats.delivered == 0
+
+
+# -- local midnights: the day, the month and the year turn at 16:00 UTC in Hebi ------------------
+
+HEBI = ZoneInfo("Asia/Shanghai")
+MIDNIGHTS = [
+    pytest.param(datetime(2026, 11, 28, 16, tzinfo=UTC), id="local-midnight"),
+    pytest.param(datetime(2026, 11, 30, 16, tzinfo=UTC), id="month-end"),
+    pytest.param(datetime(2026, 12, 31, 16, tzinfo=UTC), id="year-end"),
+]
+
+
+def door_conditions(hours: str, opened_at: datetime, now: datetime) -> list[Condition]:
+    """The door_open conditions at ``now`` of a site open daily ``hours``, its entrance open
+    since ``opened_at`` and its gateway heard from at ``now``."""
+    facts = FactStore()
+    door = DoorReading(
+        site=SITE, gateway="gw1", device="gpio", sensor="entrance", open=True, ts=opened_at
+    )
+    facts.apply(door, opened_at, retained=False)
+    status = GatewayStatus(site=SITE, gateway="gw1", state="online", session=1, ts=now)
+    facts.apply(status, now, retained=False)
+    config = AlertsConfig.model_validate({"sites": "unused.yaml"})  # door_open: 10 min, 5 min
+    ctx = Context(
+        rules=config.rules,
+        directory=directory(opening_hours={"daily": hours}),
+        facts=facts,
+        now=now,
+        listening_since=opened_at,
+        active=frozenset(),
+    )
+    return [c for c in evaluate(ctx) if c.rule == "door_open"]
+
+
+@pytest.mark.parametrize("midnight", MIDNIGHTS)
+def test_a_door_open_across_closing_at_midnight_fires_once_the_grace_has_passed(
+    midnight: datetime,
+) -> None:
+    """Open until 24:00 local: closed from 16:00 UTC, whatever day, month or year begins."""
+    opened = midnight - timedelta(minutes=4)
+    before = [midnight - timedelta(seconds=1), midnight + timedelta(minutes=5, seconds=-1)]
+    assert [door_conditions("08:00-24:00", opened, now) for now in before] == [[], []]
+    [fired] = door_conditions("08:00-24:00", opened, midnight + timedelta(minutes=5))
+    assert (fired.summary_zh, fired.summary_en) == (
+        "闭馆时间门 entrance 仍打开",
+        "door entrance open outside opening hours",
+    )
+    assert fired.value == 9.0  # minutes open
+
+
+@pytest.mark.parametrize("midnight", MIDNIGHTS)
+def test_a_site_open_all_day_is_not_closed_at_midnight(midnight: datetime) -> None:
+    opened = midnight - timedelta(minutes=4)
+    assert door_conditions("00:00-24:00", opened, midnight + timedelta(minutes=5)) == []
+    [too_long] = door_conditions("00:00-24:00", opened, midnight + timedelta(minutes=6))
+    assert too_long.summary_en == "door entrance open for 10 min"
+
+
+async def test_a_door_left_open_into_the_new_year_fires_door_open_after_closing_time(
+    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The gateway and the engine share a clock that runs into Hebi's New Year (2026-12-31
+    16:00 UTC); the site closes at midnight; the door, opened at 23:59:58, fires after 1 s."""
+    new_year = datetime(2026, 12, 31, 16, tzinfo=UTC)
+    clock = RunningClock(new_year - timedelta(minutes=1))
+    factory = MockFactory()
+    gateway = Gateway(
+        gpio_gateway(mosquitto, topic_prefix, tmp_path), pin_factory=factory, clock=clock
+    )
+    until_midnight = directory(opening_hours={"daily": "08:00-24:00"})
+    config = alerts_config(mosquitto, topic_prefix, rules={"door_open": {"closed_grace": 1}})
+    async with (
+        watching(mosquitto, topic_prefix) as watch,
+        engine_running(config, until_midnight, clock=clock) as engine,
+        running(gateway),
+    ):
+        await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
+        clock.jump(new_year - timedelta(seconds=2))  # less than a gateway's silence
+        factory.pin(17).drive_high()
+        fired = await watch.until("door_open", "firing")
+        opened_at = engine.facts.sites[SITE].doors[("gw1", "entrance")].since
+        factory.pin(17).drive_low()
+        await watch.until("door_open", "resolved")
+
+    assert fired["summary_en"] == "door entrance open outside opening hours"
+    assert opened_at.astimezone(HEBI).date().isoformat() == "2026-12-31"
+    starts_at = datetime.fromisoformat(fired["starts_at"])
+    assert starts_at >= new_year + timedelta(seconds=1)
+    assert starts_at.astimezone(HEBI).date().isoformat() == "2027-01-01"
+    assert watch.states("door_open") == ["firing", "resolved"]
+
+
+@pytest.mark.parametrize("midnight", MIDNIGHTS)
+def test_closed_time_counts_back_across_the_local_midnight(midnight: datetime) -> None:
+    """Closed since 20:00 the day before: at 00:30 that is 4.5 h, into the previous month or
+    year alike; open until 24:00 it is 30 min."""
+    hours = directory(opening_hours={"daily": "08:00-20:00"}).sites[0].hours()
+    late = directory(opening_hours={"daily": "08:00-24:00"}).sites[0].hours()
+    local = (midnight + timedelta(minutes=30)).astimezone(HEBI)
+
+    assert (local.hour, local.minute) == (0, 30)
+    assert hours.closed_for(local) == timedelta(hours=4, minutes=30)
+    assert late.closed_for(local) == timedelta(minutes=30)
+    assert late.closed_for((midnight - timedelta(microseconds=1)).astimezone(HEBI)) is None

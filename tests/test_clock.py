@@ -7,7 +7,9 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge.clock import ClockGuard, KernelClockSync
@@ -19,11 +21,19 @@ from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Recorder, running, wait_until
 
 WRONG = datetime(2020, 1, 1, tzinfo=UTC)  # a Pi that booted from an old saved time
+HEBI = ZoneInfo("Asia/Shanghai")
 
 
-class Switch:
-    def __init__(self) -> None:
+class PiClock:
+    """A Pi's wall clock: the old saved time until NTP sets it, then ``true_time`` (stopped,
+    so the test says exactly when "now" is); also the kernel's "synchronised" flag."""
+
+    def __init__(self, true_time: datetime) -> None:
+        self.true_time = true_time
         self.on = False
+
+    def __call__(self) -> datetime:
+        return self.true_time if self.on else WRONG
 
     def synchronised(self) -> bool:
         return self.on
@@ -72,11 +82,22 @@ async def test_held_readings_of_an_earlier_boot_are_dropped_and_counted(tmp_path
     await second.close()
 
 
+@pytest.mark.parametrize(
+    "set_at",
+    [
+        datetime(2026, 11, 28, 16, 0, tzinfo=UTC),  # midnight in Hebi
+        datetime(2026, 11, 30, 16, 0, tzinfo=UTC),  # 1 December in Hebi
+        datetime(2026, 12, 31, 16, 0, tzinfo=UTC),  # New Year 2027 in Hebi
+    ],
+    ids=["local-midnight", "month-end", "year-end"],
+)
 async def test_a_gateway_holds_readings_until_ntp_then_publishes_their_true_time(
-    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
+    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path, set_at: datetime
 ) -> None:
+    """NTP sets the clock at a local midnight: a door opened before it keeps the day it was
+    opened on (its true time is worked back from the monotonic clock)."""
     factory = MockFactory()
-    trust = Switch()
+    pi = PiClock(set_at)
     config = GatewayConfig.model_validate(
         {
             "site": "qixian-qiyuan-daycare",
@@ -93,24 +114,31 @@ async def test_a_gateway_holds_readings_until_ntp_then_publishes_their_true_time
         }
     )
     recorder = Recorder(mosquitto, f"{topic_prefix}/v1/+/+/door/+")
-    gateway = Gateway(config, pin_factory=factory, clock=lambda: WRONG, clock_trust=trust)
+    gateway = Gateway(config, pin_factory=factory, clock=pi, clock_trust=pi)
     try:
         async with running(gateway):
             await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
+            before_open = time.monotonic()
             factory.pin(17).drive_high()
             await wait_until(lambda: gateway.stats().readings == 2)
-            opened_at = time.time()
+            after_open = time.monotonic()
             await asyncio.sleep(0.3)
             assert recorder.snapshot() == []  # nothing goes out with a 2020 timestamp
-            trust.on = True
+            before_set = time.monotonic()
+            pi.on = True
             doors = await recorder.until(lambda ms: len(ms) == 2)
+            after_set = time.monotonic()
     finally:
         recorder.close()
         factory.reset()
-    stamps = [json.loads(m.payload)["ts"] for m in doors]
-    opened = datetime.fromisoformat(stamps[1]).timestamp()
-    assert abs(opened - opened_at) < 0.5  # its true time, from the monotonic clock
     assert [json.loads(m.payload)["open"] for m in doors] == [False, True]
+    opened = datetime.fromisoformat(json.loads(doors[1].payload)["ts"])
+    # True time = the clock when set, less the monotonic time between opening and setting.
+    earliest = set_at - timedelta(seconds=after_set - before_open)
+    latest = set_at - timedelta(seconds=before_set - after_open)
+    assert earliest - timedelta(microseconds=1) <= opened <= latest + timedelta(microseconds=1)
+    assert opened.utcoffset() == timedelta(0)  # UTC on the wire
+    assert opened.astimezone(HEBI).date() == (set_at - timedelta(days=1)).astimezone(HEBI).date()
 
 
 def test_the_kernel_check_answers_without_privileges() -> None:

@@ -680,7 +680,8 @@ def test_docs_have_example_queries() -> None:
 def test_docs_example_query_answers_on_real_influxdb(
     query: str, influxd: InfluxdProcess, influx_db: str
 ) -> None:
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    # The queries' now() is the server's (a run under faketime moves only this process's).
+    at = influxd.server_now().replace(microsecond=0) - timedelta(minutes=10)
     ids = {"site": SITE, "gateway": "gw1", "device": "board-a"}
     daycare = {"site": "qixian-qiyuan-daycare", "gateway": "gw1", "device": "gpio"}
     points = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,9 @@ from central.usage.downsample import (
     same_query,
     state_minutes,
 )
+from central.usage.downsample_cli import stats_setup
 from central.visitors import increases
-from qihe.cli import main
+from qihe.cli import build_parser, main
 from qihe.configfile import load_config_file
 from qihe.devstack import InfluxdProcess, free_port
 
@@ -47,20 +48,29 @@ pytestmark = pytest.mark.integration
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "downsampling.md"
 
-#: The synthetic day: a local day three days ago (inside raw's 90 days, outside the CQs' own
-#: recent windows, so a CQ that fires during the test never touches it).
-DAY = datetime.now(LOCAL_TZ).date() - timedelta(days=3)
+
+@pytest.fixture
+def day(influxd: InfluxdProcess) -> date:
+    """The synthetic day: three local days before the server's (inside raw's 90 days, outside
+    the CQs' own recent windows, so a CQ that fires during the test never touches it). The
+    server's clock, not this process's: raw keeps points by the server's clock."""
+    return influxd.server_now().astimezone(LOCAL_TZ).date() - timedelta(days=3)
 
 
-def at(hh_mm: str, day: date = DAY) -> datetime:
+def local(day: date, hh_mm: str) -> datetime:
+    """A local (Hebi) time on ``day``."""
+    return datetime.combine(day, time.fromisoformat(hh_mm), LOCAL_TZ)
+
+
+def at(hh_mm: str, day: date) -> datetime:
     """A UTC time on the synthetic day (its 09:00 UTC is 17:00 in Hebi, inside the local day)."""
     hours, minutes = (int(part) for part in hh_mm.split(":"))
     return datetime(day.year, day.month, day.day, hours, minutes, tzinfo=UTC)
 
 
-def hour(hh: int) -> int:
+def hour(hh: int, day: date) -> int:
     """The epoch-ns timestamp of a UTC hour on the synthetic day, as rows return it."""
-    return int(at(f"{hh}:00").timestamp()) * 10**9
+    return int(at(f"{hh}:00", day).timestamp()) * 10**9
 
 
 def write(influxd: InfluxdProcess, database: str, lines: list[str]) -> None:
@@ -92,6 +102,12 @@ def config(tmp_path: Path, influxd: InfluxdProcess, influx_db: str) -> Path:
 
 def setup(config: Path, *args: str) -> int:
     return main(["stats-setup", "--config", str(config), *args])
+
+
+def setup_at(now: datetime, config: Path, *args: str) -> int:
+    """``stats-setup`` with its clock stopped at ``now``."""
+    parsed = build_parser().parse_args(["stats-setup", "--config", str(config), *args])
+    return stats_setup(parsed, clock=lambda: now)
 
 
 def policies(influxd: InfluxdProcess, database: str) -> dict[str, tuple[Any, ...]]:
@@ -259,32 +275,34 @@ TOTALS = [
 ]
 
 
-def synthetic_day() -> list[str]:
+def synthetic_day(day: date) -> list[str]:
     seat = SEAT.format
     lines = [
         # seat 1: taken 09:00-09:30 (two readings: on change, as boards report)
-        line("seat", seat(n=1), "occupied=1i", at("09:00")),
-        line("seat", seat(n=1), "occupied=0i", at("09:30")),
+        line("seat", seat(n=1), "occupied=1i", at("09:00", day)),
+        line("seat", seat(n=1), "occupied=0i", at("09:30", day)),
         # seat 2: taken 09:10-10:40, across an hour boundary
-        line("seat", seat(n=2), "occupied=1i", at("09:10")),
-        line("seat", seat(n=2), "occupied=0i", at("10:40")),
+        line("seat", seat(n=2), "occupied=1i", at("09:10", day)),
+        line("seat", seat(n=2), "occupied=0i", at("10:40", day)),
     ]
     # seat 3: taken 09:00-09:30 again, but a reading every minute of the hour
     lines += [
-        line("seat", seat(n=3), f"occupied={1 if m < 30 else 0}i", at(f"09:{m:02d}"))
+        line("seat", seat(n=3), f"occupied={1 if m < 30 else 0}i", at(f"09:{m:02d}", day))
         for m in range(60)
     ]
-    lines += [line("people", COUNTER, f"in_total={i}i,out_total={o}i", at(t)) for t, i, o in TOTALS]
     lines += [
-        line("door", DOOR, f"open={state}i", at(t))
+        line("people", COUNTER, f"in_total={i}i,out_total={o}i", at(t, day)) for t, i, o in TOTALS
+    ]
+    lines += [
+        line("door", DOOR, f"open={state}i", at(t, day))
         for t, state in [("09:05", 1), ("09:06", 0), ("09:30", 1), ("09:45", 0), ("10:10", 1)]
     ]
     lines += [
-        line("heartbeat", BOARD, f"uptime_s={up}i,supply_mv={mv}i", at(t))
+        line("heartbeat", BOARD, f"uptime_s={up}i,supply_mv={mv}i", at(t, day))
         for t, up, mv in [("09:00", 100, 3700), ("09:20", 1300, 3650), ("09:40", 2500, 3720)]
     ]
     lines += [
-        line("gateway_status", GATEWAY, f"online={on}i,session=7i", at(t))
+        line("gateway_status", GATEWAY, f"online={on}i,session=7i", at(t, day))
         for t, on in [("08:30", 1), ("09:15", 0), ("09:45", 1)]
     ]
     return lines
@@ -294,26 +312,103 @@ def synthetic_day() -> list[str]:
 class Backfilled:
     database: str
     output: str
+    day: date
 
 
 @pytest.fixture
 def backfilled(
-    influxd: InfluxdProcess, influx_db: str, config: Path, capsys: pytest.CaptureFixture[str]
+    influxd: InfluxdProcess,
+    influx_db: str,
+    config: Path,
+    day: date,
+    capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Backfilled]:
+    """The synthetic day backfilled by ``stats-setup`` run three days later at 11:40 local."""
     assert setup(config) == 0
-    write(influxd, influx_db, synthetic_day())
+    write(influxd, influx_db, synthetic_day(day))
     capsys.readouterr()
-    assert setup(config, "--backfill-from", DAY.isoformat()) == 0
-    yield Backfilled(influx_db, capsys.readouterr().out)
+    now = local(day + timedelta(days=3), "11:40")
+    assert setup_at(now, config, "--backfill-from", day.isoformat()) == 0
+    yield Backfilled(influx_db, capsys.readouterr().out, day)
+
+
+def progress_lines(output: str) -> list[str]:
+    return [ln for ln in output.splitlines() if ln.startswith("backfill ")]
 
 
 def test_backfill_reports_progress_a_day_at_a_time(backfilled: Backfilled) -> None:
-    progress = [ln for ln in backfilled.output.splitlines() if ln.startswith("backfill ")]
-    days = backfill_days(DAY, datetime.now(UTC))
-    assert len(progress) == len(days) >= 4
-    assert progress[0].startswith(f"backfill {DAY} (1/{len(days)}): ")
+    day = backfilled.day
+    progress = progress_lines(backfilled.output)
+    # Three whole days, and the 11 complete hours of the fourth (local 00:00-11:00).
+    assert [ln.split(":")[0] for ln in progress] == [
+        f"backfill {day + timedelta(days=n)} ({n + 1}/4)" for n in range(4)
+    ]
     assert progress[-1].endswith("points, complete hours so far")
     assert "回填完成 / backfill done: " in backfilled.output
+
+
+@pytest.mark.parametrize(
+    ("now", "days", "last"),
+    [
+        # 00:30 in Hebi: the new local day has no complete hour yet; the one before is whole.
+        ("00:30", 3, "points"),
+        ("00:59", 3, "points"),
+        ("01:00", 4, "points, complete hours so far"),
+        ("23:59", 4, "points, complete hours so far"),
+    ],
+    ids=["half-past-local-midnight", "last-minute-of-the-first-hour", "first-hour-done", "late"],
+)
+def test_backfill_run_just_after_local_midnight_ends_with_the_whole_day_before(
+    influxd: InfluxdProcess,
+    influx_db: str,
+    config: Path,
+    day: date,
+    capsys: pytest.CaptureFixture[str],
+    now: str,
+    days: int,
+    last: str,
+) -> None:
+    """The hour from 16:00 to 17:00 UTC is the first of a day in Hebi (the suite once failed
+    then, reading the wall clock)."""
+    assert setup(config) == 0
+    capsys.readouterr()
+    assert setup_at(local(day + timedelta(days=3), now), config, "--backfill-from", str(day)) == 0
+    progress = progress_lines(capsys.readouterr().out)
+    assert len(progress) == days
+    assert progress[-1].startswith(f"backfill {day + timedelta(days=days - 1)} ({days}/{days}): ")
+    assert progress[-1].endswith(f" {last}")
+
+
+@pytest.mark.parametrize(
+    ("now", "first", "refused"),
+    [
+        # 2026-12-31 16:10 UTC is 00:10 on New Year's Day in Hebi: that day has begun.
+        (datetime(2026, 12, 31, 16, 10, tzinfo=UTC), date(2027, 1, 1), False),
+        (datetime(2026, 12, 31, 15, 50, tzinfo=UTC), date(2027, 1, 1), True),
+        (datetime(2026, 11, 30, 16, 0, tzinfo=UTC), date(2026, 12, 1), False),
+        (datetime(2026, 11, 30, 15, 59, 59, tzinfo=UTC), date(2026, 12, 1), True),
+    ],
+    ids=["new-year-begun", "new-year-ahead", "month-begun", "month-ahead"],
+)
+def test_a_backfill_from_a_local_day_not_begun_is_refused(
+    influxd: InfluxdProcess,
+    influx_db: str,
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    now: datetime,
+    first: date,
+    refused: bool,
+) -> None:
+    code = setup_at(now, config, "--backfill-from", first.isoformat())
+    out, err = capsys.readouterr()
+    if refused:
+        assert (code, out) == (2, "")
+        assert err == f"qihe: stats-setup: --backfill-from {first} is in the future\n"
+    else:
+        # Begun, but with no complete hour yet: nothing to compute, and said so.
+        assert (code, err) == (0, "")
+        assert progress_lines(out) == []
+        assert "回填完成 / backfill done: 0 points written" in out
 
 
 def test_each_rollup_writes_the_fields_it_declares(
@@ -332,12 +427,12 @@ def test_each_rollup_writes_the_fields_it_declares(
 def test_seat_hours_are_minutes_in_state_whatever_the_readings_cadence(
     influxd: InfluxdProcess, backfilled: Backfilled
 ) -> None:
-    db = backfilled.database
+    db, day = backfilled.database, backfilled.day
     got = rows(influxd, db, "SELECT * FROM hourly.seat")
     fields = ("occupied_minutes", "known_minutes", "occupied_last")
 
     def cell(n: int, hh: int) -> tuple[Any, ...] | None:
-        row = got.get((f"board-a.{n}", hour(hh)))
+        row = got.get((f"board-a.{n}", hour(hh, backfilled.day)))
         return None if row is None else tuple(row[f] for f in fields)
 
     # 09:00-09:30 is half the hour, from two readings or from sixty.
@@ -345,7 +440,7 @@ def test_seat_hours_are_minutes_in_state_whatever_the_readings_cadence(
     assert [cell(1, hh) for hh in (8, 10, 15)] == [None, (0, 60, 0), (0, 60, 0)]
     # 09:10-10:40: the first 10 minutes of 09:00 are before any reading of the day (unknown).
     assert (cell(2, 9), cell(2, 10)) == ((50, 50, 1), (40, 60, 0))
-    series = [got.get(("board-a.2", hour(hh))) for hh in (8, 9, 10, 11)]
+    series = [got.get(("board-a.2", hour(hh, backfilled.day))) for hh in (8, 9, 10, 11)]
     minutes = state_minutes(
         [None if r is None else StateRow.from_fields(r, "occupied") for r in series]
     )
@@ -355,10 +450,11 @@ def test_seat_hours_are_minutes_in_state_whatever_the_readings_cadence(
         influxd,
         db,
         f"SELECT mean(occupied) FROM raw.seat WHERE sensor = 'board-a.2' AND "
-        f"time >= '{at('09:00'):%Y-%m-%dT%H:%M:%SZ}' AND time < '{at('11:00'):%Y-%m-%dT%H:%M:%SZ}' "
+        f"time >= '{at('09:00', day):%Y-%m-%dT%H:%M:%SZ}' "
+        f"AND time < '{at('11:00', day):%Y-%m-%dT%H:%M:%SZ}' "
         "GROUP BY time(1h), sensor",
     )
-    assert [means[("board-a.2", hour(hh))]["mean"] for hh in (9, 10)] == [1.0, 0.0]
+    assert [means[("board-a.2", hour(hh, backfilled.day))]["mean"] for hh in (9, 10)] == [1.0, 0.0]
 
 
 def test_the_cq_range_that_starts_at_an_hour_gives_the_same_minutes(
@@ -368,11 +464,16 @@ def test_the_cq_range_that_starts_at_an_hour_gives_the_same_minutes(
     since before it is unknown there; the previous hour's last state fills it in."""
     db = backfilled.database
     seat = next(q for q in QUERIES if q.name == "qihe_hourly_seat")
-    influxd.query(seat.select(db, start=at("10:00"), end=at("12:00")), db)
+    influxd.query(
+        seat.select(db, start=at("10:00", backfilled.day), end=at("12:00", backfilled.day)), db
+    )
     got = rows(influxd, db, "SELECT * FROM hourly.seat WHERE sensor = 'board-a.2'")
-    hour10 = got[("board-a.2", hour(10))]
+    hour10 = got[("board-a.2", hour(10, backfilled.day))]
     assert (hour10["occupied_minutes"], hour10["known_minutes"]) == (0, 20)
-    series = [StateRow.from_fields(got[("board-a.2", hour(hh))], "occupied") for hh in (9, 10)]
+    series = [
+        StateRow.from_fields(got[("board-a.2", hour(hh, backfilled.day))], "occupied")
+        for hh in (9, 10)
+    ]
     assert state_minutes(series) == [50, 40]
 
 
@@ -382,7 +483,7 @@ def test_gateway_online_minutes_use_the_same_state_rollup(
     got = rows(influxd, backfilled.database, "SELECT * FROM hourly.gateway_status")
     cells = [
         (r["online_minutes"], r["known_minutes"], r["online_last"])
-        for r in (got[("gw1", hour(hh))] for hh in (8, 9, 10))
+        for r in (got[("gw1", hour(hh, backfilled.day))] for hh in (8, 9, 10))
     ]
     assert cells == [(30, 30, 1), (30, 60, 1), (60, 60, 1)]
 
@@ -391,7 +492,7 @@ def test_counter_rollup_keeps_what_a_reset_within_an_hour_needs(
     influxd: InfluxdProcess, backfilled: Backfilled
 ) -> None:
     got = rows(influxd, backfilled.database, "SELECT * FROM hourly.people")
-    cells = [got[("board-a.1", hour(hh))] for hh in (9, 10, 11)]
+    cells = [got[("board-a.1", hour(hh, backfilled.day))] for hh in (9, 10, 11)]
     assert [(r["in_total_max"], r["in_total_last"]) for r in cells] == [
         (110, 110),
         (112, 5),
@@ -417,21 +518,23 @@ def test_door_openings_are_the_readings_that_say_open(
     influxd: InfluxdProcess, backfilled: Backfilled
 ) -> None:
     got = rows(influxd, backfilled.database, "SELECT * FROM hourly.door")
-    cells = [got[("back-door", hour(hh))] for hh in (9, 10)]
+    cells = [got[("back-door", hour(hh, backfilled.day))] for hh in (9, 10)]
     assert [(r["openings"], r["readings"]) for r in cells] == [(2, 4), (1, 1)]
 
 
 def test_heartbeat_rollup_keeps_the_lowest_supply_and_the_restart(
     influxd: InfluxdProcess, backfilled: Backfilled
 ) -> None:
-    row = rows(influxd, backfilled.database, "SELECT * FROM hourly.heartbeat")[("board-a", hour(9))]
+    row = rows(influxd, backfilled.database, "SELECT * FROM hourly.heartbeat")[
+        ("board-a", hour(9, backfilled.day))
+    ]
     assert (row["supply_mv_min"], row["supply_mv_mean"], row["heartbeats"]) == (3650, 3690, 3)
     assert row["uptime_s_min"] == 100
 
 
 def test_daily_rows_are_local_days(influxd: InfluxdProcess, backfilled: Backfilled) -> None:
     db = backfilled.database
-    midnight = int(datetime.combine(DAY, datetime.min.time(), LOCAL_TZ).timestamp()) * 10**9
+    midnight = int(datetime.combine(backfilled.day, time(0), LOCAL_TZ).timestamp()) * 10**9
     seats = rows(influxd, db, "SELECT * FROM daily.seat")
     # From 09:00 UTC (the day's first reading) to local midnight (16:00 UTC): 420 minutes known.
     assert [
@@ -566,6 +669,49 @@ def test_backfill_days_are_local_and_only_complete_hours() -> None:
     assert days[1].whole_day is None
 
 
+@pytest.mark.parametrize(
+    ("first", "now", "whole", "partial"),
+    [
+        # Hebi's midnight is 16:00 UTC: at 16:30 the new day has no complete hour yet.
+        (date(2026, 11, 26), datetime(2026, 11, 28, 16, 30, tzinfo=UTC), 3, None),
+        (date(2026, 11, 26), datetime(2026, 11, 28, 17, 0, tzinfo=UTC), 3, (16, 17)),
+        (date(2026, 11, 26), datetime(2026, 11, 28, 15, 59, tzinfo=UTC), 2, (16, 15)),
+        # A month end: 2026-11-30 16:00 UTC is 1 December in Hebi.
+        (date(2026, 11, 29), datetime(2026, 11, 30, 16, 0, tzinfo=UTC), 2, None),
+        (date(2026, 11, 29), datetime(2026, 11, 30, 18, 5, tzinfo=UTC), 2, (16, 18)),
+        # A year end: 2026-12-31 16:00 UTC is New Year's Day 2027 in Hebi.
+        (date(2026, 12, 30), datetime(2026, 12, 31, 16, 10, tzinfo=UTC), 2, None),
+        (date(2026, 12, 30), datetime(2026, 12, 31, 17, 10, tzinfo=UTC), 2, (16, 17)),
+    ],
+    ids=[
+        "local-midnight-plus-30min",
+        "local-01:00",
+        "a-minute-before-local-midnight",
+        "month-end",
+        "month-end-two-hours",
+        "year-end",
+        "year-end-one-hour",
+    ],
+)
+def test_backfill_days_split_at_local_midnight(
+    first: date, now: datetime, whole: int, partial: tuple[int, int] | None
+) -> None:
+    days = backfill_days(first, now)
+    assert [d.day for d in days] == [
+        first + timedelta(days=n) for n in range(whole + (partial is not None))
+    ]
+    for d in days[:whole]:
+        midnight = datetime.combine(d.day, time(0), LOCAL_TZ)
+        assert d.whole_day == d.hours == (midnight, midnight + timedelta(days=1))
+    if partial is None:
+        return
+    last = days[-1]
+    assert last.whole_day is None
+    assert last.hours is not None
+    assert [(t.hour, t.tzinfo) for t in last.hours] == [(partial[0], UTC), (partial[1], UTC)]
+    assert last.hours[0] == datetime.combine(last.day, time(0), LOCAL_TZ)
+
+
 def test_the_docs_show_every_statement_of_the_plan() -> None:
     text = DOCS.read_text(encoding="utf-8")
     for policy in RETENTION_POLICIES:
@@ -580,7 +726,7 @@ def test_one_query_per_tier_and_measurement() -> None:
 
 
 def test_state_rollup_matches_a_minute_by_minute_reference(
-    influxd: InfluxdProcess, influx_db: str, config: Path
+    influxd: InfluxdProcess, influx_db: str, config: Path, day: date
 ) -> None:
     """Random seats over a day against a plain-Python sampling of the same readings.
 
@@ -590,7 +736,7 @@ def test_state_rollup_matches_a_minute_by_minute_reference(
     """
     assert setup(config) == 0
     rng = random.Random(20261128)
-    start = datetime.combine(DAY, datetime.min.time(), LOCAL_TZ).astimezone(UTC)
+    start = datetime.combine(day, time(0), LOCAL_TZ).astimezone(UTC)
     readings: dict[str, list[tuple[datetime, int]]] = {}
     lines = []
     for n in range(1, 7):

@@ -26,8 +26,9 @@ PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "qihe.yaml"
 DASHBOARD = GRAFANA / "dashboards" / "qihe-usage.json"
 
 SITE = "qibin-taoyuan"
-#: Two local days in the past: the day before (P) gives the visitors panel its baseline.
-DAY = datetime.now(LOCAL_TZ).date() - timedelta(days=3)
+#: A fixed local day, the last of a month (no wall clock: the queries name their range); the
+#: day before gives the visitors panel its baseline.
+DAY = date(2026, 11, 30)
 BEFORE = DAY - timedelta(days=1)
 START = datetime.combine(BEFORE, datetime.min.time(), LOCAL_TZ).astimezone(UTC)
 END = datetime.combine(DAY + timedelta(days=1), datetime.min.time(), LOCAL_TZ).astimezone(UTC)

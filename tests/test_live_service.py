@@ -23,7 +23,7 @@ from central.live.api import create_app
 from central.live.client import StreamEvent, read_events
 from central.live.config import HttpConfig, LiveConfig, load_live_setup
 from central.live.hub import EventHub
-from central.live.service import LiveService
+from central.live.service import Clock, LiveService, utc_now
 from central.live.state import LiveState
 from central.live.views import PublicSites, SiteDetail, Sites
 from central.sites import SiteDirectory
@@ -31,6 +31,7 @@ from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.configfile import ConfigError, load_config_file
 from qihe.contract import GatewayStatus, SeatReading, TopicTree, encode_payload
 from qihe.devstack import MosquittoProcess
+from tests.clocks import RunningClock
 from tests.mqtt_helpers import GatewayProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -68,9 +69,9 @@ def live_config(broker: MosquittoProcess, prefix: str, **extra: Any) -> LiveConf
 
 @contextlib.asynccontextmanager
 async def serving(
-    config: LiveConfig, directory: SiteDirectory = DIRECTORY
+    config: LiveConfig, directory: SiteDirectory = DIRECTORY, *, clock: Clock = utc_now
 ) -> AsyncIterator[LiveService]:
-    service = LiveService(config, directory)
+    service = LiveService(config, directory, clock=clock)
     task = asyncio.create_task(service.run(), name="live-under-test")
     try:
         async with asyncio.timeout(10):
@@ -207,6 +208,34 @@ async def test_an_emulated_seat_change_reaches_a_subscribed_client_without_polli
     assert event.data["site"] == SITE
     assert event.data["seat"]["label"] == "3"
     assert event.data["v"] > 0
+
+
+async def test_a_subscribed_client_sees_the_site_close_at_midnight_on_new_years_eve(
+    mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    """Open until 24:00 in Hebi: the site closes at 2026-12-31 16:00 UTC, as 2027 begins, and
+    the service says so by itself (no message comes in)."""
+    new_year = datetime(2026, 12, 31, 16, tzinfo=UTC)
+    clock = RunningClock(new_year - timedelta(hours=1))
+    spec = DIRECTORY.sites[0].model_copy(update={"opening_hours": {"daily": "08:00-24:00"}})
+    until_midnight = DIRECTORY.model_copy(update={"sites": [spec]})
+    async with (
+        serving(live_config(mosquitto, topic_prefix), until_midnight, clock=clock) as service,
+        httpx.AsyncClient(base_url=service.url) as http,
+    ):
+        events = read_events(http, "/api/v1/events", site=SITE)
+        await next_event(events, lambda e: e.kind == "ready")
+        evening = (await http.get(f"/api/v1/sites/{SITE}")).json()["site"]
+        clock.jump(new_year - timedelta(seconds=1))
+        closed = await next_event(
+            events, lambda e: e.kind == "site" and not e.data["site"]["open_now"]
+        )
+        closed_at = clock()
+        await events.aclose()  # type: ignore[attr-defined]
+
+    assert (evening["open_now"], evening["hours_today"]) == (True, "08:00-24:00")
+    assert closed.data["site"]["hours_today"] == "08:00-24:00"  # New Year's Day: the same
+    assert closed_at >= new_year
 
 
 async def gateway_online(http: httpx.AsyncClient) -> None:

@@ -422,6 +422,8 @@ def test_open_until_midnight_is_written_24_00_and_open_in_its_last_minute() -> N
 
     assert hours.describe(last_minute.date()) == "06:00-24:00"
     assert hours.is_open(last_minute) is True
+    assert hours.is_open(last_minute.replace(second=59, microsecond=999_999)) is True
+    assert hours.is_open(datetime(2026, 12, 1, 0, 0)) is False
 
 
 def test_alerts_the_engine_publishes_show_on_the_site_newest_first_and_leave_when_resolved() -> (
@@ -524,6 +526,53 @@ def test_a_timed_refresh_follows_the_opening_hours() -> None:
     assert summaries[SITE]["open_now"] is False
     assert summaries[SITE]["hours_today"] == "08:30-12:00, 14:00-21:00"
     assert set(summaries) == {SITE}  # heshan-wenti has no hours: nothing changes there
+
+
+WEEK = SiteDirectory.model_validate(
+    {
+        "sites": [
+            {
+                "id": "a",
+                "name": "甲",
+                "opening_hours": {
+                    "mon-thu": "06:00-24:00",
+                    "fri": "00:00-01:00, 08:00-20:00",
+                    "sat": "06:00-24:00",
+                    "sun": "closed",
+                },
+            }
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("midnight", "open_now", "hours_today"),
+    [
+        # Saturday 2026-11-28 ends: Sunday is closed.
+        (datetime(2026, 11, 28, 16, tzinfo=UTC), False, None),
+        # November ends on a Monday: Tuesday 1 December opens at 06:00.
+        (datetime(2026, 11, 30, 16, tzinfo=UTC), False, "06:00-24:00"),
+        # 2026 ends on a Thursday: New Year's Day is a Friday, open from 00:00.
+        (datetime(2026, 12, 31, 16, tzinfo=UTC), True, "00:00-01:00, 08:00-20:00"),
+    ],
+    ids=["local-midnight", "month-end", "year-end"],
+)
+def test_a_timed_refresh_at_local_midnight_shows_the_new_days_hours(
+    midnight: datetime, open_now: bool, hours_today: str | None
+) -> None:
+    state = LiveState(WEEK, started_at=midnight - timedelta(hours=1))
+    state.refresh(midnight - timedelta(hours=1))
+    last_second = state.refresh(midnight - timedelta(seconds=1), timed=True)
+    site = state.sites(midnight - timedelta(seconds=1)).sites[0]
+
+    events = state.refresh(midnight, timed=True)
+
+    assert last_second == []
+    assert (site.open_now, site.hours_today) == (True, "06:00-24:00")
+    summaries = [json.loads(e.data)["site"] for e in events if e.kind == "site"]
+    assert [(s["open_now"], s["hours_today"]) for s in summaries] == [(open_now, hours_today)]
+    assert state.refresh(midnight + timedelta(seconds=1), timed=True) == []
 
 
 def test_a_timed_refresh_after_the_clock_went_back_shows_what_that_time_shows() -> None:

@@ -57,6 +57,7 @@ from qihe.contract import (
     parse_status,
 )
 from qihe.devstack import InfluxdProcess, MosquittoProcess
+from tests.clocks import RunningClock
 from tests.mqtt_helpers import running, wait_until
 from tests.test_consumer import DeadLetters, make_config, publish
 
@@ -381,6 +382,8 @@ def test_a_device_readings_sensor_list_is_one_escaped_string_field() -> None:
 
 # --- end to end: Chinese names through every hop ----------------------------------------------
 
+NEW_YEARS_EVE_NOON = datetime(2025, 12, 31, 4, tzinfo=UTC)  # 12:00 in Hebi
+
 SITES_YAML = """\
 timezone: Asia/Shanghai
 sites:
@@ -439,7 +442,8 @@ async def test_chinese_names_come_back_byte_for_byte_from_influxdb_in_the_stats_
                 # The board is acknowledged once its reports are durable: commit them soon.
                 "outbox": {"commit_interval": 0.05},
             }
-        )
+        ),
+        clock=RunningClock(NEW_YEARS_EVE_NOON),
     )
     emulator = BookHouseEmulator(
         EmulatorConfig(
@@ -447,7 +451,9 @@ async def test_chinese_names_come_back_byte_for_byte_from_influxdb_in_the_stats_
         )
     )
     entered = [4, 7, 2]
-    day = datetime.now(SH).date()  # a run across midnight Beijing time could split the count
+    # The gateway's clock runs from noon on a past New Year's Eve in Hebi: the count never
+    # splits at a midnight, and the stats command's "now" never cuts it short.
+    day = NEW_YEARS_EVE_NOON.astimezone(SH).date()
     consumer.start()
     try:
         async with PtyPort(link) as port, running(gateway):

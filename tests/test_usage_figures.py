@@ -37,7 +37,7 @@ import pytest
 
 from central.influx import Point, datetime_to_ns, encode_line
 from central.sites import SiteDirectory, load_directory
-from central.usage.cli import _width, load_stats_setup, render_csv, render_table
+from central.usage.cli import _width, compute, load_stats_setup, render_csv, render_table
 from central.usage.client import (
     InfluxQLClient,
     QueryError,
@@ -56,8 +56,9 @@ from central.usage.figures import (
     utilisation,
     visitors,
 )
-from central.usage.steps import buckets, percentile
+from central.usage.steps import Granularity, buckets, percentile
 from central.usage.table import Table, Value
+from qihe.cli import build_parser
 from qihe.devstack import InfluxdProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -442,6 +443,129 @@ def test_a_range_reaching_past_now_stops_at_now(
     assert only(table, seat="A3")["open_hours"] == 4.0
     hourly = visitors(client, directory, sites, at(3, 5), at(3, 6), "hour", now=now)
     assert hourly.rows[-1]["period"] == at(3, 5, 12)
+
+
+# --- local midnights: the day, the month and the year turn at 16:00 UTC ------------------------
+
+MIDNIGHTS = [
+    pytest.param(datetime(2026, 11, 28, 16, tzinfo=UTC), id="local-midnight"),
+    pytest.param(datetime(2026, 11, 30, 16, tzinfo=UTC), id="month-end"),
+    pytest.param(datetime(2026, 12, 31, 16, tzinfo=UTC), id="year-end"),
+]
+
+
+def around(influxd: InfluxdProcess, db: str, midnight: datetime) -> None:
+    """Readings around a local ``midnight`` (a UTC time). The counter of 馨苑 (X): 500 the evening
+    before (carried in), 510 a second before midnight, 513 at midnight, 520 at 00:20 and 530 at
+    00:40. The reading room's Y1 occupied 23:30-00:30."""
+    minute = timedelta(minutes=1)
+    points = [
+        _people(X, "gate.1", midnight - 4 * 60 * minute, 500, 0),
+        _people(X, "gate.1", midnight - timedelta(seconds=1), 510, 0),
+        _people(X, "gate.1", midnight, 513, 0),
+        _people(X, "gate.1", midnight + 20 * minute, 520, 0),
+        _people(X, "gate.1", midnight + 40 * minute, 530, 0),
+    ]
+    tags = {"site": N, "gateway": "gw1", "device": "yedu-a", "sensor": "yedu-a.1"}
+    for moment, occupied in ((midnight - 30 * minute, 1), (midnight + 30 * minute, 0)):
+        points.append(Point("seat", tags, {"occupied": occupied}, datetime_to_ns(moment)))
+    _write(influxd, db, points)
+
+
+@pytest.fixture
+def boundary_client(influxd: InfluxdProcess, influx_db: str) -> Iterator[InfluxQLClient]:
+    with InfluxQLClient(StatsInfluxConfig(url=influxd.url, database=influx_db)) as reader:
+        yield reader
+
+
+@pytest.mark.parametrize("midnight", MIDNIGHTS)
+def test_visitors_land_on_the_local_day_month_and_year_of_their_reading(
+    influxd: InfluxdProcess,
+    influx_db: str,
+    boundary_client: InfluxQLClient,
+    directory: SiteDirectory,
+    midnight: datetime,
+) -> None:
+    # +10 up to 23:59:59 on the day before; +3 at 00:00 and +7 at 00:20 on the new day; 00:40
+    # comes after "now" (00:30) and is not counted yet.
+    around(influxd, influx_db, midnight)
+    before, after = (midnight - timedelta(days=1)).astimezone(SH), midnight.astimezone(SH)
+    sites, now = sites_in(directory, [X]), midnight + timedelta(minutes=30)
+    two_days = (before, after + timedelta(days=1))
+
+    def table(by: Granularity) -> list[tuple[Value, Value]]:
+        found = visitors(boundary_client, directory, sites, *two_days, by, now=now)
+        return [(r["period"], r["visitors"]) for r in found.rows]
+
+    assert table("day") == [(before, 10), (after, 10)]
+    hours = table("hour")
+    assert len(hours) == 25  # the day before, and the new day's hour that has begun
+    assert [(p, v) for p, v in hours if v] == [(after - timedelta(hours=1), 10), (after, 10)]
+    months = [(before.replace(day=1), 10), (after.replace(day=1), 10)]
+    same_month = before.month == after.month
+    assert table("month") == ([(before.replace(day=1), 20)] if same_month else months)
+    later = visitors(
+        boundary_client, directory, sites, *two_days, "day", now=now + timedelta(hours=1)
+    )
+    assert [r["visitors"] for r in later.rows] == [10, 20]
+
+
+@pytest.mark.parametrize("midnight", MIDNIGHTS)
+def test_a_seat_occupied_across_a_local_midnight_counts_on_both_days_until_now(
+    influxd: InfluxdProcess,
+    influx_db: str,
+    boundary_client: InfluxQLClient,
+    directory: SiteDirectory,
+    midnight: datetime,
+) -> None:
+    # Y1 23:30-00:30; "now" is 00:15: 0.5 h on the day before (of 48 seat-hours), 0.25 h on
+    # the new day, open (all day) for the 0.25 h that has passed.
+    around(influxd, influx_db, midnight)
+    before, after = (midnight - timedelta(days=1)).astimezone(SH), midnight.astimezone(SH)
+    now = midnight + timedelta(minutes=15)
+    table = utilisation(
+        boundary_client,
+        directory,
+        sites_in(directory, [N]),
+        before,
+        after + timedelta(days=1),
+        by="day",
+        now=now,
+    )
+    assert [
+        (r["period"], r["open_hours"], r["occupied_seat_hours"], r["utilisation"])
+        for r in table.rows
+    ] == [(before, 24.0, 0.5, 1.04), (after, 0.25, 0.25, 50.0)]
+
+
+@pytest.mark.parametrize(
+    ("by", "periods"),
+    [("day", ["2026-12-31", "2027-01-01"]), ("month", ["2026-12-01", "2027-01-01"])],
+)
+def test_the_command_counts_new_years_eve_and_new_years_day_apart(
+    tmp_path: Path,
+    sites_file: Path,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    boundary_client: InfluxQLClient,
+    by: str,
+    periods: list[str],
+) -> None:
+    """``qihe stats visitors --from 2026-12-31 --to 2027-01-01`` run at 00:30 on New Year's Day
+    in Hebi (2026-12-31 16:30 UTC): local dates, and the range stops at that moment."""
+    new_year = datetime(2026, 12, 31, 16, tzinfo=UTC)
+    around(influxd, influx_db, new_year)
+    setup = load_stats_setup(_stats_config(tmp_path, sites_file, influxd.url, influx_db))
+    args = build_parser().parse_args(
+        ["stats", "visitors", "--config", "unused.yaml", "--site", X,
+         "--from", "2026-12-31", "--to", "2027-01-01", "--by", by]
+    )  # fmt: skip
+
+    table = compute(args, setup, boundary_client, now=new_year + timedelta(minutes=30))
+
+    assert [(r["period"], r["visitors"]) for r in table.rows] == [
+        (datetime.fromisoformat(f"{p}T00:00:00+08:00"), 10) for p in periods
+    ]
 
 
 def test_retention_policy_is_sent_as_rp(influxd: InfluxdProcess, influx_db: str) -> None:

@@ -108,25 +108,34 @@ def run_figure(
     by: Granularity | None = None,
     per: Literal["site", "seat"] = "site",
     weeks: int = 4,
+    now: datetime | None = None,
 ) -> Table:
     """Figure ``name`` for ``sites`` over ``[start, end)`` (``typical``: the ``weeks`` before
     ``end``). ``by`` is the period of visitors/occupancy/doors (their default when None) and
-    the optional split of utilisation; the report calls this too."""
+    the optional split of utilisation; the report calls this too. The range stops at ``now``
+    (the wall clock when None)."""
     if name == "typical":
-        return figures.typical(client, directory, sites, end, weeks)
+        return figures.typical(client, directory, sites, end, weeks, now=now)
     if name == "utilisation":
-        return figures.utilisation(client, directory, sites, start, end, per, by=by)
+        return figures.utilisation(client, directory, sites, start, end, per, by=by, now=now)
     if name in ("visitors", "doors"):
-        return figures.FIGURES[name](client, directory, sites, start, end, by or "day")
+        return figures.FIGURES[name](client, directory, sites, start, end, by or "day", now=now)
     if name == "occupancy":
-        return figures.occupancy(client, directory, sites, start, end, by or "hour")
+        return figures.occupancy(client, directory, sites, start, end, by or "hour", now=now)
     if name not in figures.FIGURES:
         raise _InputError(f"unknown figure {name!r} (known: {', '.join(figures.FIGURES)})")
-    return figures.FIGURES[name](client, directory, sites, start, end)
+    return figures.FIGURES[name](client, directory, sites, start, end, now=now)
 
 
-def compute(args: argparse.Namespace, setup: StatsSetup, client: ReadingsSource) -> Table:
-    """The Table the command line ``args`` ask for (no printing)."""
+def compute(
+    args: argparse.Namespace,
+    setup: StatsSetup,
+    client: ReadingsSource,
+    *,
+    now: datetime | None = None,
+) -> Table:
+    """The Table the command line ``args`` ask for (no printing), up to ``now`` (the wall
+    clock when None)."""
     directory = setup.directory
     zone = directory.zone
     sites = figures.sites_in(directory, args.site, args.district)
@@ -134,7 +143,7 @@ def compute(args: argparse.Namespace, setup: StatsSetup, client: ReadingsSource)
     if args.figure == "typical":
         if args.weeks < 1:
             raise _InputError(f"--weeks {args.weeks}: must be at least 1")
-        return run_figure("typical", client, directory, sites, end, end, weeks=args.weeks)
+        return run_figure("typical", client, directory, sites, end, end, weeks=args.weeks, now=now)
     start = _moment(args.from_, zone, "--from", last_day=False)
     if end <= start:
         raise _InputError(f"--from {args.from_} is after --to {args.to}")
@@ -147,6 +156,7 @@ def compute(args: argparse.Namespace, setup: StatsSetup, client: ReadingsSource)
         end,
         by=getattr(args, "by", None),
         per=getattr(args, "per", "site"),
+        now=now,
     )
 
 

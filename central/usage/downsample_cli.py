@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from central.usage.downsample import InfluxAdminClient
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "stats_setup"]
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="DATE",
         help="also compute the rollups of every local day from DATE (YYYY-MM-DD) until now",
     )
-    setup.set_defaults(handler=_main)
+    setup.set_defaults(handler=stats_setup)
 
 
 def _local_date(text: str) -> date:
@@ -53,9 +54,13 @@ def _local_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _main(args: argparse.Namespace) -> int:
-    from datetime import datetime
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
+
+def stats_setup(args: argparse.Namespace, *, clock: Callable[[], datetime] = _utc_now) -> int:
+    """Run ``stats-setup`` as parsed into ``args``; ``clock`` says when "now" is (the last
+    complete hour a backfill reaches, and which dates lie in the future)."""
     from central.usage.downsample import (
         LOCAL_TZ,
         DownsampleConfig,
@@ -72,7 +77,8 @@ def _main(args: argparse.Namespace) -> int:
         rest = "; ".join(p.strip() for p in problems)
         raise ConfigError(f"{head}: {rest}" if rest else head) from None
     influx = config.influx
-    if args.backfill_from is not None and args.backfill_from > datetime.now(LOCAL_TZ).date():
+    now = clock()
+    if args.backfill_from is not None and args.backfill_from > now.astimezone(LOCAL_TZ).date():
         print(
             f"qihe: stats-setup: --backfill-from {args.backfill_from} is in the future",
             file=sys.stderr,
@@ -87,15 +93,13 @@ def _main(args: argparse.Namespace) -> int:
     )
     try:
         with client:
-            return _run(client, influx.database, args)
+            return _run(client, influx.database, args, now)
     except DownsampleError as exc:
         print(f"qihe: stats-setup: {exc}", file=sys.stderr)
         return 1
 
 
-def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
+def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace, now: datetime) -> int:
     from central.usage.downsample import LOCAL_TZ, RAW, apply, backfill, plan_changes, read_state
 
     version = client.check_server()
@@ -118,7 +122,6 @@ def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace) -> 
     verb = "to change" if args.dry_run else "changed"
     print(f"降采样设置 / downsampling: {len(todo)} {verb}, {unchanged} unchanged")
     if args.backfill_from is not None:
-        now = datetime.now(UTC)
         kept = RAW.duration
         if kept is not None and args.backfill_from < (now - kept).astimezone(LOCAL_TZ).date():
             print(

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -258,3 +259,14 @@ bind-address = "{self.host}:{self.rpc_port}"
 
     def create_database(self, name: str) -> None:
         self.query(f'CREATE DATABASE "{name}"')
+
+    def server_now(self) -> datetime:
+        """The server's own clock (UTC, to the microsecond). Retention and ``now()`` in InfluxQL
+        follow it; ``faketime`` does not move it (Go reads the time without the C library)."""
+        for series in self.query("SHOW DIAGNOSTICS")["results"][0].get("series", []):
+            if series["name"] == "system":
+                text = series["values"][0][series["columns"].index("currentTime")]
+                # RFC 3339 with up to nine fraction digits: keep six for fromisoformat.
+                head, _, tail = text.rstrip("Z").partition(".")
+                return datetime.fromisoformat(f"{head}.{(tail + '000000')[:6]}").replace(tzinfo=UTC)
+        raise DevStackError("SHOW DIAGNOSTICS has no system section")
