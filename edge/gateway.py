@@ -13,12 +13,14 @@ from edge.errors import EdgeError
 from edge.normalise import Clock, LinkCounters, utc_now
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
+from edge.refusals import STATE_FILE as REFUSALS_FILE
+from edge.refusals import RefusalSnapshot, write_refusals
 from edge.sdnotify import Notifier, Watchdog
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.serial import SerialSource
 from edge.system import HostProbe, SystemProbe, SystemProbeError
-from qihe.contract import PERIODIC_KINDS, OutboxReading, Reading, SystemReading
+from qihe.contract import PERIODIC_KINDS, OutboxReading, PublishRefusal, Reading, SystemReading
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -54,13 +56,17 @@ class Gateway:
         self.outbox = Outbox(
             config.outbox_path,
             max_readings=outbox.max_readings,
+            max_pending=outbox.max_pending,
             commit_interval=outbox.commit_interval.total_seconds(),
             commit_max=outbox.commit_max,
+            busy_timeout=outbox.busy_timeout.total_seconds(),
         )
         self.publisher = MqttPublisher(config, self.outbox, clock=clock)
         self.clock_guard = ClockGuard(
             clock_trust or (KernelClockSync() if config.clock.require_sync else AlwaysTrusted()),
             poll=config.clock.poll.total_seconds(),
+            # Held readings get their true time from the same clock that stamps the others.
+            wall=lambda: clock().timestamp(),
         )
         self.serial_sources = [
             SerialSource(
@@ -87,21 +93,23 @@ class Gateway:
             )
         self.system_probe = HostProbe(config.state_dir) if system_probe is None else system_probe
         self._system_failing = False
+        self._refusals_written: RefusalSnapshot | None = None
         self._readings = 0
         self._clock = clock
         self.notifier = Notifier.from_environ() if notifier is None else notifier
         # The outbox's group commit is the gateway's heartbeat: it runs every
-        # commit_interval whether or not readings arrive, and a store that stops
-        # committing is a gateway that stores nothing. Its listener fires on the loop, after
-        # each commit that worked: a card whose writes keep failing gets the gateway
-        # restarted too (the store reopened; boards resend what was not acked as stored).
+        # commit_interval whether or not readings arrive. Its listener fires on the loop
+        # after every attempt that came back, stored or failed: a card that refuses writes
+        # (full, locked) keeps the gateway running, readings bounded in memory and retried,
+        # since a restart would only lose what memory holds. A commit that never comes
+        # back (a hung card) stops the pings, and systemd restarts the gateway.
         self.watchdog = Watchdog(
             self.notifier,
             required=("outbox",),
             stale_after=5 * outbox.commit_interval.total_seconds(),
             status=self._status_line,
         )
-        self.outbox.on_commit(lambda _sequences: self.watchdog.alive("outbox"))
+        self.outbox.on_attempt(lambda: self.watchdog.alive("outbox"))
 
     def _emit(self, reading: Reading) -> None:
         self._readings += 1
@@ -147,9 +155,16 @@ class Gateway:
     def _status_line(self) -> str:
         """One line for ``systemctl status``: Chinese first, then English."""
         broker = "已连接 connected" if self.publisher.connected.is_set() else "未连接 not connected"
-        return (
+        line = (
             f"代理 broker {broker}; 待发 queued {len(self.outbox)}; 读数 readings {self._readings}"
         )
+        failing = self.outbox.failing_commits
+        if failing:  # the card refuses writes: readings wait in memory, bounded
+            line += f"; 存储写入失败 store failing ({failing} commits)"
+        held = self.publisher.stats().held
+        if held:  # the broker refuses some publishes: say so where an operator looks first
+            line += f"; 被代理拒绝待重试 refused, held {held}"
+        return line
 
     async def _supervise(self, source: Source) -> None:
         """Keep a source running: an unexpected crash is logged with its traceback and restarted."""
@@ -175,6 +190,7 @@ class Gateway:
             for source in self.serial_sources:
                 self._emit(source.link_reading())
             self._emit(self._outbox_reading())
+            await self.save_refusals()
             system = await self._system_reading()
             if system is not None:
                 self._emit(system)
@@ -193,7 +209,33 @@ class Gateway:
             dropped_periodic=periodic,
             dropped_state=sum(dropped.values()) - periodic - clock,
             dropped_clock=clock,
+            **self._refusal_fields(),
         )
+
+    async def save_refusals(self) -> None:
+        """Leave the refusal counters for ``qihe gateway doctor`` (only when they moved)."""
+        snapshot = self.publisher.refusal_snapshot()
+        if snapshot == self._refusals_written:
+            return
+        path = self.config.state_dir / REFUSALS_FILE
+        try:
+            await asyncio.to_thread(write_refusals, path, snapshot, self._clock())
+        except OSError as exc:
+            log.warning("无法写入拒绝计数 cannot write the refusal counters to %s: %s", path, exc)
+            return
+        self._refusals_written = snapshot
+
+    def _refusal_fields(self) -> dict[str, Any]:
+        """The outbox reading's refusal counters (issue 13)."""
+        snapshot = self.publisher.refusal_snapshot()
+        return {
+            "refused": snapshot.total,
+            "refused_held": snapshot.held,
+            "refusals": tuple(
+                PublishRefusal(kind=kind, reason=code, count=count)  # type: ignore[arg-type]
+                for (kind, code), count in sorted(snapshot.by_kind.items())
+            ),
+        }
 
     async def _system_reading(self) -> SystemReading | None:
         """The host's health, or None (logged once per failing stretch) if it cannot be read."""

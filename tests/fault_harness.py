@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,6 +45,7 @@ import yaml
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from firmware_bridge.messages import Door, Fault, Frame, Heartbeat, Hello, People, Seat
 from qihe.devstack import DevStackError, InfluxdProcess, MosquittoProcess
+from qihe.devstack.secure import AclMosquitto
 
 __all__ = [
     "DURABLE_BROKER",
@@ -56,16 +59,23 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "ServiceProcess",
+    "board_before_gateway",
     "broker_down_60s",
     "broker_killed",
     "broker_killed_while_consumer_away",
+    "broker_refuses_a_kind",
     "compare",
     "consumer_killed",
+    "database_locked_30s",
+    "fill_filesystem",
+    "gateway_killed_board_resending_slowly",
     "gateway_killed_repeatedly",
     "influxd_restarted",
     "markdown_table",
+    "mounted_tmpfs",
     "points_of",
     "reading_of",
+    "sd_card_full_60s",
     "serial_unplugged",
     "serial_unplugged_board_resends",
 ]
@@ -77,7 +87,8 @@ DEVICE = "taoyuan-a"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: The board resends what the gateway has not acknowledged as stored after this long.
 #: Shorter than the gateway's outbox commit interval (1 s), so a gap is refilled within
-#: one commit; at 2 s, repeated gateway kills lose heartbeats (gateway-kill-resend-2s).
+#: one commit; at 2 s, repeated gateway kills overflow the board's window, and what it
+#: gives up is reported (gateway-kill-resend-2s).
 RETRANSMIT_AFTER = timedelta(milliseconds=500)
 #: Measurements that carry a board reading (and its ``seq``); link and status points do not.
 MEASUREMENTS = ("seat", "door", "people", "heartbeat", "device", "fault")
@@ -204,6 +215,10 @@ _FIELDS = {
 }
 
 
+#: The outbox health reading's drop counts (``OutboxReading``): together, every drop.
+_DROP_FIELDS = ("dropped_periodic", "dropped_state", "dropped_clock")
+
+
 def points_of(influx_answer: Mapping[str, Any]) -> list[Landed]:
     """Points of ``SELECT * FROM <measurements> GROUP BY "sensor"`` (epoch=ns)."""
     out: list[Landed] = []
@@ -249,11 +264,33 @@ class ScenarioResult:
     #: "Error" lines of the broker's log (a broker that cannot persist says so only there).
     broker_errors: tuple[str, ...] = ()
     logs: tuple[Path, ...] = field(default=(), repr=False)
+    #: The gateway's drop counts by kind, as its outbox stored them (the ``drops`` table).
+    gateway_dropped: Mapping[str, int] = field(default_factory=dict)
+    #: All drops the gateway's last outbox health reading in InfluxDB reported (None: none seen).
+    gateway_reported_dropped: int | None = None
+    #: Reports the board gave up unacknowledged (window full or too old), its own count;
+    #: with retransmission these are in ``produced``, and every lost reading must be one.
+    board_dropped: int = 0
+    #: ``board_dropped`` as the gateway published it (the newest link point; None: none seen).
+    reported_board_dropped: int | None = None
+    #: Produced readings of reports the board gave up (fate ``evicted``), by (sensor, seq).
+    given_up: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def recovery_seconds(self) -> float:
         """The slowest recovery of the scenario's faults."""
         return max((f.recovery_seconds for f in self.faults), default=0.0)
+
+    @property
+    def accounted(self) -> bool:
+        """Every reading landed once, in order, or the board gave it up and the gateway
+        published the board's count of those (``comparison.exact`` when it gave none up)."""
+        c = self.comparison
+        if (c.duplicated, c.unexpected, c.out_of_order) != (0, 0, 0):
+            return False
+        if not {(r.sensor, r.seq) for r in c.missing} <= self.given_up:
+            return False
+        return self.board_dropped == 0 or self.reported_board_dropped == self.board_dropped
 
     @property
     def produced_during_faults(self) -> int:
@@ -280,7 +317,8 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
     rows = [
         f"| {r.scenario} | {len(r.faults)} | {r.produced} | {r.landed} | {r.lost} "
         f"| {r.duplicated} | {r.unexpected} | {r.out_of_order} | {r.produced_during_faults} "
-        f"| {r.resent} | {r.not_sent} | {r.recovery_seconds:.1f} | {r.duration_seconds:.0f} |"
+        f"| {r.resent} | {r.not_sent + r.board_dropped} | {r.recovery_seconds:.1f} "
+        f"| {r.duration_seconds:.0f} |"
         for r in results
     ]
     return "\n".join([head, *rows])
@@ -388,15 +426,32 @@ class Pipe:
         step: float = 0.1,
         broker_config: str = DURABLE_BROKER,
         retransmit_after: timedelta | None = None,
+        state_dir: Path | None = None,
+        gateway_extra: Mapping[str, Any] | None = None,
+        board_first: float = 0.0,
+        broker_acl: str | None = None,
     ) -> None:
         self.folder = folder
+        #: Seconds the board talks before the gateway starts (a Pi's service starts after
+        #: the board is powered): what it sends meanwhile reaches no one at first.
+        self.board_first = board_first
+        #: The gateway's state folder (its outbox): on a small tmpfs for the SD-card faults.
+        self.state_dir = folder / "gateway-state" if state_dir is None else state_dir
+        #: Top-level gateway config keys set on top of the pipe's own (``outbox``, ...).
+        self.gateway_extra = dict(gateway_extra or {})
         self.name = name
         self.step = step
         self.seats = seats
         self.retransmit_after = retransmit_after
         self.prefix = f"faults/{name}"
         self.database = f"faults_{name.replace('-', '_')}"
-        self.broker = MosquittoProcess(folder / "mosquitto", extra_config=broker_config)
+        self.broker: MosquittoProcess = MosquittoProcess(
+            folder / "mosquitto", extra_config=broker_config
+        )
+        if broker_acl is not None:
+            # broker-refuses: every publish checked against an ACL the scenario rewrites.
+            self.broker = AclMosquitto(folder / "mosquitto", extra_config=broker_config)
+        self.broker_acl = broker_acl
         self.influxd = InfluxdProcess(folder / "influxd")
         self.link = folder / "serial" / "usb-qihe_board-a-if00"
         self.port = PtyPort(self.link)
@@ -454,11 +509,20 @@ class Pipe:
         """Servers, consumer, gateway (holding the port), then power the board up and produce."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._started_at = time.monotonic()
+        if isinstance(self.broker, AclMosquitto) and self.broker_acl is not None:
+            self.broker.acl_file.parent.mkdir(parents=True, exist_ok=True)
+            self.broker.acl_file.write_text(self.broker_acl)
         await asyncio.to_thread(self.broker.start)
         await asyncio.to_thread(self.influxd.start)
         self._write_configs()
         await self.consumer.start()
         await self._stack.enter_async_context(self.port)  # the link exists from here on
+        if self.board_first:
+            await self._stack.enter_async_context(self.emulator.attach(self.port))
+            self._producer = asyncio.create_task(self._produce(), name=f"{self.name}-producer")
+            await asyncio.sleep(self.board_first)
+            await self.gateway.start()
+            return
         await self.gateway.start()
         # pyserial empties the input buffer when it opens the port: power up only now.
         await self._stack.enter_async_context(self.emulator.attach(self.port))
@@ -480,7 +544,7 @@ class Pipe:
         gateway = {
             "site": SITE,
             "gateway": GATEWAY,
-            "state_dir": str(self.folder / "gateway-state"),
+            "state_dir": str(self.state_dir),
             "broker": {
                 "host": self.broker.host,
                 "port": self.broker.port,
@@ -518,6 +582,7 @@ class Pipe:
             "retry_max_delay": 1,
             "stop_timeout": 5,
         }
+        gateway.update(self.gateway_extra)
         (self.folder / "gateway.yaml").write_text(yaml.safe_dump(gateway))
         (self.folder / "consumer.yaml").write_text(yaml.safe_dump(consumer))
 
@@ -566,6 +631,14 @@ class Pipe:
             return 0  # they are resent; produced() holds them
         return sum(1 for d in self.emulator.dropped if reading_of(d.frame) is not None)
 
+    def given_up(self) -> set[tuple[str, int]]:
+        """Readings of reports the board gave up unacknowledged (window full or too old)."""
+        return {
+            (reading.sensor, reading.seq)
+            for report in self.emulator.produced_reports()
+            if report.fate == "evicted" and (reading := reading_of(report.frame)) is not None
+        }
+
     # -- InfluxDB ----------------------------------------------------------------------------
 
     def landed(self) -> list[Landed]:
@@ -583,7 +656,8 @@ class Pipe:
         wanted = {(r.sensor, r.seq) for r in readings}
         while True:
             points = await asyncio.to_thread(self.landed)
-            if wanted <= {(p.sensor, p.seq) for p in points}:
+            # A report the board gave up may never land: it is counted, not waited for.
+            if wanted - self.given_up() <= {(p.sensor, p.seq) for p in points}:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 return None
@@ -628,6 +702,14 @@ class Pipe:
 
     async def kill_broker(self) -> None:
         await asyncio.to_thread(self.broker.stop, kill=True)
+
+    async def set_broker_acl(self, acl: str) -> None:
+        """Rewrite the broker's ACL and make it reload the file (SIGHUP), as an admin would."""
+        broker = self.broker
+        if not isinstance(broker, AclMosquitto):
+            raise HarnessError("this pipe's broker has no ACL (give Pipe(broker_acl=...))")
+        broker.acl_file.write_text(acl)
+        await asyncio.to_thread(broker.reload)
 
     async def stop_broker(self) -> None:
         await asyncio.to_thread(self.broker.stop)
@@ -712,12 +794,72 @@ class Pipe:
                 if "Error" in line
             ),
             logs=(self.gateway.log_path, self.consumer.log_path, self.broker.log_path),
+            gateway_dropped=await asyncio.to_thread(self.gateway_drops),
+            gateway_reported_dropped=await asyncio.to_thread(self.reported_drops),
+            board_dropped=self.emulator.state.window_dropped,
+            reported_board_dropped=await self._wait_board_dropped_reported(drain_timeout),
+            given_up=frozenset(self.given_up()),
         )
+
+    async def _wait_board_dropped_reported(self, timeout: float) -> int | None:
+        """The gateway's newest ``board_dropped`` in InfluxDB, once it is the board's count.
+
+        The gateway publishes its link readings every ``link_report_interval``; at the
+        deadline, whatever the newest one says.
+        """
+        if self.retransmit_after is None:
+            return None
+        if self.emulator.state.window_dropped == 0:  # nothing to wait for (0 or no point)
+            return await asyncio.to_thread(self.reported_board_dropped)
+        deadline = time.monotonic() + timeout
+        while True:
+            reported = await asyncio.to_thread(self.reported_board_dropped)
+            if reported == self.emulator.state.window_dropped or time.monotonic() > deadline:
+                return reported
+            await asyncio.sleep(0.2)
+
+    def reported_board_dropped(self) -> int | None:
+        """``board_dropped`` of the gateway's newest link reading in InfluxDB."""
+        query = 'SELECT "board_dropped" FROM "link" ORDER BY time DESC LIMIT 1'
+        try:
+            answer = self.influxd.query(query, self.database)
+        except (DevStackError, urllib.error.URLError, OSError):
+            return None
+        for statement in answer.get("results", []):
+            for series in statement.get("series", []):
+                value = series["values"][0][1]
+                return None if value is None else int(value)
+        return None
+
+    def gateway_drops(self) -> dict[str, int]:
+        """The gateway's drop counts by kind, read from its outbox file (``{}`` if none yet)."""
+        path = self.state_dir / "outbox.sqlite3"
+        if not path.exists():
+            return {}
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as con:
+            try:
+                return dict(con.execute("SELECT kind, count FROM drops").fetchall())
+            except sqlite3.OperationalError:
+                return {}
+
+    def reported_drops(self) -> int | None:
+        """Every drop the gateway's newest outbox health reading in InfluxDB reports."""
+        query = "SELECT * FROM outbox ORDER BY time DESC LIMIT 1"
+        try:
+            answer = self.influxd.query(query, self.database)
+        except (DevStackError, urllib.error.URLError, OSError):
+            return None
+        for statement in answer.get("results", []):
+            for series in statement.get("series", []):
+                row = dict(zip(series["columns"], series["values"][0], strict=True))
+                return sum(int(row[name]) for name in _DROP_FIELDS)
+        return None
 
     async def _wait_board_acknowledged(self, timeout: float) -> None:
         """With retransmission: until the gateway has acknowledged every report as stored."""
         deadline = time.monotonic() + timeout
-        while self.emulator.unacknowledged:
+        # And until the gateway has stored the board's count of what it gave up.
+        while self.emulator.unacknowledged or self.emulator.state.owes_window:
             if time.monotonic() > deadline:
                 return  # the comparison will show what is missing
             await asyncio.sleep(0.05)
@@ -812,7 +954,9 @@ async def gateway_killed_repeatedly(
     that resends what the gateway has not acknowledged as stored.
     """
     rng = random.Random(seed)
-    async with Pipe(folder, name="gateway-kill", retransmit_after=retransmit_after) as pipe:
+    async with Pipe(
+        folder, name="gateway-kill", retransmit_after=retransmit_after, gateway_extra=_LINK_EVERY_S
+    ) as pipe:
         await asyncio.sleep(3)
         for n in range(1, kills + 1):
             # Anywhere in the stream, also while the last restart is still catching up.
@@ -835,6 +979,179 @@ async def gateway_killed_board_resending_slowly(folder: Path) -> ScenarioResult:
     return await gateway_killed_repeatedly(folder, retransmit_after=timedelta(seconds=2))
 
 
+#: Link readings (with the board's ``board_dropped``) every second, not every minute.
+_LINK_EVERY_S: Mapping[str, Any] = {"link_report_interval": 1}
+
+
+async def board_before_gateway(folder: Path, *, ahead: float = 5.0) -> ScenarioResult:
+    """The board talks ``ahead`` seconds before the gateway starts, with a fresh state folder.
+
+    What it sent meanwhile reached no one (pyserial also flushes the port's input when
+    the gateway opens it): the gateway must not acknowledge past it before the board's
+    resends brought it in.
+    """
+    async with Pipe(
+        folder,
+        name="board-first",
+        retransmit_after=RETRANSMIT_AFTER,
+        gateway_extra=_LINK_EVERY_S,
+        board_first=ahead,
+    ) as pipe:
+        ready = time.monotonic()  # the gateway holds the port from here
+        before = pipe.produced()
+        waited = await pipe.wait_delivered(before, 40.0)
+        recovery = math.inf if waited is None else time.monotonic() - ready
+        name = "gateway starts after the board"
+        pipe.faults.append(FaultRecord(name, ready - ahead, ready, len(before), recovery))
+        await asyncio.sleep(3)
+        return await pipe.finish(f"board talking {ahead:g} s before the gateway starts")
+
+
+# -- SD card faults: a full filesystem, a locked outbox -----------------------------------------
+
+#: The gateway's state folder in sd-full: a tmpfs this small, filled in an instant.
+TMPFS_SIZE = "4m"
+
+
+@contextlib.asynccontextmanager
+async def mounted_tmpfs(path: Path, size: str = TMPFS_SIZE) -> AsyncIterator[Path]:
+    """A size-limited tmpfs mounted at ``path`` (root only), unmounted after (lazily, in
+    case a process still holds a file there)."""
+    if os.geteuid() != 0:
+        raise HarnessError("mounting a tmpfs needs root")
+    await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)]
+    done = await asyncio.to_thread(subprocess.run, mount, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise HarnessError(f"cannot mount a tmpfs at {path}: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_filesystem(filler: Path) -> int:
+    """Write ``filler`` until its filesystem has not one byte left; the bytes written."""
+    written = 0
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for chunk in (1 << 16, 1 << 12, 1 << 9, 1):
+            try:
+                while True:
+                    written += os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
+    return written
+
+
+def _sd_gateway_extra(max_pending: int | None) -> dict[str, Any]:
+    # Outbox health readings every second: the drops show up in InfluxDB soon after.
+    extra: dict[str, Any] = {"link_report_interval": 1}
+    if max_pending is not None:
+        extra["outbox"] = {"max_pending": max_pending}
+    return extra
+
+
+async def sd_card_full(
+    folder: Path, *, down: float = 60, max_pending: int | None = None, drain_timeout: float = 40
+) -> ScenarioResult:
+    """The gateway's state folder is a small tmpfs; a file takes every free byte of it for
+    ``down`` seconds, then goes. Needs root. ``max_pending``: the gateway's memory bound."""
+    async with mounted_tmpfs(folder / "sd-card") as card:
+        extra = _sd_gateway_extra(max_pending)
+        async with Pipe(
+            folder, name="sd-full", state_dir=card / "qihe", gateway_extra=extra
+        ) as pipe:
+            filler = card / "filler"
+
+            async def fill() -> None:
+                await asyncio.to_thread(fill_filesystem, filler)
+
+            async def free() -> None:
+                await asyncio.to_thread(filler.unlink)
+
+            await asyncio.sleep(3)
+            await pipe.inject(
+                f"SD card full {down:g} s", fill, free, down=down, recovery_timeout=drain_timeout
+            )
+            await asyncio.sleep(3)
+            return await pipe.finish(f"SD card full for {down:g} s", drain_timeout=drain_timeout)
+
+
+async def sd_card_full_60s(folder: Path) -> ScenarioResult:
+    return await sd_card_full(folder)
+
+
+async def database_locked(
+    folder: Path, *, down: float = 30, max_pending: int | None = None, drain_timeout: float = 40
+) -> ScenarioResult:
+    """Another process holds ``BEGIN EXCLUSIVE`` on the gateway's outbox for ``down`` seconds
+    (this one, through its own connection): the gateway's reads work, its commits fail."""
+    extra = _sd_gateway_extra(max_pending)
+    async with Pipe(folder, name="db-locked", gateway_extra=extra) as pipe:
+        holder: list[sqlite3.Connection] = []
+
+        def lock() -> None:
+            con = sqlite3.connect(
+                pipe.state_dir / "outbox.sqlite3",
+                isolation_level=None,
+                timeout=10,
+                check_same_thread=False,
+            )
+            con.execute("BEGIN EXCLUSIVE")
+            holder.append(con)
+
+        def unlock() -> None:
+            con = holder.pop()
+            con.execute("ROLLBACK")
+            con.close()
+
+        async def fault() -> None:
+            await asyncio.to_thread(lock)
+
+        async def repair() -> None:
+            await asyncio.to_thread(unlock)
+
+        await asyncio.sleep(3)
+        await pipe.inject(
+            f"outbox locked {down:g} s", fault, repair, down=down, recovery_timeout=drain_timeout
+        )
+        await asyncio.sleep(3)
+        return await pipe.finish(f"database locked for {down:g} s", drain_timeout=drain_timeout)
+
+
+async def database_locked_30s(folder: Path) -> ScenarioResult:
+    return await database_locked(folder)
+
+
+#: The pipe's broker lets everyone do everything (anonymous clients, the ACL's first lines)...
+ACL_OPEN = "topic readwrite #\n"
+
+
+def acl_denying(kind: str) -> str:
+    """...or everything but the gateway's readings of ``kind`` (Mosquitto checks denials first)."""
+    return f"topic deny faults/broker-refuses/v1/{SITE}/{GATEWAY}/{kind}/#\n{ACL_OPEN}"
+
+
+async def broker_refuses_a_kind(folder: Path, *, refused_for: float = 10.0) -> ScenarioResult:
+    """The broker's ACL denies the gateway's door topics (PUBACK 0x87) for ``refused_for``
+    seconds, then allows them again (both by SIGHUP): the door readings wait in the outbox,
+    the other kinds flow, and every door reading lands once the ACL is fixed."""
+    async with Pipe(folder, name="broker-refuses", broker_acl=ACL_OPEN) as pipe:
+        await asyncio.sleep(4)
+        await pipe.inject(
+            "ACL denies door",
+            lambda: pipe.set_broker_acl(acl_denying("door")),
+            lambda: pipe.set_broker_acl(ACL_OPEN),
+            down=refused_for,
+        )
+        await asyncio.sleep(3)
+        return await pipe.finish("broker refuses a kind, then allows it")
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str  # for --only
@@ -844,6 +1161,8 @@ class Scenario:
     needs_retransmit: bool = False
     #: A known shortfall this scenario shows (it is measured, not tested); empty when none.
     known_issue: str = ""
+    #: Mounts a filesystem (a tmpfs): runs only as root.
+    needs_root: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -897,7 +1216,31 @@ SCENARIOS: tuple[Scenario, ...] = (
         gateway_killed_board_resending_slowly,
         "as gateway-kill, the board resending after 2 s instead of 0.5 s",
         needs_retransmit=True,
-        known_issue="reports the board evicts from its full window before the gateway stored"
-        " them are lost; each such gap holds acknowledgements back for 256 frames",
+    ),
+    Scenario(
+        "board-first",
+        board_before_gateway,
+        "the board powered up and talking (resending after 0.5 s) 5 s before the gateway"
+        " starts with a fresh state folder; 3 s more",
+        needs_retransmit=True,
+    ),
+    Scenario(
+        "sd-full",
+        sd_card_full_60s,
+        "3 s of readings; the gateway's state folder (a 4 MB tmpfs) filled to the last byte for"
+        " 60 s, then freed; 3 s more",
+        needs_root=True,
+    ),
+    Scenario(
+        "db-locked",
+        database_locked_30s,
+        "3 s of readings; another process holds BEGIN EXCLUSIVE on the gateway's outbox for"
+        " 30 s, then lets go; 3 s more",
+    ),
+    Scenario(
+        "broker-refuses",
+        broker_refuses_a_kind,
+        "4 s of readings; Mosquitto's ACL denies the gateway's door topics (PUBACK 0x87) for"
+        " 10 s, then allows them again (each a SIGHUP reload); 3 s more",
     ),
 )

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -347,7 +348,7 @@ async def test_gateway_says_ready_pings_and_stops_pinging_while_its_loop_is_bloc
     assert any("event loop stalled" in text for text in texts)
 
 
-async def test_watchdog_stops_pinging_while_the_outbox_cannot_commit(
+async def test_watchdog_stops_pinging_while_an_outbox_commit_hangs(
     mosquitto: MosquittoProcess,
     topic_prefix: str,
     tmp_path: Path,
@@ -355,11 +356,13 @@ async def test_watchdog_stops_pinging_while_the_outbox_cannot_commit(
     notify_socket: NotifySocket,
 ) -> None:
     config = gpio_gateway_config(mosquitto, topic_prefix, tmp_path)
-    gateway = Gateway(config, pin_factory=mock_factory)
+    # A commit that waits this long for the lock is one that does not come back.
+    outbox = config.outbox.model_copy(update={"busy_timeout": timedelta(seconds=30)})
+    gateway = Gateway(config.model_copy(update={"outbox": outbox}), pin_factory=mock_factory)
     async with running(gateway):
         ready = await notify_socket.wait_for("READY=1")
         await notify_socket.wait_for("WATCHDOG=1", after=ready)
-        # Another writer holds the store: the loop stays healthy, the commits hang.
+        # Another writer holds the store: the loop stays healthy, the commit hangs.
         holder = sqlite3.connect(config.outbox_path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         locked_at = time.monotonic()
@@ -374,6 +377,39 @@ async def test_watchdog_stops_pinging_while_the_outbox_cannot_commit(
     assert silent == []
     assert resumed - released_at < 1.5
     assert any("not reporting: outbox" in text for text in notify_socket.texts())
+
+
+async def test_watchdog_keeps_pinging_while_failing_commits_are_retried(
+    mosquitto: MosquittoProcess,
+    topic_prefix: str,
+    tmp_path: Path,
+    mock_factory: MockFactory,
+    notify_socket: NotifySocket,
+) -> None:
+    """A locked or full store fails each commit within its busy timeout and is retried: the
+    gateway is alive, its readings bounded in memory; a restart would only lose them."""
+    config = gpio_gateway_config(mosquitto, topic_prefix, tmp_path)
+    outbox = config.outbox.model_copy(update={"busy_timeout": timedelta(milliseconds=100)})
+    gateway = Gateway(config.model_copy(update={"outbox": outbox}), pin_factory=mock_factory)
+    async with running(gateway):
+        ready = await notify_socket.wait_for("READY=1")
+        await notify_socket.wait_for("WATCHDOG=1", after=ready)
+        holder = sqlite3.connect(config.outbox_path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        locked_at = time.monotonic()
+        await wait_until(lambda: gateway.outbox.failing_commits >= 3)
+        await asyncio.sleep(3.5)
+        failing = gateway.outbox.failing_commits
+        holder.execute("ROLLBACK")
+        released_at = time.monotonic()
+        holder.close()
+        await wait_until(lambda: gateway.outbox.failing_commits == 0)
+
+    assert failing >= 10
+    pinged = [t for t in notify_socket.times("WATCHDOG=1") if locked_at + 1.5 < t < released_at]
+    assert len(pinged) >= 4  # every 0.5 s throughout
+    assert not any("not reporting: outbox" in text for text in notify_socket.texts())
+    assert any("store failing" in text for text in notify_socket.texts())
 
 
 # -- the doctor: each check passing and failing -----------------------------------------------
@@ -438,6 +474,7 @@ def test_doctor_passes_a_healthy_site_and_never_prints_the_password(
         "✓ 状态目录 state folder",
         "✓ 磁盘空间 disk space",
         "✓ 发件箱 outbox",
+        "✓ 代理拒绝 broker refusals",
         "✓ 时钟同步 clock",
         "✓ GPIO 17 (door front-door)",
         "✓ MQTT 代理 broker",
@@ -572,5 +609,5 @@ def test_deploy_doc_walks_through_the_gateway_and_points_to_the_central_server()
     assert (ROOT / "docs" / "deploy-central.md").is_file()
     # The doctor's lines in the doc are in the format the doctor prints.
     example = [line for line in doc.splitlines() if line.startswith(("✓ ", "✗ "))]
-    assert len(example) == 8
+    assert len(example) == 10  # the example run (9) and the broker-refusals failure
     assert all(re.match(r"[✓✗] [^:]+: .+", line) for line in example)

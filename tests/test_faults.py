@@ -10,6 +10,7 @@ runs is in docs/reliability.md (``python -m bench.reliability``).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,13 +23,18 @@ from tests.fault_harness import (
     Landed,
     Produced,
     ScenarioResult,
+    board_before_gateway,
     broker_down_60s,
     broker_killed,
     broker_killed_while_consumer_away,
+    broker_refuses_a_kind,
     compare,
     consumer_killed,
+    database_locked,
+    gateway_killed_board_resending_slowly,
     gateway_killed_repeatedly,
     influxd_restarted,
+    sd_card_full,
     serial_unplugged,
     serial_unplugged_board_resends,
 )
@@ -157,3 +163,100 @@ async def test_no_reading_is_lost_or_doubled_when_the_gateway_is_sigkilled_ten_t
     result = await gateway_killed_repeatedly(tmp_path, kills=10)
     assert len(result.faults) == 10
     assert_every_reading_landed_once_in_order(result)
+
+
+# -- the SD card refuses commits: a full filesystem, a locked outbox ----------------------------
+
+#: The gateway's memory bound in these tests: small, so a short fault passes it.
+SMALL_BOUND = 100
+BOARD_KINDS = ("seat", "door", "people", "heartbeat", "device", "fault")
+
+
+def assert_every_reading_not_dropped_landed_once_in_order(result: ScenarioResult) -> None:
+    """Readings dropped from the gateway's memory are lost, and exactly those: counted by kind
+    in its store, reported in its outbox health reading; the rest landed once, in order."""
+    dropped = result.gateway_dropped
+    board_dropped = sum(dropped.get(kind, 0) for kind in BOARD_KINDS)
+    assert board_dropped > 0, result.describe()  # the fault outlasted the bound
+    counts = (result.landed, result.lost, result.duplicated, result.unexpected)
+    assert counts == (result.produced - board_dropped, board_dropped, 0, 0), result.describe()
+    assert result.out_of_order == 0, result.describe()
+    # Periodic telemetry goes first: the heartbeats made while the store failed are among them.
+    assert dropped.get("heartbeat", 0) > 0, result.describe()
+    # Reported, not silent: the outbox health reading counts every drop (its own kind,
+    # the host's and the links' reports dropped too), and the gateway said so in two lines.
+    assert result.gateway_reported_dropped == sum(dropped.values()), result.describe()
+    log = result.logs[0].read_text(encoding="utf-8")
+    assert log.count("outbox holds its bound of 100 readings in memory") == 1, result.describe()
+    assert log.count("outbox commits work again") == 1, result.describe()
+    assert result.broker_errors == (), result.describe()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a size-limited tmpfs: needs root (CI is)")
+async def test_readings_held_while_the_sd_card_is_full_land_once_or_are_counted_dropped(
+    tmp_path: Path,
+) -> None:
+    # 15 s of a full card (the bench scenario: 60 s) at ~17 readings/s pass a bound of 100.
+    result = await sd_card_full(tmp_path, down=15, max_pending=SMALL_BOUND, drain_timeout=10)
+    assert_every_reading_not_dropped_landed_once_in_order(result)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+async def test_readings_held_while_the_outbox_is_locked_land_once_or_are_counted_dropped(
+    tmp_path: Path,
+) -> None:
+    # 10 s of a lock (the bench scenario: 30 s) at ~17 readings/s pass a bound of 100.
+    result = await database_locked(tmp_path, down=10, max_pending=SMALL_BOUND, drain_timeout=10)
+    assert_every_reading_not_dropped_landed_once_in_order(result)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+async def test_readings_of_a_kind_the_broker_refuses_land_once_in_order_once_it_allows_them(
+    tmp_path: Path,
+) -> None:
+    # 5 s of refusals (the bench scenario: 10 s): door readings wait, the others flow.
+    result = await broker_refuses_a_kind(tmp_path, refused_for=5)
+    assert_every_reading_landed_once_in_order(result)
+    (refusal,) = result.faults
+    assert refusal.produced_during > 0
+    gateway_log = (tmp_path / "gateway.log").read_text(errors="replace")
+    assert "/door/taoyuan-a.1: 0x87 Not authorized" in gateway_log
+
+
+# -- a board that gave reports up, a board that talked before the gateway ------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+async def test_reports_a_board_resending_after_2_s_gave_up_are_all_the_lost_and_all_reported(
+    tmp_path: Path,
+) -> None:
+    result = await gateway_killed_board_resending_slowly(tmp_path)
+    missing = {(r.sensor, r.seq) for r in result.comparison.missing}
+    assert len(result.faults) == 10
+    assert (result.duplicated, result.unexpected, result.out_of_order) == (0, 0, 0), (
+        result.describe()
+    )
+    # landed + given up and not landed = produced: every missing reading is one the board
+    # gave up (its window overflowed while the gateway was killed again and again) ...
+    assert missing <= result.given_up, result.describe()
+    assert result.landed + len(missing) == result.produced, result.describe()
+    # ... and the gateway published exactly the board's own count of what it gave up.
+    assert len(result.given_up) == result.board_dropped, result.describe()
+    assert result.reported_board_dropped == result.board_dropped, result.describe()
+    assert result.broker_errors == (), result.describe()
+
+
+@pytest.mark.integration
+async def test_readings_a_board_made_before_the_gateway_started_all_land_once_in_order(
+    tmp_path: Path,
+) -> None:
+    result = await board_before_gateway(tmp_path)
+    assert_every_reading_landed_once_in_order(result)
+    (start,) = result.faults
+    assert start.produced_during > 0  # made before the gateway held the port: all landed
+    assert (result.board_dropped, result.reported_board_dropped) == (0, 0), result.describe()
