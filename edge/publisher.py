@@ -340,13 +340,27 @@ class MqttPublisher:
     def _topic(self, row: StoredReading) -> str:
         return f"{self._gateway_root}/{row.kind}/{row.sensor}"
 
+    async def _send(
+        self, client: aiomqtt.Client, row: StoredReading, ack_wait: float | None = math.inf
+    ) -> None:
+        """One reading at QoS 1 on its sensor's topic; raises PublishRefusedError if refused.
+
+        No timeout of its own by default (on Python 3.11 each would cost a task and a
+        timer): the flight's watchdog fails the connection if PUBACKs stop coming.
+        """
+        await client.publish(
+            self._topic(row),
+            row.payload,
+            qos=1,
+            retain=row.kind in RETAINED_KINDS,
+            timeout=ack_wait,
+        )
+
     async def _publish_latest(self, client: aiomqtt.Client, row: StoredReading) -> None:
         """A sensor's newest state after a reconnect. Not confirmed (it is in the backlog
         too), so a refusal is only counted: the backlog batch carries the reading."""
         try:
-            await client.publish(
-                self._topic(row), row.payload, qos=1, retain=row.kind in RETAINED_KINDS
-            )
+            await self._send(client, row, ack_wait=None)  # the client's own timeout
         except PublishRefusedError as exc:
             self.refusals.count(row.kind, exc)
 
@@ -359,15 +373,7 @@ class MqttPublisher:
         wake: asyncio.Event,
     ) -> None:
         try:
-            # No timeout of its own (on Python 3.11 each would cost a task and a timer):
-            # the flight's watchdog fails the connection if PUBACKs stop coming.
-            await client.publish(
-                self._topic(row),
-                row.payload,
-                qos=1,
-                retain=row.kind in RETAINED_KINDS,
-                timeout=math.inf,
-            )
+            await self._send(client, row)
         except PublishRefusedError as exc:
             self.refusals.count(row.kind, exc)
             held.refused(row, exc)
@@ -388,13 +394,7 @@ class MqttPublisher:
     ) -> None:
         """One retry of a held reading: confirmed once accepted, else held longer."""
         try:
-            await client.publish(
-                self._topic(row),
-                row.payload,
-                qos=1,
-                retain=row.kind in RETAINED_KINDS,
-                timeout=math.inf,
-            )
+            await self._send(client, row)
         except PublishRefusedError as exc:
             self.refusals.count(row.kind, exc, again=True)
             held.retry_refused(row, exc)
