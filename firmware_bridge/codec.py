@@ -52,6 +52,7 @@ from firmware_bridge.messages import (
     Ping,
     Reboot,
     ReportAck,
+    Resend,
     Seat,
     SensorKind,
     SensorRef,
@@ -123,6 +124,8 @@ def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
             return MessageType.REBOOT, b""
         case ReportAck(seq):
             return MessageType.REPORT_ACK, struct.pack(">H", seq)
+        case Resend():
+            return MessageType.RESEND, b""
         case Ack(ref_seq):
             return MessageType.ACK, struct.pack(">H", ref_seq)
         case Nack(ref_seq, reason):
@@ -235,6 +238,9 @@ def _decode_payload(kind: MessageType, payload: bytes) -> Message:
         case MessageType.REPORT_ACK:
             (seq,) = _U16(payload)
             return ReportAck(seq)
+        case MessageType.RESEND:
+            _EMPTY(payload)
+            return Resend()
         case MessageType.ACK:
             (ref_seq,) = _U16(payload)
             return Ack(ref_seq)

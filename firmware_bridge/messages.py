@@ -39,6 +39,7 @@ __all__ = [
     "Reply",
     "Report",
     "ReportAck",
+    "Resend",
     "Seat",
     "SensorKind",
     "SensorRef",
@@ -72,6 +73,7 @@ class MessageType(IntEnum):
     IDENTIFY = 0x42
     REBOOT = 0x43
     REPORT_ACK = 0x44
+    RESEND = 0x45
     ACK = 0x80
     NACK = 0x81
 
@@ -294,6 +296,17 @@ class ReportAck:
 
 
 @dataclass(frozen=True, slots=True)
+class Resend:
+    """Send everything you hold now: a gateway that (re)opened the port asks for a resend burst.
+
+    Never answered and never retried, like :class:`ReportAck`: a board that holds
+    reports answers with the burst its retransmit timer would send (a WINDOW, then
+    every held report), unless it sent one very recently; a board holding nothing
+    sends nothing. A board whose firmware predates it answers NACK UNKNOWN_COMMAND.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """The command with sequence number ``ref_seq`` was carried out."""
 
@@ -321,11 +334,11 @@ Command = Ping | SetReportInterval | Identify | Reboot
 Reply = Ack | Nack
 #: Board → gateway, numbered like a reply, never held: what the board still holds.
 Status = Window
-#: Everything a gateway sends: commands, and acknowledgements that are never answered.
-GatewayMessage = Command | ReportAck
+#: Everything a gateway sends: commands, and requests that are never answered (acks, resends).
+GatewayMessage = Command | ReportAck | Resend
 #: Everything a board sends.
 BoardMessage = Report | Reply | Status
-Message = Report | Command | ReportAck | Reply | Status
+Message = Report | Command | ReportAck | Resend | Reply | Status
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from firmware_bridge.messages import (
     Ping,
     Report,
     ReportAck,
+    Resend,
     Seat,
     Window,
 )
@@ -223,6 +224,46 @@ async def test_reports_held_while_the_board_was_silent_come_out_when_it_speaks_a
     assert [(d.frame.message, d.reason) for d in emu.dropped][:1] == [(Seat(3, True), "silent")]
     assert gw.stored[-1].message == Seat(3, True)
     assert [r.frame for r in emu.produced_reports()] == gw.stored
+
+
+async def test_a_resend_on_the_line_brings_the_burst_at_once_and_it_is_journalled_as_resends() -> (
+    None
+):
+    emu = _board(retransmit_after=timedelta(hours=1))  # the timer cannot be what sends it
+    async with PtyPort() as port:
+        with Gateway(port.path) as gw:
+            async with emu.attach(port):
+                await gw.wait_for(lambda: len(gw.frames) >= POWER_UP)
+                gw.send(Frame(seq=1, message=Resend()))
+                await gw.wait_for(lambda: len(gw.frames) >= 2 * POWER_UP + 1)
+                journal = list(emu.journal)
+                counters = emu.board.counters
+
+    first, window, again = gw.frames[:POWER_UP], gw.frames[POWER_UP], gw.frames[POWER_UP + 1 :]
+    assert (window.seq, window.message) == (
+        POWER_UP,
+        Window.of(POWER_UP, emu.board.hello().boot, 0, range(POWER_UP)),
+    )
+    assert again == first
+    assert [e.resent for e in journal] == [False] * (POWER_UP + 1) + [True] * POWER_UP
+    assert (counters.resend_requests, counters.windows, counters.resent) == (1, 1, POWER_UP)
+    assert not any(isinstance(m, Ack | Nack) for m in gw.messages)
+
+
+async def test_a_resend_sent_before_the_board_powered_up_never_reaches_it() -> None:
+    emu = _board(retransmit_after=timedelta(hours=1))
+    async with PtyPort() as port:
+        with Gateway(port.path) as gw:
+            gw.send(Frame(seq=1, message=Resend()))  # the gateway opened the port first
+            await asyncio.sleep(0.05)
+            async with emu.attach(port):
+                await gw.wait_for(lambda: len(gw.frames) >= POWER_UP)
+                gw.send(Frame(seq=2, message=Ping()))  # the board reads what came after
+                await gw.wait_for(lambda: Ack(2) in gw.messages)
+                counters = emu.board.counters
+
+    assert counters.resend_requests == counters.windows == counters.resent == 0
+    assert len(gw.frames) == POWER_UP + 1
 
 
 @pytest.mark.parametrize("retransmit_after", [RESEND, None], ids=["holding", "not_holding"])

@@ -28,6 +28,7 @@ from firmware_bridge.messages import (
     People,
     Ping,
     ReportAck,
+    Resend,
     Seat,
     Window,
 )
@@ -57,6 +58,10 @@ def _board(
 
 def _ack(seq: int, *, gateway_seq: int = 500) -> bytes:
     return encode(Frame(seq=gateway_seq, message=ReportAck(seq)))
+
+
+def _resend(*, gateway_seq: int = 600) -> bytes:
+    return encode(Frame(seq=gateway_seq, message=Resend()))
 
 
 def _seqs(frames: list[Frame]) -> list[int]:
@@ -331,6 +336,142 @@ def test_a_malformed_report_ack_is_dropped_without_a_reply() -> None:
     assert board.receive(wire) == []
     assert board.counters.malformed == 1
     assert board.counters.report_acks == 0
+
+
+def test_a_resend_request_makes_the_burst_due_at_once_with_a_window_first() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()
+
+    replies = board.receive(_resend())
+    window, *again = board.resend_due()  # the clock has not moved
+
+    assert replies == []  # never answered with ACK or NACK
+    assert (window.seq, window.message) == (
+        len(sent),
+        Window.of(len(sent), board.hello().boot, 0, _seqs(sent)),
+    )
+    assert all(a is b for a, b in zip(again, sent, strict=True))
+    assert board.counters.resend_requests == 1
+    assert board.counters.resent == len(sent)
+    assert board.counters.commands == board.counters.nacked == 0
+
+
+def test_the_timer_starts_again_after_a_burst_a_resend_asked_for() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+    clock.now += 1
+    board.receive(_resend())
+    board.resend_due()
+
+    clock.now += TIMEOUT - 0.01
+    early = board.resend_due()
+    clock.now += 0.01
+
+    assert early == []
+    assert len(board.resend_due()) == 1 + board.unacknowledged
+
+
+def test_a_second_resend_within_half_a_timeout_waits_for_the_guard_to_end() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+    board.receive(_resend())
+    board.resend_due()
+
+    clock.now += TIMEOUT / 2 - 0.01
+    board.receive(_resend())
+    within_guard = board.resend_due()
+    clock.now += 0.01
+    at_guard_end = board.resend_due()
+
+    assert within_guard == []
+    assert isinstance(at_guard_end[0].message, Window)  # not a whole timeout later
+    assert board.counters.windows == 2
+    assert board.counters.resend_requests == 2
+
+
+def test_the_guard_counts_from_a_burst_the_timer_sent_too() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+    clock.now += TIMEOUT
+    board.resend_due()  # the timer's burst
+
+    clock.now += 1
+    board.receive(_resend())
+    within_guard = board.resend_due()
+    clock.now += TIMEOUT / 2 - 1
+    at_guard_end = board.resend_due()
+
+    assert within_guard == []
+    assert len(at_guard_end) == 1 + board.unacknowledged
+
+
+def test_a_resend_never_puts_the_burst_later_than_the_timer_would() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+    board.receive(_resend())
+    board.resend_due()
+
+    clock.now += TIMEOUT - 0.5  # past the guard time: a RESEND gets the burst now
+    board.receive(_resend())
+
+    assert len(board.resend_due()) == 1 + board.unacknowledged
+
+
+def test_a_board_holding_nothing_ignores_a_resend() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    sent = board.power_up()
+    board.receive(_ack(sent[-1].seq))
+
+    replies = board.receive(_resend())
+
+    assert replies == board.resend_due() == []
+    assert board.counters.windows == 0
+    assert board.counters.resend_requests == 1
+
+
+def test_a_reboot_forgets_the_last_burst_so_a_resend_is_answered_at_once() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+    board.receive(_resend())
+    board.resend_due()
+
+    second_boot = board.reboot()
+    board.receive(_resend())
+    window, *again = board.resend_due()
+
+    assert isinstance(window.message, Window)
+    assert again == second_boot
+
+
+def test_a_resend_with_a_payload_byte_is_dropped_without_a_reply() -> None:
+    clock = FakeClock()
+    board = _board(clock)
+    board.power_up()
+    head = struct.pack(">BBH", 1, 0x45, 7) + b"\x00"  # one payload byte, CRC good
+    wire = DELIMITER + cobs.encode(head + struct.pack(">H", crc16_ccitt_false(head))) + DELIMITER
+
+    assert board.receive(wire) == []
+    assert board.resend_due() == []
+    assert board.counters.malformed == 1
+    assert board.counters.resend_requests == board.counters.nacked == 0
+
+
+def test_with_retransmission_off_a_resend_is_ignored_silently() -> None:
+    clock = FakeClock()
+    board = _board(clock, retransmit=False)
+    board.power_up()
+
+    replies = board.receive(_resend())
+
+    assert replies == board.resend_due() == []
+    assert board.counters.nacked == board.counters.malformed == board.counters.windows == 0
 
 
 def test_with_retransmission_off_nothing_is_held_and_acks_are_ignored_silently() -> None:

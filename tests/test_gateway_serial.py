@@ -8,7 +8,9 @@ import json
 import os
 import tty
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,13 +18,18 @@ from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge import cobs
 from firmware_bridge.codec import FrameDecoder, encode, encode_body
+from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from firmware_bridge.messages import (
     Door,
     Frame,
     Heartbeat,
     Hello,
+    Message,
+    Nack,
+    NackReason,
     People,
     ReportAck,
+    Resend,
     Seat,
     SensorKind,
     SensorRef,
@@ -64,13 +71,21 @@ class PtyBoard:
 
     def acks(self) -> list[int]:
         """The REPORT_ACK numbers the gateway sent so far, in order."""
+        return [m.seq for m in self.heard() if isinstance(m, ReportAck)]
+
+    def heard(self) -> list[Message]:
+        """Every message the gateway sent so far, in order."""
         os.set_blocking(self.master, False)
         try:
             while chunk := os.read(self.master, 4096):
                 self._heard += [f for f in self._decoder.feed(chunk) if isinstance(f, Frame)]
         except BlockingIOError:
             pass
-        return [f.message.seq for f in self._heard if isinstance(f.message, ReportAck)]
+        return [f.message for f in self._heard]
+
+    def heard_frames(self) -> list[Frame]:
+        self.heard()
+        return list(self._heard)
 
 
 @pytest.fixture
@@ -294,3 +309,83 @@ async def test_a_hello_naming_another_board_is_logged_once_and_the_port_names_th
     said = [r.getMessage() for r in caplog.records if "calls itself" in r.getMessage()]
     assert len(said) == 1
     assert "the board calls itself board-b, the port is configured for board-a" in said[0]
+
+
+# -- RESEND: a gateway that opens the port asks for what the board holds --------------------
+
+
+def board_readings(messages: list[Received]) -> list[tuple[str, int]]:
+    """(topic's kind and sensor, seq) of every board reading published, in order."""
+    out = []
+    for m in messages:
+        payload = json.loads(m.payload) if m.payload.startswith(b"{") else {}
+        if "seq" in payload:
+            out.append((m.topic.split("/", 4)[-1], payload["seq"]))
+    return out
+
+
+async def test_a_gateway_that_opens_the_port_gets_the_reports_the_board_holds_at_once(
+    mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
+) -> None:
+    link = tmp_path / "usb-qihe_board-a"
+    emulator = BookHouseEmulator(
+        EmulatorConfig(
+            device_id="board-a",
+            seats=2,
+            simulate=False,
+            report_interval_s=3600,
+            # An hour: only the gateway's RESEND can bring the reports within the test.
+            retransmit_after=timedelta(hours=1),
+            start=datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+        )
+    )
+    recorder = Recorder(mosquitto, f"{topic_prefix}/#")
+    gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path / "state", link))
+    source = gateway.serial_sources[0]
+    try:
+        async with PtyPort(link) as port, emulator.attach(port):
+            emulator.set_seat(1, True)
+            emulator.count_people(entered=2)  # nobody reads the port yet: all of it is held
+            held = [r.frame.seq for r in emulator.produced_reports()]
+            async with running(gateway):
+                await wait_until(lambda: emulator.unacknowledged == 0)
+                published = board_readings(recorder.snapshot())
+                produced = [r.frame.seq for r in emulator.produced_reports()]
+            counters = emulator.board.counters
+    finally:
+        recorder.close()
+    assert len(held) == 10  # HELLO and the state of 5 sensors; seat 1, the door open, 2 people
+    assert sorted(seq for _, seq in published) == produced  # each once, none missing
+    assert (counters.resend_requests, counters.windows, counters.resent) == (1, 1, len(held))
+    assert source.resends_sent == 1
+    assert source.counters.lost == 0
+
+
+async def test_a_board_that_predates_resend_nacks_it_and_the_gateway_carries_on(
+    mosquitto: MosquittoProcess,
+    topic_prefix: str,
+    tmp_path: Path,
+    board: PtyBoard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder(mosquitto, f"{topic_prefix}/#")
+    gateway = Gateway(serial_config(mosquitto, topic_prefix, tmp_path, board.link))
+    source = gateway.serial_sources[0]
+    try:
+        async with running(gateway):
+            await wait_until(source.connected.is_set)
+            await wait_until(lambda: len(board.heard()) == 1)
+            (request,) = board.heard_frames()
+            nack = Nack(request.seq, NackReason.UNKNOWN_COMMAND)
+            board.send(Frame(0, HELLO), Frame(1, nack), Frame(2, Seat(1, True)))
+            await wait_until(lambda: 2 in board.acks())
+            seats = [(r["sensor"], r["seq"]) for r in kinds(recorder.snapshot(), "seat")]
+            heard = board.heard()
+    finally:
+        recorder.close()
+    assert request.message == Resend()
+    assert seats == [("board-a.1", 2)]
+    assert [m for m in heard if isinstance(m, Resend)] == [Resend()]  # never retried
+    assert (source.counters.lost, source.counters.malformed, source.counters.frames) == (0, 0, 3)
+    assert source.resends_sent == 1
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]

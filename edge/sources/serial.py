@@ -2,6 +2,9 @@
 
 The port may vanish (a replugged USB adapter) and come back, perhaps after a
 long time: the source reopens it with capped backoff, forever, and counts it.
+Each time it opens the port it asks the board for the reports it holds (RESEND,
+``docs/protocol.md`` section 8): what the board sent while no one read the port
+comes at once, not at the board's next resend timeout.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from edge.sequence import TrackerState
 from edge.sources.base import Emit
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
-from firmware_bridge.messages import Frame, Hello, ReportAck, Window
+from firmware_bridge.messages import Frame, GatewayMessage, Hello, ReportAck, Resend, Window
 from qihe.backoff import Backoff
 from qihe.contract import LinkReading
 
@@ -46,6 +49,7 @@ class SerialSource:
         self._heard_since_ack = False
         self._registered = False
         self.acks_sent = 0
+        self.resends_sent = 0
         self._backoff = Backoff(
             port.reconnect_min.total_seconds(), port.reconnect_max.total_seconds()
         )
@@ -83,13 +87,28 @@ class SerialSource:
         point = state.ack_point()
         if point is None:
             return
+        if self._send(link, ReportAck(point)):
+            self._heard_since_ack = False
+            self.acks_sent += 1
+
+    def _ask_for_held_reports(self, link: SerialLink) -> None:
+        """Right after opening: what the board sent while no one read the port, now.
+
+        Never answered when the board holds nothing, and never retried: the board's own
+        resend timer covers a lost RESEND, and a board that predates RESEND answers NACK
+        UNKNOWN_COMMAND, a reply that carries no reading.
+        """
+        if self._send(link, Resend()):
+            self.resends_sent += 1
+
+    def _send(self, link: SerialLink, message: GatewayMessage) -> bool:
+        """Send one frame numbered with our own seq; False if the port is gone."""
         try:
-            link.send(Frame(self._tx_seq, ReportAck(point)))
+            link.send(Frame(self._tx_seq, message))
         except SerialLinkError:
-            return
+            return False
         self._tx_seq = (self._tx_seq + 1) % 0x10000
-        self._heard_since_ack = False
-        self.acks_sent += 1
+        return True
 
     def _on_event(self, event: Frame | FrameError) -> None:
         self._heard_since_ack = True
@@ -140,6 +159,8 @@ class SerialSource:
             try:
                 await link.open()
                 self._link = link
+                # pyserial emptied the input at open; the board's burst answers from here on.
+                self._ask_for_held_reports(link)
                 if opened_before:
                     self._normaliser.on_reconnect()
                 opened_before = True

@@ -5,8 +5,9 @@ and returns the frames to send back; :meth:`Board.emit` numbers the model's
 reports and hands them to the board's :class:`ReportWindow`, which keeps them
 until a REPORT_ACK covers them; :meth:`Board.resend_due` returns what to send
 again, after a WINDOW that tells the gateway which reports the board still holds
-and how many it gave up. The runner moves the bytes and asks for resends as time
-passes.
+and how many it gave up. A RESEND from the gateway makes that burst due at once.
+The runner moves the bytes and asks for resends as time passes and after every
+receive.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from firmware_bridge.messages import (
     Reboot,
     Report,
     ReportAck,
+    Resend,
     SetReportInterval,
     Window,
 )
@@ -52,7 +54,7 @@ _COMMAND_TYPES = frozenset(
     }
 )
 # Types this board implements: a malformed one of these is dropped without a reply.
-_IMPLEMENTED = _COMMAND_TYPES | {MessageType.REPORT_ACK}
+_IMPLEMENTED = _COMMAND_TYPES | {MessageType.REPORT_ACK, MessageType.RESEND}
 
 
 @dataclass(slots=True)
@@ -66,8 +68,9 @@ class BoardCounters:
     identifies: int = 0
     report_acks: int = 0  # REPORT_ACK frames received (never answered, not commands)
     stale_acks: int = 0  # REPORT_ACKs for a seq not used since the last reset: ignored
+    resend_requests: int = 0  # RESEND frames received (never answered, not commands)
     acked_reports: int = 0  # held reports forgotten because a REPORT_ACK covered them
-    resent: int = 0  # frames put on the line again by the retransmit timer
+    resent: int = 0  # frames put on the line again in resend bursts (timer or RESEND)
     windows: int = 0  # WINDOW frames sent (first in a resend burst, or after a REPORT_ACK)
     window_dropped: int = 0  # held reports given up unacknowledged: window full or too old
     lost_at_reset: int = 0  # held reports lost because the board reset or lost power
@@ -192,11 +195,18 @@ class Board:
         return self.power_up()
 
     def receive(self, data: bytes) -> list[Frame]:
-        """Bytes from the gateway in, frames to send back out."""
+        """Bytes from the gateway in, frames to send back out.
+
+        A RESEND is not answered here: it makes the resend burst due, so the next
+        :meth:`resend_due` returns it (at once, or when the guard time is over).
+        """
         out: list[Frame] = []
         for item in self._decoder.feed(data):
             if isinstance(item, Frame) and isinstance(item.message, ReportAck):
                 out.extend(self._report_ack(item.message.seq))  # never answered
+            elif isinstance(item, Frame) and isinstance(item.message, Resend):
+                self.counters.resend_requests += 1  # never answered either
+                self.window.request()
             elif isinstance(item, Frame):
                 out.extend(self._command(item))
             else:

@@ -10,7 +10,8 @@ Usage::
 
 With ``retransmit_after`` set the board holds every report until the gateway's
 REPORT_ACK covers it and sends what it still holds again when that much real
-time passes without progress. :meth:`BookHouseEmulator.produced_reports` lists
+time passes without progress, or at once when the gateway asks with a RESEND
+(``docs/protocol.md``, section 8). :meth:`BookHouseEmulator.produced_reports` lists
 every report once, with its fate, for tests that check nothing was lost.
 
 Simulated time runs at ``config.speed`` sim-seconds per real second from
@@ -22,7 +23,9 @@ pyserial, as with a real adapter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -234,6 +237,7 @@ class BookHouseEmulator:
         try:
             if opened_here:
                 await port.open()
+            _discard_input(port.fd)
             self._plug_in()
             self._send(self.board.reboot() if self._powered_before else self.board.power_up())
             self._powered_before = True
@@ -279,10 +283,13 @@ class BookHouseEmulator:
         if self._loop is not None:
             # Resends first: oldest first on the wire, and a report produced in this very
             # step is not sent twice in a row.
-            burst = self.board.resend_due()
-            self._send(burst[:1])  # the WINDOW: a new frame, not a resend
-            self._send(burst[1:], resent=True)
+            self._resend_due()
             self._send(self.board.emit(self.model.step(self.sim_now)))
+
+    def _resend_due(self) -> None:
+        burst = self.board.resend_due()
+        self._send(burst[:1])  # the WINDOW: a new frame, not a resend
+        self._send(burst[1:], resent=True)
 
     def _send(self, frames: list[Frame], *, resent: bool = False) -> None:
         now = self.model.now
@@ -303,6 +310,7 @@ class BookHouseEmulator:
     def _receive(self, data: bytes) -> None:
         self._advance()
         self._send(self.board.receive(data))
+        self._resend_due()  # a RESEND makes the burst due at once
 
     def _on_line_failure(self, exc: OSError) -> None:
         if self._port is not None:
@@ -407,3 +415,16 @@ class BookHouseEmulator:
             self._plug_in()
         if power_cycle:
             self._send(self.board.reboot())
+
+
+def _discard_input(fd: int) -> None:
+    """A board powering up starts with an empty receive buffer.
+
+    Whatever a gateway wrote to the port before (a RESEND when it opened the port) never
+    reached a board that was not running yet.
+    """
+    os.set_blocking(fd, False)  # as the line sets it next
+    # Stops at "would block" (drained) or at a failing port, which the line then reports.
+    with contextlib.suppress(OSError):
+        while os.read(fd, 4096):
+            pass

@@ -3,11 +3,12 @@
 Spec: ``docs/protocol.md``, section 8. The board keeps each report it sends
 (the very :class:`Frame`, so a resend is byte-identical: same seq, same bytes)
 until a REPORT_ACK covers it, and sends everything it still holds again, oldest
-first, when the retransmit timeout passes without progress. The window is
-bounded: when full, the oldest HEARTBEAT is dropped first, then the oldest
-report; and a report falls out once it is :data:`HOLD_HORIZON` numbers old,
-so a held report is never far enough behind for the wrap-around comparison to
-misread it. A reset empties the window (it lives in RAM).
+first, when the retransmit timeout passes without progress, or at once when the
+gateway asks with a RESEND (unless the last burst was under half a timeout ago).
+The window is bounded: when full, the oldest HEARTBEAT is dropped first, then
+the oldest report; and a report falls out once it is :data:`HOLD_HORIZON`
+numbers old, so a held report is never far enough behind for the wrap-around
+comparison to misread it. A reset empties the window (it lives in RAM).
 
 The window also counts the reports it gave up this boot and whether the gateway
 has heard that count: a WINDOW message (``docs/protocol.md``, section 8) carries
@@ -115,6 +116,8 @@ class ReportWindow:
         # names a report by identity; the ledger keeps each frame alive while listed.
         self._by_frame: dict[int, _Record] = {}
         self._deadline: float | None = None
+        #: When the last resend burst of this boot went out (timer or RESEND), for the guard.
+        self._last_burst: float | None = None
         #: Reports given up unacknowledged this boot (window full, or too old).
         self.dropped = 0
         self._confirmed_dropped = 0
@@ -209,10 +212,27 @@ class ReportWindow:
         True starts the timer again: the caller numbers a WINDOW (which may let a
         too-old report fall out), then sends :meth:`resend`.
         """
-        if self._deadline is None or self._now() < self._deadline:
+        now = self._now()
+        if self._deadline is None or now < self._deadline:
             return False
-        self._deadline = self._now() + self._timeout()
+        self._deadline = now + self._timeout()
+        self._last_burst = now
         return True
+
+    def request(self) -> bool:
+        """A RESEND arrived: make the burst due now, or at the end of the guard time.
+
+        Only ever moves the timer earlier: to now, or, within half a timeout of the last
+        burst, to half a timeout after it, so a gateway restarting in a loop cannot make
+        the board resend more than twice as often as its timer would. A board holding
+        nothing has nothing to send. Returns whether a burst is due now.
+        """
+        if self._deadline is None:  # holding off, or nothing held
+            return False
+        now = self._now()
+        guard_end = now if self._last_burst is None else self._last_burst + self._timeout() / 2
+        self._deadline = min(self._deadline, max(now, guard_end))
+        return self._deadline <= now
 
     def resend(self) -> list[Frame]:
         """The held frames to send again, oldest first; each counts one more attempt."""
@@ -225,7 +245,7 @@ class ReportWindow:
         lost = len(self._held)
         while self._held:
             self._leave(self._held.popleft(), "reset")
-        self._deadline = None
+        self._deadline = self._last_burst = None
         self.dropped = self._confirmed_dropped = 0
         self._window = None
         return lost
