@@ -251,8 +251,8 @@ class Outbox:
         row = (reading.kind, reading.sensor, periodic, payload, untrusted_at, boot)
         dropped = self._pending.append(row)
         self.accepted += 1
-        if dropped:
-            self._dropped_in_memory(dropped)
+        if dropped is not None:
+            self._dropped_in_memory(Counter((dropped,)))
         if len(self._pending) >= self.commit_max and not self.failing_commits:
             # Not while commits fail: they are retried every commit_interval, not per reading.
             self._wake.set()

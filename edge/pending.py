@@ -51,21 +51,21 @@ class PendingQueue:
         """Every reading this queue holds in memory, a commit's included: never above the bound."""
         return self._live + self.in_commit
 
-    def append(self, row: Row) -> Counter[str]:
-        """Add ``row``; return what was dropped to stay within the bound (by kind)."""
-        dropped: Counter[str] = Counter()
-        if self.held >= self.bound:
-            kind = self._drop_periodic()
-            if kind is None and not row[2]:
-                kind = self._drop_oldest()
-            if kind is None:
-                # The newcomer is the only periodic reading, or everything is in a commit
-                # under way (it may be stored by now): the newcomer goes.
-                dropped[row[0]] += 1
-                return dropped
-            dropped[kind] += 1
+    def append(self, row: Row) -> str | None:
+        """Add ``row``; return the kind of the reading dropped to stay within the bound, if any
+        (at most one per reading added; no allocation on the usual path)."""
+        if self.held < self.bound:
+            self._push(row)
+            return None
+        kind = self._drop_periodic()
+        if kind is None and not row[2]:
+            kind = self._drop_oldest()
+        if kind is None:
+            # The newcomer is the only periodic reading, or everything is in a commit under
+            # way (it may be stored by now): the newcomer goes.
+            return row[0]
         self._push(row)
-        return dropped
+        return kind
 
     def take(self) -> list[Row]:
         """Every waiting row, oldest first, for a commit; they count as ``in_commit`` until
