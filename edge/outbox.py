@@ -340,7 +340,7 @@ class Outbox:
                 await self._restamp_store(self._restamp_due)
 
     def _sequence_moved(self) -> bool:
-        """(C) A board's sequence state moved without a reading: a WINDOW gave gaps up.
+        """A board's sequence state moved without a reading: a WINDOW gave gaps up.
 
         Stored now, so the acknowledgement can move past what it gave up.
         """
@@ -481,7 +481,7 @@ class Outbox:
                     "ON CONFLICT (device) DO UPDATE SET state = excluded.state",
                     (
                         device,
-                        json.dumps(state.as_dict()),  # C: the state's own JSON form
+                        json.dumps(state.as_dict()),  # the state's own JSON form
                     ),
                 )
             overflow = stored - self.max_readings
