@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from central.config import ConsumerConfig
 from central.consumer import Consumer
 from edge.clock import ClockGuard
 from edge.config import GatewayConfig, GpioInputConfig
@@ -26,6 +25,7 @@ from firmware_bridge.messages import Frame, Hello, Seat, SensorKind, SensorRef
 from qihe.contract import Reading, SeatReading
 from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.mqtt_helpers import running, wait_until
+from tests.test_consumer import make_config
 from tests.test_gateway_serial import PtyBoard
 
 #: A clock that never moves: the worst case for point identity.
@@ -157,17 +157,12 @@ async def test_two_changes_of_one_seat_in_one_serial_write_land_as_two_points(
         }
     )
     consumer = Consumer(
-        ConsumerConfig.model_validate(
-            {
-                "mqtt": {
-                    "host": mosquitto.host,
-                    "port": mosquitto.port,
-                    "client_id": f"consumer-{unique_name}",
-                    "topic_prefix": topic_prefix,
-                },
-                "influx": {"api": "v1", "url": influxd.url, "database": influx_db},
-                "flush_interval": 0.2,
-            }
+        make_config(
+            mosquitto,
+            influxd,
+            prefix=topic_prefix,
+            database=influx_db,
+            client_id=f"consumer-{unique_name}",
         )
     )
     consumer.start()
