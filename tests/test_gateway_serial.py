@@ -8,7 +8,7 @@ import json
 import os
 import tty
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -120,6 +120,10 @@ def serial_config(
 
 def kinds(messages: list[Received], kind: str) -> list[dict[str, object]]:
     return [json.loads(m.payload) for m in messages if f"/{kind}/" in m.topic]
+
+
+def after(reading: dict[str, object], moment: datetime) -> bool:
+    return datetime.fromisoformat(str(reading["ts"])) > moment
 
 
 HELLO = Hello(
@@ -277,6 +281,10 @@ async def test_a_gateway_joining_mid_stream_acknowledges_nothing_it_has_not_stor
             board.send(Frame(41, Window.of(41, 9, 0, [0, 39, 40])))
             board.send(Frame(0, hello), Frame(39, Seat(2, True)), Frame(40, Seat(1, True)))
             await wait_until(lambda: 41 in board.acks())
+            # Acknowledged means stored; publishing follows in store order. A link report
+            # made after the acknowledgement lands after a repeated 40 would have.
+            stored = datetime.now(UTC)
+            await recorder.until(lambda ms: any(after(r, stored) for r in kinds(ms, "link")))
             seats = [(r["sensor"], r["seq"]) for r in kinds(recorder.snapshot(), "seat")]
     finally:
         recorder.close()
