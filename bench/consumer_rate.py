@@ -20,7 +20,7 @@ Per run, four measurements, their order reversed on every other run:
   to ``MAX_BATCH`` readings per message on the backlog topic).
 * **consumer, single**: one reading per message on its per-sensor topic (the live path).
 * **paho alone**: the single shape drained by the consumer's own MQTT client
-  (``central.mqtt``) acking each message on receipt, with nothing behind it: what the MQTT
+  (``central.consumer.mqtt``) acking each message on receipt, with nothing behind it: what the MQTT
   client costs per message, the single path's ceiling.
 
 For each consumer shape the broker is pre-loaded first: the consumer's persistent session
@@ -85,10 +85,10 @@ from bench.harness import (
     run_in_folder,
     write_rows,
 )
+from central.consumer.points import reading_point
 from central.influx import encode_line
-from central.points import reading_point
+from devstack import InfluxdProcess, MosquittoProcess
 from qihe.contract import MAX_BATCH, SeatReading, TopicTree, encode_batch, encode_payload
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 
 __all__ = ["main"]
 
@@ -470,8 +470,8 @@ def _thread_cpu() -> dict[str, float]:
 def _worker_main(config_path: str, expect: int) -> int:
     """Run a consumer until ``expect`` messages are acked; print its figures as one JSON line."""
     from bench.harness import proc_figures
-    from central.config import ConsumerConfig
-    from central.consumer import Consumer
+    from central.consumer.config import ConsumerConfig
+    from central.consumer.service import Consumer
     from central.influx import open_writer
 
     logging.basicConfig(
@@ -514,10 +514,10 @@ def _worker_main(config_path: str, expect: int) -> int:
 
 
 def _paho_worker_main(config_path: str, expect: int) -> int:
-    """The consumer's own MQTT client (``central.mqtt``) alone, acking each message on receipt."""
+    """The consumer's own MQTT client (``central.consumer.mqtt``) alone, acking on receipt."""
     from bench.harness import proc_figures
-    from central.config import ConsumerConfig
-    from central.mqtt import connect_properties, new_client
+    from central.consumer.config import ConsumerConfig
+    from central.consumer.mqtt import connect_properties, new_client
 
     config = ConsumerConfig.model_validate_json(Path(config_path).read_text())
     client = new_client(config.mqtt)
@@ -607,7 +607,7 @@ def profile_intake(shape: str, messages: Sequence[Message], out: Path, top: int 
     check, build the lines), in this process; HTML and text to ``out``; the top own costs."""
     from pyinstrument import Profiler
 
-    from central.intake import to_delivery
+    from central.consumer.intake import to_delivery
 
     out.mkdir(parents=True, exist_ok=True)
     tree = TopicTree("prof")

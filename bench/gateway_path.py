@@ -75,6 +75,7 @@ from bench.harness import (
     run_in_folder,
     write_rows,
 )
+from devstack import MosquittoProcess
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.contract import (
     HeartbeatReading,
@@ -84,7 +85,6 @@ from qihe.contract import (
     encode_batch,
     encode_payload,
 )
-from qihe.devstack import MosquittoProcess
 
 __all__ = ["main"]
 

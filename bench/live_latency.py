@@ -50,8 +50,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.harness import Child, kill_leftovers, machine, median, percentile, site_entry
 from central.live.client import StreamEvent, read_events
+from devstack import MosquittoProcess, free_port
 from firmware_bridge.emulator import MAX_SEATS, BookHouseEmulator, EmulatorConfig, PtyPort
-from qihe.devstack import MosquittoProcess, free_port
 
 __all__ = ["main"]
 
@@ -420,7 +420,7 @@ async def running_stack(
         http_port = free_port()
         live_config, gateway_configs = write_setup(folder, sites, broker, http_port, commit)
 
-        argv = [sys.executable, "-m", "qihe.cli", "live", "--config", str(live_config)]
+        argv = [sys.executable, "-m", "qihe_cli.main", "live", "--config", str(live_config)]
         live = Child("live service", argv, folder / "live.log")
         stack.children.append(live)
         exits.push_async_callback(live.stop)

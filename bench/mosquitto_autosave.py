@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from qihe.devstack import MosquittoProcess
+from devstack import MosquittoProcess
 
 __all__ = ["SETTINGS", "main"]
 

@@ -1,6 +1,6 @@
 """The stack ``bench/site_load.py`` measures: central services, and the gateway on the boards.
 
-:func:`central_stack` starts a private Mosquitto and InfluxDB (``qihe.devstack``),
+:func:`central_stack` starts a private Mosquitto and InfluxDB (``devstack``),
 ``qihe consumer run`` and ``qihe live`` as children with the settings of
 ``config/consumer.yaml`` and ``config/live.yaml`` (pointed at the private servers), and a
 :class:`Tap` on the broker. :func:`gateway_phase` runs the gateway in a process of its own
@@ -34,8 +34,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.harness import Child, NotifySocket
 from bench.site_traffic import BACK_DOOR, BOARD_SEATS, BOARDS, ENTRANCE_BOARD, device
+from devstack import InfluxdProcess, MosquittoProcess, free_port
 from firmware_bridge.emulator import BookHouseEmulator, PtyPort
-from qihe.devstack import InfluxdProcess, MosquittoProcess, free_port
 
 __all__ = [
     "DATABASE",
@@ -246,7 +246,7 @@ async def central_stack(folder: Path) -> AsyncIterator[Central]:
         await asyncio.gather(asyncio.to_thread(broker.start), asyncio.to_thread(influxd.start))
         http_port = free_port()
         consumer_config, live_config = write_central_configs(folder, broker, influxd, http_port)
-        qihe = [sys.executable, "-m", "qihe.cli"]
+        qihe = [sys.executable, "-m", "qihe_cli.main"]
         consumer = Child(
             "consumer",
             [*qihe, "consumer", "run", "--config", str(consumer_config)],

@@ -28,8 +28,8 @@ from gpiozero.pins.mock import MockFactory
 from edge.config import load_gateway_config
 from edge.gateway import Gateway
 from edge.sources.gpio import GpioSource
-from qihe.cli import build_parser
 from qihe.running import cancel_on_signals
+from qihe_cli.main import build_parser
 
 __all__ = ["main", "serve"]
 

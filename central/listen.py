@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import aiomqtt
 
-from central.config import MqttConfig
+from central.broker import MqttConfig
 from qihe.backoff import Backoff
 from qihe.puback import PubackClient
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from central.intake import OncePerKey
+from qihe.once import OncePerKey
 
 __all__ = ["RefusalLog"]
 

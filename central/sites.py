@@ -27,13 +27,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
 from qihe.configfile import ConfigError, load_config_file
+from qihe.configtypes import StrictModel
 from qihe.contract import ID_PATTERN
 
 __all__ = [
@@ -54,10 +54,6 @@ SiteKind = Literal["book_house", "day_care", "canteen", "other"]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _INTERVAL = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _days_of(key: str) -> list[int]:
@@ -156,7 +152,7 @@ def _opening_hours(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-class SeatSpec(_Model):
+class SeatSpec(StrictModel):
     """One self-study seat: which sensor reports it, its label and where it is drawn."""
 
     gateway: Ident
@@ -176,7 +172,7 @@ class SeatSpec(_Model):
         return self
 
 
-class SeatGrid(_Model):
+class SeatGrid(StrictModel):
     """Shorthand for a board's seats ``{device}.1 .. {device}.{count}`` laid out row by row."""
 
     gateway: Ident
@@ -198,13 +194,13 @@ class SeatGrid(_Model):
             )
 
 
-class DoorSpec(_Model):
+class DoorSpec(StrictModel):
     gateway: Ident
     sensor: Ident
     label: Text | None = None
 
 
-class SiteSpec(_Model):
+class SiteSpec(StrictModel):
     id: Ident
     name: Text
     name_en: Text | None = None
@@ -253,7 +249,7 @@ def _zone(value: str) -> str:
     return value
 
 
-class SiteDirectory(_Model):
+class SiteDirectory(StrictModel):
     """Every site a city runs, in the order its pages list them."""
 
     timezone: Annotated[str, AfterValidator(_zone)] = "Asia/Shanghai"

@@ -6,11 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from edge.outbox import DEFAULT_MAX_PENDING
 from firmware_bridge.messages import DEVICE_ID_PATTERN
 from qihe.configfile import load_config_file
+from qihe.configtypes import StrictModel
 from qihe.contract import DEFAULT_PREFIX, ID_PATTERN, MAX_BATCH
 
 __all__ = [
@@ -26,11 +27,7 @@ __all__ = [
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerConfig(_Model):
+class BrokerConfig(StrictModel):
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     tls: bool = False
@@ -51,7 +48,7 @@ class BrokerConfig(_Model):
         return self
 
 
-class SerialPortConfig(_Model):
+class SerialPortConfig(StrictModel):
     """One serial port and the sensor board behind it."""
 
     path: str = Field(min_length=1, description="device path; prefer /dev/serial/by-id/...")
@@ -63,7 +60,7 @@ class SerialPortConfig(_Model):
     reconnect_max: timedelta = timedelta(seconds=30)
 
 
-class GpioInputConfig(_Model):
+class GpioInputConfig(StrictModel):
     """One contact wired to a GPIO pin of the gateway itself."""
 
     pin: int | str = Field(
@@ -79,7 +76,7 @@ class GpioInputConfig(_Model):
     debounce: timedelta = timedelta(milliseconds=50)
 
 
-class OutboxConfig(_Model):
+class OutboxConfig(StrictModel):
     """The durable store of readings the broker has not acknowledged (docs/reliability.md)."""
 
     #: Where the SQLite file lives; relative paths are under ``state_dir``.
@@ -106,7 +103,7 @@ class OutboxConfig(_Model):
     backlog_batch: int = Field(default=500, ge=1, le=MAX_BATCH)
 
 
-class ClockConfig(_Model):
+class ClockConfig(StrictModel):
     """Whether to wait for NTP before trusting the wall clock (a Pi has no real-time clock)."""
 
     #: true on a Raspberry Pi: readings taken before NTP has synchronised the clock are
@@ -115,7 +112,7 @@ class ClockConfig(_Model):
     poll: timedelta = timedelta(seconds=1)
 
 
-class GatewayConfig(_Model):
+class GatewayConfig(StrictModel):
     site: Ident
     gateway: Ident
     broker: BrokerConfig

@@ -10,7 +10,7 @@ from typing import Any
 from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
-from edge.normalise import Clock, LinkCounters, utc_now
+from edge.normalise import LinkCounters
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
 from edge.refusals import STATE_FILE as REFUSALS_FILE
@@ -20,6 +20,7 @@ from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.serial import SerialSource
 from edge.system import HostProbe, SystemProbe, SystemProbeError
+from qihe.clock import Clock, utc_now
 from qihe.contract import PERIODIC_KINDS, OutboxReading, PublishRefusal, Reading, SystemReading
 
 __all__ = ["Gateway", "GatewayStats"]

@@ -7,9 +7,7 @@ not become a second reading) and names each sensor ``{device}.{index}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from edge.sequence import SequenceTracker, TrackerState
@@ -26,6 +24,7 @@ from firmware_bridge.messages import (
     SensorKind,
     Window,
 )
+from qihe.clock import Clock, utc_now
 from qihe.contract import (
     DeviceReading,
     DoorReading,
@@ -37,13 +36,7 @@ from qihe.contract import (
     SeatReading,
 )
 
-__all__ = ["Clock", "FrameNormaliser", "LinkCounters", "utc_now"]
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["FrameNormaliser", "LinkCounters"]
 
 
 _TARGET_KINDS: dict[SensorKind, Literal["seat", "people", "door"]] = {

@@ -26,11 +26,11 @@ from typing import Literal
 import aiomqtt
 
 from edge.config import GatewayConfig
-from edge.normalise import Clock, utc_now
 from edge.outbox import Outbox, StoredReading
 from edge.refusals import HeldReadings, RefusalCounter, RefusalSnapshot
 from edge.session import SessionCounter
 from qihe.backoff import Backoff
+from qihe.clock import Clock, utc_now
 from qihe.contract import (
     RETAINED_KINDS,
     ContractError,

@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from central.alerts.config import AlertsConfig
-from central.alerts.engine import AlertEngine, Clock, utc_now
+from central.alerts.engine import AlertEngine
 from central.alerts.model import Notification
 from central.alerts.routes import RouteSettings, RouteWorker
 from central.sites import SiteDirectory
+from devstack import MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from edge.system import SystemProbe, SystemSnapshot
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
+from qihe.clock import Clock, utc_now
 from qihe.contract import TopicTree
-from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Received, Recorder, running, wait_until
 
 SITE = "qibin-taoyuan"

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from qihe.devstack import InfluxdProcess, MosquittoProcess
+from devstack import InfluxdProcess, MosquittoProcess
 
 _counter = itertools.count(1)
 

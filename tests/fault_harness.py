@@ -5,7 +5,7 @@ One :class:`Pipe` per scenario owns everything it may kill::
     scripted board ──pty──▶ gateway ──▶ Mosquitto ──▶ consumer ──▶ InfluxDB
     (in this process)       (qihe gateway run)        (qihe consumer run)
 
-The broker and InfluxDB are the pipe's own (``qihe.devstack``), in the pipe's
+The broker and InfluxDB are the pipe's own (``devstack``), in the pipe's
 folder, so killing them disturbs no other test. The board is scripted: every
 ``step`` seconds it toggles the next seat round-robin, every fifth step a person
 enters or leaves (a PEOPLE report, and the door opening and closing), and it
@@ -42,10 +42,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from devstack import DevStackError, InfluxdProcess, MosquittoProcess
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from firmware_bridge.messages import Door, Fault, Frame, Heartbeat, Hello, People, Seat
-from qihe.devstack import DevStackError, InfluxdProcess, MosquittoProcess
-from qihe.devstack.secure import AclMosquitto
+from tests.secure_broker import AclMosquitto
 
 __all__ = [
     "DURABLE_BROKER",
@@ -328,7 +328,8 @@ def markdown_table(results: Sequence[ScenarioResult]) -> str:
 
 
 class ServiceProcess:
-    """``python -m qihe.cli ...`` as a child process, logging to a file; ready when a line says so.
+    """``python -m qihe_cli.main ...`` as a child process, logging to a file; ready when a line
+    says so.
 
     Readiness is read from the log: the gateway logs ``serial port PATH open`` once
     it holds the port (pyserial has flushed the port's input by then, so what the
@@ -337,7 +338,7 @@ class ServiceProcess:
 
     def __init__(self, name: str, args: Sequence[str], log_path: Path, ready_marker: str) -> None:
         self.name = name
-        self.command = [sys.executable, "-m", "qihe.cli", *args]
+        self.command = [sys.executable, "-m", "qihe_cli.main", *args]
         self.log_path = log_path
         self.ready_marker = ready_marker
         self._proc: subprocess.Popen[bytes] | None = None

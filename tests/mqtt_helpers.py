@@ -16,8 +16,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import yaml
 
+from devstack import MosquittoProcess
 from edge.gateway import Gateway
-from qihe.devstack import MosquittoProcess
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +133,15 @@ class GatewayProcess:
     async def __aenter__(self) -> GatewayProcess:
         with self.log.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "qihe.cli", "gateway", "run", "--config", str(self.config)),
+                *(
+                    sys.executable,
+                    "-m",
+                    "qihe_cli.main",
+                    "gateway",
+                    "run",
+                    "--config",
+                    str(self.config),
+                ),
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
             )

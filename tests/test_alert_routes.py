@@ -45,8 +45,8 @@ from central.alerts.routes import (
     build_worker,
     check_unique_names,
 )
+from devstack import free_port
 from qihe.configfile import format_validation_error
-from qihe.devstack import free_port
 
 STARTS = datetime(2024, 11, 28, 11, 40, tzinfo=UTC)  # 19:40 in Hebi
 ENDS = datetime(2024, 11, 28, 11, 52, tzinfo=UTC)

@@ -18,10 +18,10 @@ from central.alerts.config import AlertsConfig
 from central.alerts.routes import RouteConfig, build_worker
 from central.alerts.rules import Condition, Context, evaluate
 from central.facts import FactStore
+from devstack import MosquittoProcess, free_port
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from qihe.contract import DoorReading, GatewayStatus
-from qihe.devstack import MosquittoProcess, free_port
 from tests.alert_harness import (
     DEVICE,
     SITE,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 import pytest
 
+from devstack import MosquittoProcess
 from qihe.contract import TopicTree
-from qihe.devstack import MosquittoProcess
 from tests.alert_harness import alerts_config, engine_running
 from tests.clocks import RunningClock
 from tests.mqtt_helpers import wait_until

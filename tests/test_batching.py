@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from central.batching import POLL_S, BatchQueue
+from central.consumer.batching import POLL_S, BatchQueue
 
 
 def points_queue(maxsize: int = 100) -> BatchQueue[int]:

@@ -275,5 +275,5 @@ def test_the_generator_worker_imports_no_http_client_harness_or_central_code() -
     )
     loaded = set(json.loads(done.stdout))
 
-    heavy = {"httpx", "yaml", "bench.harness", "central", "qihe.devstack", "bench.city.stack"}
+    heavy = {"httpx", "yaml", "bench.harness", "central", "devstack", "bench.city.stack"}
     assert not {m for m in loaded if m in heavy or m.split(".")[0] in heavy}

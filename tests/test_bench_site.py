@@ -46,10 +46,12 @@ def _modules(code: str) -> set[str]:
 
 def test_the_site_gateway_worker_imports_no_more_than_qihe_gateway_run() -> None:
     deployed = _modules(
-        "from qihe.cli import build_parser\n"
+        "from qihe_cli.main import build_parser\n"
         "build_parser()\n"
         "import logging, edge.gateway, edge.sources.gpio, gpiozero.pins.mock"
     )
-    worker = _modules("import bench.site_worker\nfrom qihe.cli import build_parser\nbuild_parser()")
+    worker = _modules(
+        "import bench.site_worker\nfrom qihe_cli.main import build_parser\nbuild_parser()"
+    )
 
     assert worker - deployed == {"bench", "bench.site_worker"}

@@ -9,7 +9,7 @@ import sys
 
 from bench.__main__ import markdown_table
 from bench.harness import Row, Target, percentile, proc_figures
-from qihe.bench_cli import checkout_root
+from qihe_cli.bench import checkout_root
 
 
 def test_a_figure_is_shown_beside_its_limit_its_ratio_and_whether_it_meets_its_target() -> None:
@@ -62,7 +62,7 @@ def test_qihe_bench_refuses_bad_arguments_with_one_clear_line() -> None:
         (["--runs", "0"], "--runs must be at least 1"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "qihe.cli", "bench", *argv],
+            [sys.executable, "-m", "qihe_cli.main", "bench", *argv],
             capture_output=True,
             text=True,
             timeout=60,

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from devstack import MosquittoProcess
 from edge.clock import ClockGuard, KernelClockSync
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from edge.outbox import Outbox
 from qihe.contract import SeatReading, parse_reading
-from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Recorder, running, wait_until
 
 WRONG = datetime(2020, 1, 1, tzinfo=UTC)  # a Pi that booted from an old saved time

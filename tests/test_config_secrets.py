@@ -18,11 +18,13 @@ from gpiozero.pins.mock import MockFactory
 
 from central.alerts.config import AlertsConfig
 from central.alerts.routes.wecom import WeComRouteConfig
-from central.config import ConsumerConfig, InfluxV1Config
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
+from central.influx.config import InfluxV1Config
 from central.live.config import LiveConfig
 from central.live.service import LiveService
 from central.sites import SiteDirectory
+from devstack import InfluxdProcess, MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from qihe.configfile import (
@@ -32,7 +34,6 @@ from qihe.configfile import (
     secret_keys,
     substitute_env,
 )
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.mqtt_helpers import running, wait_until
 
 MQTT_PASSWORD = "mqtt-Pa55word-zq81"

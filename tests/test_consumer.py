@@ -24,12 +24,14 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.config import ConsumerConfig, InfluxV1Config
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.points import reading_point, status_point
+from central.consumer.retry import Backoff
+from central.consumer.service import Consumer
 from central.errors import ConsumerStartError, InfluxWriteError
 from central.influx import InfluxV1Writer, encode_line
-from central.points import reading_point, status_point
-from central.retry import Backoff
+from central.influx.config import InfluxV1Config
+from devstack import InfluxdProcess, MosquittoProcess, free_port
 from qihe.contract import (
     DeviceReading,
     DoorReading,
@@ -43,7 +45,6 @@ from qihe.contract import (
     TopicTree,
     encode_payload,
 )
-from qihe.devstack import InfluxdProcess, MosquittoProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
+from devstack import InfluxdProcess
 from qihe.contract import TopicTree, encode_batch, encode_payload
-from qihe.devstack import InfluxdProcess
 from tests.test_consumer import (  # the consumer suite's fixtures and helpers
     T0,
     DeadLetters,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from central.config import ConsumerConfig, InfluxV1Config, InfluxV2Config
-from qihe.cli import main
+from central.consumer.config import ConsumerConfig
+from central.influx.config import InfluxV1Config, InfluxV2Config
 from qihe.configfile import ConfigError, load_config_file
+from qihe_cli.main import main
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 SAMPLES = sorted(CONFIG_DIR.glob("consumer*.yaml"))

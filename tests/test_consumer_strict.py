@@ -14,10 +14,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
+from devstack import InfluxdProcess, MosquittoProcess
 from qihe.contract import SeatReading, TopicTree, encode_payload
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.contract_doc import DOC, READING_KINDS, wrong_field_cases
 from tests.test_consumer import DeadLetters, make_config, publish, wait_until
 from tests.test_refusal_log import bad_message

@@ -19,8 +19,8 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from qihe.configfile import load_config_file
-from qihe.demo import DEFAULT_CONFIG, DemoConfig
-from qihe.demo_console import apply_command
+from qihe_cli.demo import DEFAULT_CONFIG, DemoConfig
+from qihe_cli.demo_console import apply_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ def poll(what: Callable[[], Any], until: Callable[[Any], bool], timeout: float =
 def test_the_demo_lands_points_serves_the_live_page_and_raises_alerts(tmp_path: Path) -> None:
     with (tmp_path / "demo.log").open("w") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "qihe.cli", "demo", "--state-dir", str(tmp_path / "state"),
+            [sys.executable, "-m", "qihe_cli.main", "demo", "--state-dir", str(tmp_path / "state"),
              "--duration", "240", "--every", "3"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
         )  # fmt: skip
@@ -141,7 +141,7 @@ def test_the_demo_lands_points_serves_the_live_page_and_raises_alerts(tmp_path: 
         out.wait_for(r"InfluxDB (\d+) points")
         command = out.wait_for(r"statistics: qihe (stats occupancy [^\n]+)").group(1).split()
         stats = subprocess.run(
-            [sys.executable, "-m", "qihe.cli", *command, "--format", "json"],
+            [sys.executable, "-m", "qihe_cli.main", *command, "--format", "json"],
             capture_output=True, text=True, timeout=60, cwd=ROOT,
         )  # fmt: skip
         demo.send_signal(signal.SIGINT)

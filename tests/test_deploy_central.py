@@ -63,7 +63,7 @@ def test_the_service_commands_exist(name: str) -> None:
     args = UNITS[name].split()
     command = args[: args.index("--config")]
     done = subprocess.run(
-        [sys.executable, "-m", "qihe.cli", *command, "--help"],
+        [sys.executable, "-m", "qihe_cli.main", *command, "--help"],
         capture_output=True,
         cwd=ROOT,
         timeout=60,

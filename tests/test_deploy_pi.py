@@ -23,6 +23,7 @@ import pytest
 import yaml
 from gpiozero.pins.mock import MockFactory
 
+from devstack import MosquittoProcess
 from edge.config import BrokerConfig, GatewayConfig, GpioInputConfig, SerialPortConfig
 from edge.doctor import (
     check_broker,
@@ -38,8 +39,7 @@ from edge.gateway import Gateway
 from edge.outbox import Outbox
 from edge.sdnotify import Notifier
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
-from qihe.cli import main
-from qihe.devstack import MosquittoProcess
+from qihe_cli.main import main
 from tests.mqtt_helpers import running, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 import pytest
 
-from qihe.devstack import DevStackError, InfluxdProcess, MosquittoProcess
+from devstack import DevStackError, InfluxdProcess, MosquittoProcess
 
 
 def test_mosquitto_accepts_a_real_client(mosquitto: MosquittoProcess) -> None:

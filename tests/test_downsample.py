@@ -40,9 +40,9 @@ from central.usage.downsample import (
 )
 from central.usage.downsample_cli import stats_setup
 from central.visitors import increases
-from qihe.cli import build_parser, main
+from devstack import InfluxdProcess, free_port
 from qihe.configfile import load_config_file
-from qihe.devstack import InfluxdProcess, free_port
+from qihe_cli.main import build_parser, main
 
 pytestmark = pytest.mark.integration
 

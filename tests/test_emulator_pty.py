@@ -40,7 +40,7 @@ from firmware_bridge.messages import (
     SensorKind,
     SensorRef,
 )
-from qihe.cli import main
+from qihe_cli.main import main
 
 SATURDAY_AFTERNOON = datetime(2024, 6, 8, 14, 0, tzinfo=SHANGHAI)
 

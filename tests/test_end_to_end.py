@@ -18,14 +18,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
 from central.visitors import increases
+from devstack import InfluxdProcess, MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from firmware_bridge.messages import Door, People, Seat, Window
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.mqtt_helpers import running, wait_until
 
 SITE = "shancheng-xinyuan2"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qihe.devstack import MosquittoProcess
+from devstack import MosquittoProcess
 from tests.fault_harness import (
     DURABLE_BROKER,
     SCENARIOS,

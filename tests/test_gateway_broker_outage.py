@@ -8,9 +8,9 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from devstack import MosquittoProcess, free_port
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
-from qihe.devstack import MosquittoProcess, free_port
 from tests.mqtt_helpers import Recorder, running, wait_until
 
 

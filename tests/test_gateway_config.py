@@ -145,7 +145,7 @@ def test_the_cli_refuses_a_bad_config_in_one_message_without_a_traceback(
     path = tmp_path / "site.yaml"
     path.write_text(VALID.replace("{host: 127.0.0.1}", "{host: 127.0.0.1, port: 0}"))
     result = subprocess.run(
-        [sys.executable, "-m", "qihe.cli", "gateway", action, "--config", str(path)],
+        [sys.executable, "-m", "qihe_cli.main", "gateway", action, "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -165,7 +165,7 @@ def test_check_accepts_a_sample_and_says_so(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "qihe.cli",
+            "qihe_cli.main",
             "gateway",
             "check",
             "--config",

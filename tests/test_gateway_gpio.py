@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from devstack import MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
-from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Received, Recorder, running, wait_until
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from devstack import MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge import cobs
@@ -35,7 +36,6 @@ from firmware_bridge.messages import (
     SensorRef,
     Window,
 )
-from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Received, Recorder, running, wait_until
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from central.usage.downsample import LOCAL_TZ
-from qihe.devstack import InfluxdProcess
+from devstack import InfluxdProcess
 
 pytestmark = pytest.mark.integration
 

@@ -18,12 +18,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.config import ConsumerConfig, InfluxV2Config
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
 from central.errors import InfluxWriteError
 from central.influx import InfluxV2Writer
+from central.influx.config import InfluxV2Config
+from devstack import MosquittoProcess, free_port
 from qihe.contract import SeatReading, TopicTree, encode_payload
-from qihe.devstack import MosquittoProcess, free_port
 
 TOKEN = "qihe-write-token=="
 ORG = "鹤壁 community"

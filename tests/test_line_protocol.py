@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from central.consumer.points import reading_line, reading_point, status_line, status_point
 from central.errors import LineProtocolError
 from central.influx import FieldValue, Point, datetime_to_ns, encode_line
-from central.points import reading_line, reading_point, status_line, status_point
+from devstack import InfluxdProcess
 from qihe.contract import parse_reading, parse_status
-from qihe.devstack import InfluxdProcess
 
 # (name, measurement, tag value, string field value, expected line)
 ESCAPING = [

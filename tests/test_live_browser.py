@@ -17,11 +17,11 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from central.sites import SiteDirectory
+from devstack import MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from qihe.contract import GatewayStatus, SeatReading, TopicTree, encode_payload
-from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import running, wait_until
 from tests.test_live_service import DEVICE, SITE, live_config, serving
 

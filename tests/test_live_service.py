@@ -23,14 +23,15 @@ from central.live.api import create_app
 from central.live.client import StreamEvent, read_events
 from central.live.config import HttpConfig, LiveConfig, load_live_setup
 from central.live.hub import EventHub
-from central.live.service import Clock, LiveService, utc_now
+from central.live.service import LiveService
 from central.live.state import LiveState
 from central.live.views import PublicSites, SiteDetail, Sites
 from central.sites import SiteDirectory
+from devstack import MosquittoProcess
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
+from qihe.clock import Clock, utc_now
 from qihe.configfile import ConfigError, load_config_file
 from qihe.contract import GatewayStatus, SeatReading, TopicTree, encode_payload
-from qihe.devstack import MosquittoProcess
 from tests.clocks import RunningClock
 from tests.mqtt_helpers import GatewayProcess, wait_until
 
@@ -608,7 +609,7 @@ def test_a_bad_site_directory_is_refused_naming_the_file_and_the_key(tmp_path: P
     (tmp_path / "live.yaml").write_text("sites: sites.yaml\n")
 
     result = subprocess.run(
-        [sys.executable, "-m", "qihe.cli", "live", "--config", str(tmp_path / "live.yaml")],
+        [sys.executable, "-m", "qihe_cli.main", "live", "--config", str(tmp_path / "live.yaml")],
         capture_output=True,
         text=True,
         timeout=60,

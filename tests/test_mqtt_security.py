@@ -27,8 +27,8 @@ from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
 from central.provision import (
     gateway_acl,
     hash_password,
@@ -37,13 +37,13 @@ from central.provision import (
     usernames,
     verify_password,
 )
+from devstack import InfluxdProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
-from qihe.cli import main as qihe
 from qihe.contract import SeatReading, TopicTree, encode_payload
-from qihe.devstack import InfluxdProcess
-from qihe.devstack.secure import SecureMosquitto, TestPki, make_test_ca
+from qihe_cli.main import main as qihe
 from tests.mqtt_helpers import running, wait_until
+from tests.secure_broker import SecureMosquitto, TestPki, make_test_ca
 
 pytestmark = pytest.mark.integration
 

@@ -36,11 +36,12 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.points import reading_point
+from central.consumer.service import Consumer
 from central.errors import LineProtocolError
 from central.influx import Point, encode_line
-from central.points import reading_point
+from devstack import InfluxdProcess, MosquittoProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
@@ -56,7 +57,6 @@ from qihe.contract import (
     parse_reading,
     parse_status,
 )
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.clocks import RunningClock
 from tests.mqtt_helpers import running, wait_until
 from tests.test_consumer import DeadLetters, make_config, publish
@@ -479,7 +479,7 @@ async def test_chinese_names_come_back_byte_for_byte_from_influxdb_in_the_stats_
         f"sites: sites.yaml\ninflux:\n  url: {influxd.url}\n  database: {influx_db}\n",
         encoding="utf-8",
     )
-    command = [sys.executable, "-m", "qihe.cli", "stats", "visitors", "--config", str(stats),
+    command = [sys.executable, "-m", "qihe_cli.main", "stats", "visitors", "--config", str(stats),
                "--district", "山城区", "--from", day.isoformat(), "--to", day.isoformat(),
                "--format", "csv"]  # fmt: skip
     env = {**os.environ, "PYTHONUTF8": "1"}

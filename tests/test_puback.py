@@ -11,8 +11,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from qihe.devstack.secure import AclMosquitto
 from qihe.puback import PubackClient, PublishRefusedError, refusal
+from tests.secure_broker import AclMosquitto
 
 
 async def test_aiomqtt_still_calls_the_hooks_the_refusal_check_relies_on() -> None:

@@ -24,17 +24,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from central.alerts.engine import AlertEngine
 from central.alerts.model import Alert, alert_id
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
+from devstack import InfluxdProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from edge.refusals import read_refusals
-from qihe.devstack import InfluxdProcess
-from qihe.devstack.secure import AclMosquitto
 from qihe.puback import PubackClient
 from tests.alert_harness import SITE as ALERT_SITE
 from tests.alert_harness import alerts_config, directory, engine_running, watching
 from tests.mqtt_helpers import Recorder, running, wait_until
+from tests.secure_broker import AclMosquitto
 
 pytestmark = pytest.mark.integration
 

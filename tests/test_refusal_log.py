@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from central.intake import to_delivery
+from central.consumer.intake import to_delivery
 from central.refusal_log import RefusalLog
 from qihe.contract import TopicTree
 

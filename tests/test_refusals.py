@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from central.points import reading_line
+from central.consumer.points import reading_line
 from edge.config import GatewayConfig
 from edge.doctor import check_refusals
 from edge.gateway import Gateway

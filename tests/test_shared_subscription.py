@@ -14,11 +14,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
 from central.influx import PointWriter, open_writer
+from devstack import InfluxdProcess, MosquittoProcess
 from qihe.contract import SeatReading, TopicTree, encode_batch, encode_payload
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.test_consumer import make_config, wait_until
 
 pytestmark = pytest.mark.integration

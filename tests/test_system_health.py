@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from central.points import reading_point
+from central.consumer.points import reading_point
+from devstack import MosquittoProcess
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
 from edge.gateway import Gateway
@@ -25,7 +26,6 @@ from qihe.contract import (
     encode_payload,
     parse_reading,
 )
-from qihe.devstack import MosquittoProcess
 from tests.mqtt_helpers import Recorder, running
 
 MEMINFO = """\

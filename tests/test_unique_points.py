@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from central.consumer import Consumer
+from central.consumer.service import Consumer
+from devstack import InfluxdProcess, MosquittoProcess
 from edge.clock import ClockGuard
 from edge.config import GatewayConfig, GpioInputConfig
 from edge.gateway import Gateway
@@ -23,7 +24,6 @@ from edge.sources.gpio import GpioSource
 from edge.stamps import Stamper, from_micros, micros
 from firmware_bridge.messages import Frame, Hello, Seat, SensorKind, SensorRef
 from qihe.contract import Reading, SeatReading
-from qihe.devstack import InfluxdProcess, MosquittoProcess
 from tests.mqtt_helpers import running, wait_until
 from tests.test_consumer import make_config
 from tests.test_gateway_serial import PtyBoard

@@ -58,8 +58,8 @@ from central.usage.figures import (
 )
 from central.usage.steps import Granularity, buckets, percentile
 from central.usage.table import Table, Value
-from qihe.cli import build_parser
-from qihe.devstack import InfluxdProcess, free_port
+from devstack import InfluxdProcess, free_port
+from qihe_cli.main import build_parser
 
 pytestmark = pytest.mark.integration
 
@@ -717,7 +717,7 @@ def _stats_config(tmp_path: Path, sites_file: Path, url: str, db: str) -> Path:
 
 def qihe(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONUTF8": "1"}
-    command = [sys.executable, "-m", "qihe.cli", "stats", *map(str, args)]
+    command = [sys.executable, "-m", "qihe_cli.main", "stats", *map(str, args)]
     return subprocess.run(command, capture_output=True, cwd=ROOT, env=env, timeout=60)
 
 

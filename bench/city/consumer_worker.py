@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from central.config import ConsumerConfig
-from central.consumer import Consumer
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
 from qihe.configfile import load_config_file
 
 __all__ = ["main", "serve"]

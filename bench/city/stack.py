@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 
 from bench.city.sites import GATEWAY, PREFIX, SiteLayout, layout
 from bench.harness import Child, proc_figures, site_entry
-from qihe.devstack import InfluxdProcess, MosquittoProcess, free_port
+from devstack import InfluxdProcess, MosquittoProcess, free_port
 
 __all__ = [
     "START_TIMEOUT_S",
@@ -290,7 +290,7 @@ class CityStack:
 
         live_config = write_live_config(folder, self.sites, self.broker)
         port = yaml.safe_load(live_config.read_text())["http"]["port"]
-        argv = [sys.executable, "-m", "qihe.cli", "live", "--config", str(live_config)]
+        argv = [sys.executable, "-m", "qihe_cli.main", "live", "--config", str(live_config)]
         self.live = Child("live service", argv, folder / "live.log")
         exits.push_async_callback(self.live.stop)
         await self.live.start()

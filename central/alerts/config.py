@@ -12,11 +12,12 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, model_validator
 
 from central.alerts.model import Severity
 from central.alerts.routes import RouteConfig, check_unique_names
-from central.config import MqttConfig, Name
+from central.broker import MqttConfig
+from qihe.configtypes import Name, StrictModel
 from qihe.contract import ID_PATTERN
 
 __all__ = [
@@ -30,8 +31,8 @@ PositiveDuration = Annotated[timedelta, Field(gt=timedelta(0))]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _Model(StrictModel):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class _Rule(_Model):

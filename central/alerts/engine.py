@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import aiomqtt
 from pydantic import ValidationError
@@ -30,10 +30,11 @@ from central.alerts.routes import RouteWorker, build_worker
 from central.alerts.rules import Context, evaluate
 from central.errors import InvalidMessageError
 from central.facts import DEFAULT_REPORT_INTERVAL, FactStore
-from central.intake import decode_message
 from central.listen import listen
+from central.messages import decode_message
 from central.refusal_log import RefusalLog
 from central.sites import SiteDirectory
+from qihe.clock import Clock, utc_now
 from qihe.contract import TopicError, TopicTree
 from qihe.puback import PublishRefusedError, reason_label
 
@@ -41,14 +42,9 @@ __all__ = ["AlertEngine"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 #: A reason the broker refuses alert publishes with is logged at most this often.
 _REFUSAL_LOG_EVERY = timedelta(seconds=60)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AlertEngine:

@@ -12,7 +12,9 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
+
+from qihe.configtypes import StrictModel
 
 __all__ = [
     "Alert",
@@ -26,10 +28,6 @@ Severity = Literal["critical", "warning", "info"]
 AlertState = Literal["firing", "resolved"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 def alert_id(rule: str, labels: dict[str, str]) -> str:
     """A topic-safe, stable id: the rule and a short hash of the labels that identify it."""
     key = "|".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -37,7 +35,7 @@ def alert_id(rule: str, labels: dict[str, str]) -> str:
     return f"{rule}-{digest}"
 
 
-class Alert(_Model):
+class Alert(StrictModel):
     schema_version: Literal[1] = Field(default=1, alias="schema")
     id: str
     rule: str
@@ -68,7 +66,7 @@ class Alert(_Model):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-class Notification(_Model):
+class Notification(StrictModel):
     """One message of one route: a site's alerts that changed (or are repeated)."""
 
     site: str

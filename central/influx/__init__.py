@@ -1,6 +1,6 @@
 """InfluxDB sinks: a line-protocol encoder and one writer per write API, chosen by ``api``."""
 
-from central.config import InfluxConfig, InfluxV1Config, InfluxV2Config
+from central.influx.config import InfluxConfig, InfluxV1Config, InfluxV2Config
 from central.influx.line_protocol import FieldValue, Point, datetime_to_ns, encode_line
 from central.influx.v1 import InfluxV1Writer
 from central.influx.v2 import InfluxV2Writer

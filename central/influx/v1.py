@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import httpx
 
-from central.config import InfluxV1Config
 from central.errors import InfluxWriteError, is_retryable_status
+from central.influx.config import InfluxV1Config
 from central.influx.writer import parse_retry_after
 
 __all__ = ["InfluxV1Writer"]

@@ -17,8 +17,8 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from central.config import InfluxV2Config
 from central.errors import InfluxWriteError, is_retryable_status
+from central.influx.config import InfluxV2Config
 from central.influx.writer import parse_retry_after
 
 __all__ = ["InfluxV2Writer"]

@@ -8,16 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 
-from central.config import Duration, MqttConfig, Name
+from central.broker import MqttConfig
 from central.sites import SiteDirectory, load_with_directory
+from qihe.configtypes import Duration, Name, StrictModel
 
 __all__ = ["HttpConfig", "LiveConfig", "LiveSetup", "load_live_setup"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _token(value: SecretStr) -> SecretStr:
@@ -27,7 +24,7 @@ def _token(value: SecretStr) -> SecretStr:
     return value
 
 
-class HttpConfig(_Model):
+class HttpConfig(StrictModel):
     #: ``127.0.0.1`` behind a reverse proxy (the usual); ``0.0.0.0`` to serve the LAN directly.
     host: Name = "127.0.0.1"
     #: 0 picks a free port (tests, the demo).
@@ -43,7 +40,7 @@ class HttpConfig(_Model):
     public_max_age: int = Field(default=10, ge=0, le=3600)
 
 
-class LiveConfig(_Model):
+class LiveConfig(StrictModel):
     mqtt: MqttConfig = MqttConfig(client_id="qihe-live")
     http: HttpConfig = HttpConfig()
     #: The site directory (names, opening hours, seat layout), relative to this file.

@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import uvicorn
@@ -25,30 +23,26 @@ from pydantic import ValidationError
 
 from central.alerts.model import Alert
 from central.errors import InvalidMessageError
-from central.intake import decode_message
 from central.listen import listen
 from central.live.api import create_app
 from central.live.config import LiveConfig
 from central.live.hub import EventHub
 from central.live.state import LiveState, Timeouts
 from central.live.views import PublicSites, SiteDetail, Sites
+from central.messages import decode_message
 from central.refusal_log import RefusalLog
 from central.sites import SiteDirectory
+from qihe.clock import Clock, utc_now
 from qihe.contract import TopicError, TopicTree
 
 __all__ = ["LiveService"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 _T = TypeVar("_T")
 
 #: Least time between two refreshes (seconds): a burst of messages is sent as one batch.
 BATCH_GAP_S = 0.005
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _EmbeddedServer(uvicorn.Server):

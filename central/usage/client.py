@@ -35,10 +35,10 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import SecretStr, model_validator
 
-from central.config import BaseUrl, Duration, Name
 from central.errors import CentralError
+from qihe.configtypes import BaseUrl, Duration, Name, StrictModel
 
 __all__ = [
     "InfluxQLClient",
@@ -79,11 +79,7 @@ class SelectionError(UsageError, ValueError):
     """What was asked for does not exist or makes no sense: an unknown site, an empty range."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StatsInfluxConfig(_Model):
+class StatsInfluxConfig(StrictModel):
     """Where the statistics read from: any InfluxDB that answers InfluxQL on ``/query``."""
 
     url: BaseUrl

@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from central.config import BaseUrl, Duration, Name
 from central.errors import CentralError
+from qihe.configtypes import BaseUrl, Duration, Name
 
 __all__ = [
     "CQ_PREFIX",

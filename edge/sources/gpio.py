@@ -17,9 +17,9 @@ from gpiozero import DigitalInputDevice, GPIOZeroError
 
 from edge.config import GpioInputConfig
 from edge.errors import GpioError
-from edge.normalise import Clock, utc_now
 from edge.sources.base import Emit
 from edge.stamps import Stamper
+from qihe.clock import Clock, utc_now
 from qihe.contract import DoorReading, MotionReading, Reading, SeatReading
 
 __all__ = ["GpioSource"]

@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from edge.config import SerialPortConfig
-from edge.normalise import Clock, FrameNormaliser, LinkCounters, utc_now
+from edge.normalise import FrameNormaliser, LinkCounters
 from edge.outbox import Outbox
 from edge.sequence import TrackerState
 from edge.sources.base import Emit
@@ -21,6 +21,7 @@ from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
 from firmware_bridge.messages import Frame, GatewayMessage, Hello, ReportAck, Resend, Window
 from qihe.backoff import Backoff
+from qihe.clock import Clock, utc_now
 from qihe.contract import LinkReading
 
 __all__ = ["SerialSource"]

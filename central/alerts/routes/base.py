@@ -32,9 +32,9 @@ from typing import Annotated, Protocol, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from central.alerts.model import Notification
-from central.config import Duration
 from central.errors import CentralError
 from qihe.backoff import Backoff
+from qihe.configtypes import Duration
 
 __all__ = [
     "HttpRouteSettings",
@@ -50,7 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RouteName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Clock = Callable[[], float]
+#: Seconds from an arbitrary start (``time.monotonic``), for rate limits and retry delays.
+Monotonic = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: The rate limit's window: the robots count messages per minute.
@@ -137,7 +138,7 @@ class HttpRouteSettings(RouteSettings):
 class RateLimit:
     """At most ``per_minute`` uses in any 60 s: each token comes back 60 s after its use."""
 
-    def __init__(self, per_minute: int, *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, per_minute: int, *, clock: Monotonic = time.monotonic) -> None:
         self._per_minute = per_minute
         self._clock = clock
         self._used: deque[float] = deque()
@@ -185,7 +186,7 @@ class RouteWorker:
         route: Route,
         settings: RouteSettings,
         *,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff | None = None,
     ) -> None:

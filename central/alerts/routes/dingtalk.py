@@ -30,7 +30,7 @@ from central.alerts import render
 from central.alerts.model import Notification
 from central.alerts.routes.base import HttpRouteSettings, RouteError, RouteName
 from central.alerts.routes.webhook import JsonPoster
-from central.config import BaseUrl
+from qihe.configtypes import BaseUrl
 
 __all__ = ["DINGTALK_URL", "DingTalkRoute", "DingTalkRouteConfig", "dingtalk_sign"]
 

@@ -28,7 +28,7 @@ from central.alerts import render
 from central.alerts.model import Notification
 from central.alerts.routes.base import HttpRouteSettings, RouteError, RouteName
 from central.alerts.routes.webhook import JsonPoster, is_http_url
-from central.config import BaseUrl
+from qihe.configtypes import BaseUrl
 
 __all__ = ["WECOM_URL", "WeComRoute", "WeComRouteConfig"]
 

@@ -17,15 +17,15 @@ Handler = Callable[[argparse.Namespace], int]
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported here so `qihe --help` stays fast and one part's import error names itself.
     from central.alerts.cli import add_parsers as alerts_parsers
-    from central.cli import add_parsers as central_parsers
+    from central.consumer.cli import add_parsers as central_parsers
     from central.live.cli import add_parsers as live_parsers
     from central.provision_cli import add_parsers as provision_parsers
     from central.usage.commands import add_parsers as usage_parsers
     from central.usage.downsample_cli import add_parsers as downsample_parsers
     from edge.cli import add_parsers as edge_parsers
     from firmware_bridge.emulator.cli import add_parsers as emulator_parsers
-    from qihe.bench_cli import add_parsers as bench_parsers
-    from qihe.demo import add_parsers as demo_parsers
+    from qihe_cli.bench import add_parsers as bench_parsers
+    from qihe_cli.demo import add_parsers as demo_parsers
 
     return [
         edge_parsers,

@@ -22,8 +22,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from types import FrameType, TracebackType
 from typing import Any, Self
 
@@ -32,27 +31,25 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from central.batching import BatchQueue
-from central.config import ConsumerConfig
-from central.deadletter import PublishTracker
+from central.consumer.batching import BatchQueue
+from central.consumer.config import ConsumerConfig
+from central.consumer.deadletter import PublishTracker
+from central.consumer.flush import BatchFlusher, DeadLetterPublisher, classify_failure
+from central.consumer.intake import Delivery, to_delivery
+from central.consumer.mqtt import connect_properties, new_client
+from central.consumer.retry import Backoff, GiveUpError, Retrier
+from central.consumer.stats import ConsumerStats, Counters
 from central.errors import ConsumerStartError, InfluxWriteError
-from central.flush import BatchFlusher, DeadLetterPublisher, classify_failure
 from central.influx import PointWriter, open_writer
-from central.intake import Delivery, OncePerKey, to_delivery
-from central.mqtt import connect_properties, new_client
 from central.refusal_log import RefusalLog
-from central.retry import Backoff, GiveUpError, Retrier
-from central.stats import ConsumerStats, Counters
+from qihe.clock import Clock, utc_now
 from qihe.contract import TopicTree
+from qihe.once import OncePerKey
 from qihe.puback import refusal
 
 __all__ = ["Consumer"]
 
 log = logging.getLogger(__name__)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Consumer:
@@ -69,7 +66,7 @@ class Consumer:
         config: ConsumerConfig,
         *,
         writer: PointWriter | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = utc_now,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config

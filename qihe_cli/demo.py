@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from devstack import DevStackError, InfluxdProcess, MosquittoProcess
 from qihe.configfile import load_config_file
+from qihe.configtypes import StrictModel
 from qihe.contract import TopicTree
-from qihe.demo_console import HELP, console
-from qihe.devstack import DevStackError, InfluxdProcess, MosquittoProcess
+from qihe_cli.demo_console import HELP, console
 
 __all__ = ["DemoConfig", "add_parsers"]
 
@@ -44,18 +45,14 @@ MEASUREMENTS = (
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DemoEmulator(_Model):
+class DemoEmulator(StrictModel):
     seats: int = Field(default=24, ge=1, le=64)
     seed: int = 0
     #: Simulated time before a stuck seat's board reports FAULT STUCK.
     stuck_report_after: timedelta = timedelta(minutes=5)
 
 
-class DemoSite(_Model):
+class DemoSite(StrictModel):
     name: str
     district: str = ""
     gateway_config: Path
@@ -63,7 +60,7 @@ class DemoSite(_Model):
     gpio_activity: bool = False
 
 
-class DemoConfig(_Model):
+class DemoConfig(StrictModel):
     speed: float = Field(default=60.0, gt=0)
     start_local_time: time = time(15, 0)
     timezone: str = "Asia/Shanghai"
@@ -111,8 +108,8 @@ def _main(args: argparse.Namespace) -> int:
     state = args.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
 
-    from central.config import ConsumerConfig
-    from central.consumer import Consumer
+    from central.consumer.config import ConsumerConfig
+    from central.consumer.service import Consumer
 
     consumer_config = load_config_file(base / config.consumer_config, ConsumerConfig)
     broker = MosquittoProcess(state / "mosquitto")

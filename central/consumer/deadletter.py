@@ -2,7 +2,7 @@
 
 A dead letter the broker refuses (its ACL denies the dead-letter topic: PUBACK 0x87) is
 not a dead letter sent: the original message stays unacked and the dead letter is
-published again after a backoff (``central/flush.py``).
+published again after a backoff (``central/consumer/flush.py``).
 
 Payload (``{prefix}/v1/_dead_letter/{client_id}``, QoS 1, not retained)::
 

@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from central.config import MqttConfig
+from central.broker import MqttConfig
 
 __all__ = ["MAX_RECEIVE_MAXIMUM", "connect_properties", "new_client"]
 

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
-from central.deadletter import PendingPublish, PublishTracker, dead_letter_payload
+from central.consumer.deadletter import PendingPublish, PublishTracker, dead_letter_payload
+from central.consumer.intake import Delivery
+from central.consumer.retry import Retrier, TransientError
+from central.consumer.stats import Counters
 from central.errors import CentralError, InfluxWriteError
 from central.influx import PointWriter
-from central.intake import Delivery
-from central.retry import Retrier, TransientError
-from central.stats import Counters
 from qihe.puback import PublishRefusedError, reason_label
 
 __all__ = [

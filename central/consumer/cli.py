@@ -32,8 +32,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _run(args: argparse.Namespace) -> int:
-    from central.config import ConsumerConfig
-    from central.consumer import Consumer
+    from central.consumer.config import ConsumerConfig
+    from central.consumer.service import Consumer
     from central.errors import ConsumerStartError
 
     config = load_config_file(args.config, ConsumerConfig)
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from central.config import ConsumerConfig
+    from central.consumer.config import ConsumerConfig
 
     config = load_config_file(args.config, ConsumerConfig)
     print(f"{args.config}: 配置有效 / config OK (api {config.influx.api}, {config.influx.url})")

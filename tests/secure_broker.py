@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from qihe.devstack.processes import DevStackError, MosquittoProcess, _find
+from devstack.processes import DevStackError, MosquittoProcess, _find
 
 __all__ = ["AclMosquitto", "SecureMosquitto", "TestPki", "make_test_ca"]
 

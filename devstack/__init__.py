@@ -1,5 +1,5 @@
 """Local real servers (Mosquitto, InfluxDB 1.x) for tests, the demo and benchmarks."""
 
-from qihe.devstack.processes import DevStackError, InfluxdProcess, MosquittoProcess, free_port
+from devstack.processes import DevStackError, InfluxdProcess, MosquittoProcess, free_port
 
 __all__ = ["DevStackError", "InfluxdProcess", "MosquittoProcess", "free_port"]

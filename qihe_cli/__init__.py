@@ -1,0 +1,1 @@
+"""The `qihe` command: its subcommands, the local demo and the benchmark runner."""
