@@ -1,10 +1,11 @@
-"""Errors of the central consumer: one base, leaves that also inherit the matching builtin."""
+"""Errors of the central services: one base, leaves that also inherit the matching builtin."""
 
 from __future__ import annotations
 
 __all__ = [
     "CentralError",
     "ConsumerStartError",
+    "InfluxError",
     "InfluxWriteError",
     "InvalidMessageError",
     "LineProtocolError",
@@ -14,7 +15,7 @@ __all__ = [
 #: HTTP answers meaning "some point in this batch is refused": splitting the batch finds it.
 #: 400 malformed line or (1.x, 3.x) partial write / field type conflict, 413 body too
 #: large, 422 (2.x) field type conflict or point outside the retention period.
-POINT_REJECTING_STATUSES = frozenset({400, 413, 422})
+_POINT_REJECTING_STATUSES = frozenset({400, 413, 422})
 
 
 def is_retryable_status(status: int) -> bool:
@@ -23,7 +24,7 @@ def is_retryable_status(status: int) -> bool:
 
 
 class CentralError(Exception):
-    """Base of the central consumer's errors."""
+    """Base of the central services' errors."""
 
 
 class LineProtocolError(CentralError, ValueError):
@@ -44,34 +45,59 @@ class InvalidMessageError(CentralError, ValueError):
         self.key = reason if key is None else key
 
 
-class InfluxWriteError(CentralError, OSError):
-    """InfluxDB did not accept a write.
+class InfluxError(CentralError, OSError):
+    """InfluxDB did not do what was asked: no answer, an HTTP error, or an error in its answer.
 
-    ``retryable`` says whether the same request may succeed later (connection
-    errors, 5xx, 429); ``status`` is the HTTP status or ``None`` when no answer
-    came; ``detail`` is InfluxDB's own message; ``retry_after`` is the delay in
-    seconds the server asked for, if any.
+    Made in one place, where every answer is read (:mod:`central.influx.session`). ``url`` is
+    the server, without credentials; ``status`` the HTTP status, ``None`` when no answer came;
+    ``detail`` InfluxDB's own message (or what became of the connection); ``retry_after`` the
+    delay in seconds the server asked for, if any; ``statement`` the InfluxQL statement, if one
+    was sent.
     """
 
     def __init__(
         self,
         detail: str,
         *,
-        retryable: bool,
+        url: str,
         status: int | None = None,
         retry_after: float | None = None,
+        statement: str | None = None,
     ) -> None:
-        where = f"HTTP {status}" if status is not None else "no answer"
-        super().__init__(f"InfluxDB write failed ({where}): {detail}")
         self.detail = detail
-        self.retryable = retryable
+        self.url = url
         self.status = status
         self.retry_after = retry_after
+        self.statement = statement
+        super().__init__(self._describe())
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later: no answer came, or a 5xx, 429 or 408."""
+        return self.status is None or is_retryable_status(self.status)
+
+    def _describe(self) -> str:
+        status, reason = self.status, self.detail
+        if status in (401, 403):
+            reason = f"HTTP {status}: not authorised ({reason}); check username/password or token"
+        elif status is not None and not 200 <= status < 300:
+            reason = f"HTTP {status}: {reason}"
+        query = f" (query: {self.statement})" if self.statement is not None else ""
+        return f"InfluxDB at {self.url}: {reason}{query}"
+
+
+class InfluxWriteError(InfluxError):
+    """InfluxDB did not accept a write (or the preparation of the first one)."""
+
+    def _describe(self) -> str:
+        if self.status is None:
+            return f"InfluxDB write failed (no answer): {self.url}: {self.detail}"
+        return f"InfluxDB write failed (HTTP {self.status}): {self.detail}"
 
     @property
     def rejects_points(self) -> bool:
         """True when InfluxDB refused (some of) the points themselves, not the request."""
-        return self.status in POINT_REJECTING_STATUSES
+        return self.status in _POINT_REJECTING_STATUSES
 
 
 class ConsumerStartError(CentralError, ConnectionError):

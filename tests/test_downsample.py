@@ -8,16 +8,24 @@ backfill (which is what a CQ executes, with a time range) on a synthetic day.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
 
-from central.usage.downsample import (
+from central.usage.downsample.apply import (
+    DownsampleConfig,
+    PolicyState,
+    ServerState,
+    plan_changes,
+)
+from central.usage.downsample.backfill import backfill_days
+from central.usage.downsample.cli import stats_setup
+from central.usage.downsample.plan import (
     CQ_PREFIX,
     DAILY,
     HOURLY,
@@ -26,19 +34,8 @@ from central.usage.downsample import (
     RAW,
     RETENTION_POLICIES,
     ROLLUPS,
-    DownsampleConfig,
-    PolicyState,
-    ServerState,
-    StateRow,
-    backfill_days,
-    counter_increase,
-    format_duration,
-    ident,
-    plan_changes,
-    same_query,
-    state_minutes,
 )
-from central.usage.downsample_cli import stats_setup
+from central.usage.downsample.ql import format_duration, ident, same_query
 from central.visitors import increases
 from devstack import InfluxdProcess, free_port
 from qihe.configfile import load_config_file
@@ -129,6 +126,62 @@ def queries(influxd: InfluxdProcess, database: str) -> dict[str, str]:
 def rows(influxd: InfluxdProcess, database: str, q: str) -> dict[tuple[str, int], dict[str, Any]]:
     """Rows keyed by (sensor or gateway, time)."""
     return {(r.get("sensor") or r["gateway"], r["time"]): r for r in influxd.rows(q, database)}
+
+
+# -- reading rollups: the rules of docs/downsampling.md, applied to what the rollups hold --------
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """A state rollup's fields for one interval of one sensor."""
+
+    on_minutes: float
+    known_minutes: int
+    last: int
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any], state: str) -> Self:
+        return cls(
+            on_minutes=float(fields[f"{state}_minutes"] or 0),
+            known_minutes=int(fields["known_minutes"] or 0),
+            last=int(fields[f"{state}_last"] or 0),
+        )
+
+
+def state_minutes(
+    rows: Sequence[StateRow | None], *, interval_minutes: int = 60, before: int = 0
+) -> list[float]:
+    """Minutes in state 1 in each of consecutive intervals, from a state rollup's rows.
+
+    ``rows`` has one entry per interval, ``None`` where the rollup has no row (no reading in any
+    range that computed it: the state did not change). The minutes of an interval before its
+    first known minute are in the state the previous interval ended in; ``before`` is the state
+    before the first interval (free, 0, unless known otherwise). Exact to the minute whatever
+    range a continuous query or the backfill computed each row in.
+    """
+    out: list[float] = []
+    state = before
+    for row in rows:
+        if row is None:
+            out.append(float(state * interval_minutes))
+            continue
+        out.append(row.on_minutes + state * (interval_minutes - row.known_minutes))
+        state = row.last
+    return out
+
+
+def counter_increase(previous_last: int | None, maximum: int, last: int) -> int:
+    """Counted in one interval by a cumulative counter, from the rollup's ``max`` and ``last``.
+
+    ``previous_last`` is the last total of the interval before (``None``: counting from a
+    reset). A maximum below it means the counter restarted before this interval's first
+    reading; a last value below the maximum means it restarted within the interval, and the last
+    value is what it counted since. Equal to :func:`central.visitors.increases` over the raw
+    totals when the counter resets at most once per interval and does not climb back above its
+    old total within the same interval.
+    """
+    base = previous_last if previous_last is not None and maximum >= previous_last else 0
+    return maximum - base + (last if last < maximum else 0)
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -568,7 +621,7 @@ def test_an_unreachable_server_is_one_line_and_exit_1(
     url = f"http://127.0.0.1:{free_port()}"
     assert setup(write_config(tmp_path / "stats.yaml", url, "qihe")) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"qihe: stats-setup: InfluxDB at {url} is unreachable: ")
+    assert err.startswith(f"qihe: stats-setup: InfluxDB at {url}: unreachable (")
     assert err.count("\n") == 1
 
 

@@ -1,4 +1,13 @@
-"""InfluxDB sinks: a line-protocol encoder and one writer per write API, chosen by ``api``."""
+"""InfluxDB access: one session per server, and its users.
+
+- ``config``: where a server is and how to log in (:class:`InfluxServer`), and the writers' configs;
+- ``session``: the one HTTP session, and the one place InfluxDB's answers become errors;
+- ``writer`` (the seam), ``v1``, ``v2``: line protocol to ``/write`` or ``/api/v2/write``,
+  chosen by ``api`` (:func:`open_writer`, the explicit registry of write APIs);
+- ``reader``: read-only InfluxQL (``GET /query``); ``admin``: statements that change a 1.x
+  server (``POST /query``);
+- ``line_protocol``: the encoder of the lines the writers send.
+"""
 
 from central.influx.config import InfluxConfig, InfluxV1Config, InfluxV2Config
 from central.influx.line_protocol import FieldValue, Point, datetime_to_ns, encode_line

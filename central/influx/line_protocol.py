@@ -88,7 +88,7 @@ def series_key(measurement: str, tags: Mapping[str, str]) -> str:
     """The start of a line: the escaped measurement and its tags sorted by key.
 
     Every point of a series starts the same: callers writing many points of few series
-    may keep it (see ``central.consumer.points``) instead of escaping the same names per point.
+    may keep it instead of escaping the same names per point.
     """
     head = _measurement(measurement)
     for key in sorted(tags):
@@ -114,8 +114,8 @@ def encode_timestamp(time_ns: int) -> str:
 
 @lru_cache(maxsize=1024)
 def _field_key(key: str) -> str:
-    # Field keys come from a handful of names in central.consumer.points: escape each once.
-    # A refused key raises every time (lru_cache keeps only answers).
+    # Field keys are few (a handful per measurement) and recur in every line: escape each
+    # once. A refused key raises every time (lru_cache keeps only answers).
     return _name("field key", key)
 
 

@@ -1,87 +1,54 @@
-"""InfluxDB 2.x / 3.x writer through the official ``influxdb-client`` (synchronous write API).
+"""InfluxDB 2.x / 3.x writer: ``POST /api/v2/write?org=..&bucket=..&precision=ns``.
 
-It sends ``POST /api/v2/write?org=..&bucket=..&precision=ns`` with
-``Authorization: Token <token>``. InfluxDB 3.x accepts the same request with the
-database name as bucket.
+It sends ``Authorization: Token <token>`` and, when ``gzip`` is set, the body compressed
+with ``Content-Encoding: gzip``. InfluxDB 2.x answers 204, or JSON ``{"code", "message"}``
+with the error status; InfluxDB 3.x accepts the same request with the database name as bucket.
 """
 
 from __future__ import annotations
 
-import json
+import gzip
 from collections.abc import Sequence
-from typing import Any, cast
 
-import urllib3.exceptions
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
+import httpx
 
-from central.errors import InfluxWriteError, is_retryable_status
+from central.errors import InfluxWriteError
 from central.influx.config import InfluxV2Config
-from central.influx.writer import parse_retry_after
+from central.influx.session import SessionOwner
 
 __all__ = ["InfluxV2Writer"]
 
 
-class InfluxV2Writer:
+class InfluxV2Writer(SessionOwner):
     """Writes line protocol to one bucket of an InfluxDB 2.x organisation (or a 3.x database)."""
 
-    def __init__(self, config: InfluxV2Config) -> None:
+    def __init__(
+        self, config: InfluxV2Config, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        super().__init__(config, transport=transport)
         self._config = config
-        # Builds a connection pool only; nothing is sent until the first write.
-        self._client = InfluxDBClient(
-            url=config.url,
-            token=config.token.get_secret_value(),
-            org=config.org,
-            timeout=int(config.timeout.total_seconds() * 1000),
-            enable_gzip=config.gzip,
-        )
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._params = {"org": config.org, "bucket": config.bucket, "precision": "ns"}
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if config.gzip:
+            self._headers["Content-Encoding"] = "gzip"
 
     @property
     def target(self) -> str:
         config = self._config
-        return f"InfluxDB v2 API {config.url} org={config.org} bucket={config.bucket}"
+        return f"InfluxDB v2 API {self.url} org={config.org} bucket={config.bucket}"
 
     def prepare(self) -> None:
         """Nothing: buckets are made by an operator; a write token need not be allowed to."""
 
     def write(self, lines: Sequence[str]) -> None:
-        try:
-            self._api.write(
-                bucket=self._config.bucket,
-                org=self._config.org,
-                record=list(lines),
-                # The library declares the constant as str but the parameter as its class.
-                write_precision=cast(WritePrecision, WritePrecision.NS),
-            )
-        except ApiException as exc:
-            status = int(exc.status) if exc.status is not None else None
-            raise InfluxWriteError(
-                _detail(exc),
-                retryable=status is None or is_retryable_status(status),
-                status=status,
-                retry_after=parse_retry_after(exc.retry_after),
-            ) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise InfluxWriteError(f"{self._config.url}: {exc}", retryable=True) from exc
-
-    def close(self) -> None:
-        # influxdb-client leaves these two unannotated.
-        self._api.close()  # type: ignore[no-untyped-call]
-        self._client.close()  # type: ignore[no-untyped-call]
-
-
-def _detail(exc: Any) -> str:
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        try:
-            message = json.loads(body).get("message")
-        except (ValueError, AttributeError):
-            return body.strip()
-        if message:
-            return str(message)
-    return str(exc.reason or "no detail")
+        body = "\n".join([*lines, ""]).encode()  # every line ends with a newline
+        if self._config.gzip:
+            body = gzip.compress(body)
+        self._session.send(
+            "POST",
+            "/api/v2/write",
+            params=self._params,
+            content=body,
+            headers=self._headers,
+            error=InfluxWriteError,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["PointWriter", "parse_retry_after"]
+__all__ = ["PointWriter"]
 
 
 class PointWriter(Protocol):
@@ -25,14 +25,3 @@ class PointWriter(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header given in seconds (HTTP dates are ignored)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None

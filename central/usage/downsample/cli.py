@@ -1,7 +1,7 @@
 """``qihe stats-setup --config FILE [--dry-run] [--backfill-from DATE]``: downsampling on 1.x.
 
 Creates (or brings back to the plan) the retention policies and continuous queries of
-:mod:`central.usage.downsample`, and optionally computes the rollups of past days. Idempotent:
+:mod:`central.usage.downsample.plan`, and optionally computes the rollups of past days. Idempotent:
 a second run reports every item "unchanged" and sends no statement that changes anything.
 
 Every ``qihe`` command builds all parsers, so this module imports nothing heavy: the plan, its
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from central.usage.downsample import InfluxAdminClient
+    from central.influx.admin import InfluxAdmin
 
 __all__ = ["add_parsers", "stats_setup"]
 
@@ -61,12 +61,10 @@ def _utc_now() -> datetime:
 def stats_setup(args: argparse.Namespace, *, clock: Callable[[], datetime] = _utc_now) -> int:
     """Run ``stats-setup`` as parsed into ``args``; ``clock`` says when "now" is (the last
     complete hour a backfill reaches, and which dates lie in the future)."""
-    from central.usage.downsample import (
-        LOCAL_TZ,
-        DownsampleConfig,
-        DownsampleError,
-        InfluxAdminClient,
-    )
+    from central.errors import InfluxError
+    from central.influx.admin import InfluxAdmin
+    from central.usage.downsample.apply import DownsampleConfig, DownsampleError
+    from central.usage.downsample.plan import LOCAL_TZ
     from qihe.configfile import ConfigError, load_config_file
 
     try:
@@ -84,29 +82,24 @@ def stats_setup(args: argparse.Namespace, *, clock: Callable[[], datetime] = _ut
             file=sys.stderr,
         )
         return 2
-    client = InfluxAdminClient(
-        influx.url,
-        username=influx.username,
-        password=influx.password.get_secret_value() if influx.password else None,
-        token=influx.token.get_secret_value() if influx.token else None,
-        timeout=influx.timeout.total_seconds(),
-    )
     try:
-        with client:
-            return _run(client, influx.database, args, now)
-    except DownsampleError as exc:
+        with InfluxAdmin(influx) as admin:
+            return _run(admin, influx.database, args, now)
+    except (InfluxError, DownsampleError) as exc:
         print(f"qihe: stats-setup: {exc}", file=sys.stderr)
         return 1
 
 
-def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace, now: datetime) -> int:
-    from central.usage.downsample import LOCAL_TZ, RAW, apply, backfill, plan_changes, read_state
+def _run(admin: InfluxAdmin, database: str, args: argparse.Namespace, now: datetime) -> int:
+    from central.usage.downsample.apply import apply, check_server, plan_changes, read_state
+    from central.usage.downsample.backfill import backfill
+    from central.usage.downsample.plan import LOCAL_TZ, RAW
 
-    version = client.check_server()
-    changes = plan_changes(read_state(client, database), database)
+    version = check_server(admin)
+    changes = plan_changes(read_state(admin, database), database)
     todo = [c for c in changes if c.outcome != "unchanged"]
     if args.dry_run:
-        print(f"-- dry run against InfluxDB {version} at {client.url}, database {database}")
+        print(f"-- dry run against InfluxDB {version} at {admin.url}, database {database}")
         print("-- nothing is changed; these statements would run:")
         for change in todo:
             print(f"-- {change.line()}")
@@ -114,9 +107,9 @@ def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace, now
             for statement in change.statements:
                 print(f"{statement};")
     else:
-        print(f"InfluxDB {version} at {client.url}, database {database}:")
+        print(f"InfluxDB {version} at {admin.url}, database {database}:")
         for change in changes:  # one at a time, so a refusal shows what was done before it
-            apply(client, [change])
+            apply(admin, [change])
             print(f"  {change.line()}", flush=True)
     unchanged = len(changes) - len(todo)
     verb = "to change" if args.dry_run else "changed"
@@ -131,7 +124,7 @@ def _run(client: InfluxAdminClient, database: str, args: argparse.Namespace, now
         if args.dry_run:
             print("-- backfill statements:")
         written = backfill(
-            None if args.dry_run else client, database, args.backfill_from, now, progress=print
+            None if args.dry_run else admin, database, args.backfill_from, now, progress=print
         )
         if not args.dry_run:
             print(f"回填完成 / backfill done: {written} points written")
