@@ -514,13 +514,13 @@ def _worker_main(config_path: str, expect: int) -> int:
 
 
 def _paho_worker_main(config_path: str, expect: int) -> int:
-    """The consumer's own MQTT client (``central.consumer.mqtt``) alone, acking on receipt."""
+    """The consumer's own MQTT client (``qihe.mqtt.paho_client``) alone, acking on receipt."""
     from bench.harness import proc_figures
     from central.consumer.config import ConsumerConfig
-    from central.consumer.mqtt import connect_properties, new_client
+    from qihe.mqtt import paho_client, session_properties
 
     config = ConsumerConfig.model_validate_json(Path(config_path).read_text())
-    client = new_client(config.mqtt)
+    client = paho_client(config.mqtt, client_id=config.mqtt.client_id, manual_ack=True)
     received = 0
     done = threading.Event()
 
@@ -541,7 +541,9 @@ def _paho_worker_main(config_path: str, expect: int) -> int:
         config.mqtt.host,
         config.mqtt.port,
         clean_start=False,
-        properties=connect_properties(config.mqtt, receive_maximum=config.max_pending),
+        properties=session_properties(
+            session_expiry=config.mqtt.session_expiry, receive_maximum=config.max_pending
+        ),
     )
     client.loop_start()
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Self
 
-from pydantic import Field, FilePath, SecretStr, StringConstraints, model_validator
+from pydantic import Field, FilePath, StringConstraints, model_validator
 
-from qihe.configtypes import Duration, Name, StrictModel, TopicPrefix
+from qihe.configtypes import Duration, Name, TopicPrefix
 from qihe.contract import ID_PATTERN
+from qihe.mqtt import BrokerConnection
 
 __all__ = ["MqttConfig"]
 
@@ -16,15 +17,11 @@ __all__ = ["MqttConfig"]
 _MAX_SESSION_EXPIRY = timedelta(seconds=0xFFFF_FFFF)
 
 
-class MqttConfig(StrictModel):
+class MqttConfig(BrokerConnection):
     """The broker the gateways publish to, and this consumer's persistent session."""
 
     host: Name = "localhost"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: Name | None = None
-    password: SecretStr | None = None
-    tls: bool = False
-    #: CA bundle to verify the broker with (TLS only); the system store when omitted.
+    #: As for every client, and it must exist when the config is loaded.
     ca_file: FilePath | None = None
     #: Fixed per consumer: the broker keeps the session (and unacked messages) under it.
     client_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)] = "qihe-central"
@@ -44,9 +41,7 @@ class MqttConfig(StrictModel):
     shared_group: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
 
     @model_validator(mode="after")
-    def _coherent(self) -> Self:
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is set but tls is false")
+    def _password_needs_username(self) -> Self:
         if self.password is not None and self.username is None:
             raise ValueError("password is set without username")
         return self

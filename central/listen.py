@@ -4,7 +4,7 @@ The live service and the alert engine both rebuild their state from the retained
 every (re)connection, so neither needs a persistent session: connect with a random client-id
 suffix (several may share a broker), subscribe, hand each message over, and reconnect with
 backoff when the broker goes away. MQTT 5, so a QoS 1 publish the broker refuses raises
-:class:`qihe.puback.PublishRefusedError` instead of passing as sent.
+:class:`qihe.mqtt.PublishRefusedError` instead of passing as sent.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import ssl
 from collections.abc import Callable, Sequence
 
 import aiomqtt
 
 from central.broker import MqttConfig
 from qihe.backoff import Backoff
-from qihe.puback import PubackClient
+from qihe.mqtt import connect
 
 __all__ = ["listen"]
 
@@ -43,20 +42,12 @@ async def listen(
     backoff = Backoff()
     while True:
         try:
-            # MQTT 5 and PubackClient: a publish the broker refuses raises (qihe/puback.py).
-            client = PubackClient(
-                mqtt.host,
-                mqtt.port,
-                username=mqtt.username,
-                password=mqtt.password.get_secret_value() if mqtt.password else None,
+            # An MQTT 5 PubackClient: a publish the broker refuses raises (qihe/mqtt/clients.py).
+            async with connect(
+                mqtt,
                 identifier=f"{mqtt.client_id}-{secrets.token_hex(3)}",
-                keepalive=max(5, int(mqtt.keepalive.total_seconds())),
-                tls_context=await _tls_context(mqtt),
-                max_queued_incoming_messages=100_000,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                timeout=10,
-            )
-            async with client:
+                max_queued_incoming=100_000,
+            ) as client:
                 for topic_filter in filters:
                     await client.subscribe(topic_filter, qos=1)
                 on_connected(client)
@@ -81,10 +72,3 @@ async def listen(
         except BaseException:
             on_lost()
             raise
-
-
-async def _tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
-    if not mqtt.tls:
-        return None
-    ca = str(mqtt.ca_file) if mqtt.ca_file else None
-    return await asyncio.to_thread(ssl.create_default_context, cafile=ca)

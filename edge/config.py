@@ -6,20 +6,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from edge.outbox import DEFAULT_MAX_PENDING
 from firmware_bridge.messages import DEVICE_ID_PATTERN
 from qihe.configfile import load_config_file
-from qihe.configtypes import StrictModel
+from qihe.configtypes import StrictModel, TopicPrefix
 from qihe.contract import DEFAULT_PREFIX, ID_PATTERN, MAX_BATCH
+from qihe.mqtt import BrokerConnection
 
 __all__ = [
     "BrokerConfig",
-    "ClockConfig",
     "GatewayConfig",
     "GpioInputConfig",
-    "OutboxConfig",
     "SerialPortConfig",
     "load_gateway_config",
 ]
@@ -27,25 +26,15 @@ __all__ = [
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
-class BrokerConfig(StrictModel):
-    host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
-    tls: bool = False
-    ca_file: Path | None = None
-    username: str | None = None
-    password: SecretStr | None = None
+class BrokerConfig(BrokerConnection):
+    """The broker the gateway publishes to (``host`` required), and how it publishes."""
+
     keepalive: timedelta = timedelta(seconds=30)
-    topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    topic_prefix: TopicPrefix = DEFAULT_PREFIX
     #: Publishes awaiting PUBACK at once (paho's message ids are 16-bit; keep far below).
     max_inflight: int = Field(default=100, ge=1, le=1000)
     reconnect_min: timedelta = timedelta(seconds=1)
     reconnect_max: timedelta = timedelta(seconds=60)
-
-    @model_validator(mode="after")
-    def _ca_needs_tls(self) -> BrokerConfig:
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is set but tls is false")
-        return self
 
 
 class SerialPortConfig(StrictModel):

@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import logging
 import math
-import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,7 +40,7 @@ from qihe.contract import (
     encode_payload,
     parse_status,
 )
-from qihe.puback import PubackClient, PublishRefusedError
+from qihe.mqtt import MqttClient, PublishRefusedError, connect
 
 __all__ = ["MqttPublisher", "PublisherStats"]
 
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 #: Publishes waiting this long for any PUBACK mean a broker that stopped acknowledging.
 _ACK_TIMEOUT = 10.0
+
+#: Opens one connection with the given Last Will; the client is connected inside the ``async
+#: with`` and the connection ends with it. A lost connection raises :class:`aiomqtt.MqttError`.
+Connect = Callable[[aiomqtt.Will], contextlib.AbstractAsyncContextManager[MqttClient]]
 
 
 class _Flight:
@@ -95,16 +99,24 @@ class PublisherStats:
 
 
 class MqttPublisher:
+    """Publishes the outbox to the broker of ``config`` until cancelled (:meth:`run`).
+
+    ``connect`` replaces how a connection is opened (by default an MQTT 5 client built by
+    :func:`qihe.mqtt.connect`): a test passes a fake client. ``clock`` stamps the status.
+    """
+
     def __init__(
         self,
         config: GatewayConfig,
         outbox: Outbox,
         *,
         clock: Clock = utc_now,
+        connect: Connect | None = None,
     ) -> None:
         self._config = config
         self._outbox = outbox
         self._clock = clock
+        self._connect = connect or self._connect_to_broker
         self._topics = TopicTree(config.broker.topic_prefix)
         self._status_topic = self._topics.status(config.site, config.gateway)
         self._backlog_topic = self._topics.backlog(config.site, config.gateway)
@@ -160,12 +172,16 @@ class MqttPublisher:
             )
         )
 
-    async def _tls_context(self) -> ssl.SSLContext | None:
+    def _connect_to_broker(
+        self, will: aiomqtt.Will
+    ) -> contextlib.AbstractAsyncContextManager[MqttClient]:
         broker = self._config.broker
-        if not broker.tls:
-            return None
-        cafile = str(broker.ca_file) if broker.ca_file else None
-        return await asyncio.to_thread(ssl.create_default_context, cafile=cafile)
+        return connect(
+            broker,
+            identifier=f"qihe-gw-{self._config.site}-{self._config.gateway}",
+            will=will,
+            max_inflight=broker.max_inflight,
+        )
 
     async def run(self) -> None:
         """Connect, publish, reconnect with backoff; until cancelled (then say offline)."""
@@ -173,25 +189,11 @@ class MqttPublisher:
         while True:
             session = await asyncio.to_thread(self._sessions.next)
             self._session = session
+            will = aiomqtt.Will(
+                self._status_topic, self._status("offline", session), qos=1, retain=True
+            )
             try:
-                client = PubackClient(
-                    broker.host,
-                    broker.port,
-                    username=broker.username,
-                    password=broker.password.get_secret_value() if broker.password else None,
-                    identifier=f"qihe-gw-{self._config.site}-{self._config.gateway}",
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    will=aiomqtt.Will(
-                        self._status_topic, self._status("offline", session), qos=1, retain=True
-                    ),
-                    keepalive=max(5, int(broker.keepalive.total_seconds())),
-                    max_inflight_messages=broker.max_inflight,
-                    tls_context=await self._tls_context(),
-                    timeout=10,
-                )
-                # aiomqtt warns past 10 publishes awaiting their PUBACK; we allow max_inflight.
-                client.pending_calls_threshold = broker.max_inflight
-                async with client:
+                async with self._connect(will) as client:
                     try:
                         await self._serve(client, session)
                     except asyncio.CancelledError:
@@ -207,7 +209,7 @@ class MqttPublisher:
             finally:
                 self.connected.clear()
 
-    async def _serve(self, client: aiomqtt.Client, session: int) -> None:
+    async def _serve(self, client: MqttClient, session: int) -> None:
         await self._publish_status(client, "online", session)
         await client.subscribe(self._status_topic, qos=1)
         self._connects += 1
@@ -228,7 +230,7 @@ class MqttPublisher:
                 first = first.exceptions[0]
             raise first from None
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain(self, client: MqttClient) -> None:
         """Live state first, then live readings as they come, the backlog in between.
 
         Readings stored before this connection are the backlog: first the newest
@@ -287,7 +289,7 @@ class MqttPublisher:
                                 continue
                             await flight.slots.acquire()
                             flight.started()
-                            tasks.create_task(self._publish_live(client, row, flight, held, wake))
+                            tasks.create_task(self._publish_row(client, row, flight, held, wake))
                         live_cursor = live[-1].id
                         continue
                     wait: float | None = None
@@ -318,7 +320,7 @@ class MqttPublisher:
 
     async def _retry_held(
         self,
-        client: aiomqtt.Client,
+        client: MqttClient,
         held: HeldReadings,
         flight: _Flight,
         wake: asyncio.Event,
@@ -329,7 +331,7 @@ class MqttPublisher:
             for row in held.due():
                 await flight.slots.acquire()
                 flight.started()
-                tasks.create_task(self._publish_held(client, row, flight, held, wake))
+                tasks.create_task(self._publish_row(client, row, flight, held, wake, retry=True))
             due = held.next_due()
             timeout = None if due is None else max(0.0, due - time.monotonic())
             with contextlib.suppress(TimeoutError):
@@ -341,7 +343,7 @@ class MqttPublisher:
         return f"{self._gateway_root}/{row.kind}/{row.sensor}"
 
     async def _send(
-        self, client: aiomqtt.Client, row: StoredReading, ack_wait: float | None = math.inf
+        self, client: MqttClient, row: StoredReading, ack_wait: float | None = math.inf
     ) -> None:
         """One reading at QoS 1 on its sensor's topic; raises PublishRefusedError if refused.
 
@@ -356,7 +358,7 @@ class MqttPublisher:
             timeout=ack_wait,
         )
 
-    async def _publish_latest(self, client: aiomqtt.Client, row: StoredReading) -> None:
+    async def _publish_latest(self, client: MqttClient, row: StoredReading) -> None:
         """A sensor's newest state after a reconnect. Not confirmed (it is in the backlog
         too), so a refusal is only counted: the backlog batch carries the reading."""
         try:
@@ -364,53 +366,44 @@ class MqttPublisher:
         except PublishRefusedError as exc:
             self.refusals.count(row.kind, exc)
 
-    async def _publish_live(
+    async def _publish_row(
         self,
-        client: aiomqtt.Client,
+        client: MqttClient,
         row: StoredReading,
         flight: _Flight,
         held: HeldReadings,
         wake: asyncio.Event,
+        *,
+        retry: bool = False,
     ) -> None:
+        """A live reading, or the ``retry`` of a held one: confirmed once accepted; refused,
+        it is held (a held one longer). ``wake`` tells the retry task a retry is due to be
+        scheduled, or a held reading went out."""
         try:
             await self._send(client, row)
         except PublishRefusedError as exc:
-            self.refusals.count(row.kind, exc)
-            held.refused(row, exc)
+            self.refusals.count(row.kind, exc, again=retry)
+            if retry:
+                held.retry_refused(row, exc)
+            else:
+                held.refused(row, exc)
             wake.set()
             return
-        finally:
-            flight.done()
-        self._outbox.confirm((row.id,))
-        self._published += 1
-
-    async def _publish_held(
-        self,
-        client: aiomqtt.Client,
-        row: StoredReading,
-        flight: _Flight,
-        held: HeldReadings,
-        wake: asyncio.Event,
-    ) -> None:
-        """One retry of a held reading: confirmed once accepted, else held longer."""
-        try:
-            await self._send(client, row)
-        except PublishRefusedError as exc:
-            self.refusals.count(row.kind, exc, again=True)
-            held.retry_refused(row, exc)
-            return
         except BaseException:
-            held.released(row)
+            if retry:
+                held.released(row)
+                wake.set()
             raise
         finally:
             flight.done()
-            wake.set()
         self._outbox.confirm((row.id,))
         self._published += 1
-        held.accepted(row)
+        if retry:
+            held.accepted(row)
+            wake.set()
 
     async def _publish_backlog(
-        self, client: aiomqtt.Client, rows: list[StoredReading], *, again: bool
+        self, client: MqttClient, rows: list[StoredReading], *, again: bool
     ) -> bool:
         """One packed backlog batch; False (counted, nothing confirmed) when refused."""
         payload = encode_batch(self._config.site, self._config.gateway, [r.payload for r in rows])
@@ -425,7 +418,7 @@ class MqttPublisher:
         return True
 
     async def _publish_status(
-        self, client: aiomqtt.Client, state: Literal["online", "offline"], session: int
+        self, client: MqttClient, state: Literal["online", "offline"], session: int
     ) -> None:
         """Retained status at QoS 1; a refusal is counted and logged (the Will still holds)."""
         try:
@@ -435,7 +428,7 @@ class MqttPublisher:
         except PublishRefusedError as exc:
             self.refusals.count("status", exc)
 
-    async def _watch_status(self, client: aiomqtt.Client, session: int) -> None:
+    async def _watch_status(self, client: MqttClient, session: int) -> None:
         async for message in client.messages:
             if str(message.topic) != self._status_topic or not isinstance(message.payload, bytes):
                 continue
@@ -449,7 +442,7 @@ class MqttPublisher:
                 await self._publish_status(client, "online", session)
                 self._will_corrections += 1
 
-    async def _say_offline(self, client: aiomqtt.Client, session: int) -> None:
+    async def _say_offline(self, client: MqttClient, session: int) -> None:
         """A clean stop sends no Will, so say offline ourselves (best effort)."""
         try:
             async with asyncio.timeout(2):

@@ -1,6 +1,6 @@
 """Publishes the broker refused: counted, logged once per reason per interval, held for a retry.
 
-A refused reading (PUBACK reason 0x80 or above, :class:`qihe.puback.PublishRefusedError`)
+A refused reading (PUBACK reason 0x80 or above, :class:`qihe.mqtt.PublishRefusedError`)
 is not confirmed: it stays in the outbox. While its connection lasts the publisher
 keeps it in :class:`HeldReadings`, with every later reading of the same sensor behind
 it (so a sensor's readings still land in order), and retries the oldest of each
@@ -28,7 +28,8 @@ from pathlib import Path
 
 from edge.outbox import StoredReading
 from qihe.backoff import Backoff
-from qihe.puback import PublishRefusedError, reason_label
+from qihe.mqtt import PublishRefusedError, reason_label
+from qihe.once import OncePerInterval
 
 __all__ = [
     "STATE_FILE",
@@ -85,12 +86,10 @@ class RefusalCounter:
         self, *, clock: Monotonic = time.monotonic, log_every: float = LOG_EVERY_S
     ) -> None:
         self._clock = clock
-        self._log_every = log_every
         self.by_kind: Counter[tuple[str, int]] = Counter()
         self.names: dict[int, str] = {}
         self.total = 0
-        self._logged_at: dict[int, float] = {}
-        self._unlogged: Counter[int] = Counter()
+        self._log_limit: OncePerInterval[int] = OncePerInterval(log_every)  # by reason code
         self.last: PublishRefusedError | None = None
 
     def count(
@@ -107,13 +106,9 @@ class RefusalCounter:
         if quiet:
             return
         self.last = refused
-        now = self._clock()
-        logged = self._logged_at.get(code)
-        if logged is not None and now - logged < self._log_every:
-            self._unlogged[code] += 1
+        if not self._log_limit.due(code, self._clock()):
             return
-        since = self._unlogged.pop(code, 0)
-        self._logged_at[code] = now
+        since = self._log_limit.suppressed(code)
         log.warning(
             "代理拒绝了发布,读数留在发件箱中稍后重试 broker refused a publish on %s: %s; "
             "the reading stays in the outbox and is retried%s",

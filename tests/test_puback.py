@@ -11,12 +11,12 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from qihe.puback import PubackClient, PublishRefusedError, refusal
+from qihe.mqtt import PubackClient, PublishRefusedError, refusal
 from tests.secure_broker import AclMosquitto
 
 
 async def test_aiomqtt_still_calls_the_hooks_the_refusal_check_relies_on() -> None:
-    # qihe/puback.py overrides a private method and wraps a private attribute of aiomqtt
+    # qihe/mqtt/clients.py overrides a private method and wraps a private attribute of aiomqtt
     # (pinned <2.6 in pyproject.toml). If a new aiomqtt renames them, this fails, not production.
     params = list(inspect.signature(aiomqtt.Client._on_publish).parameters)
     assert params == ["self", "client", "userdata", "mid", "reason_code", "properties"]

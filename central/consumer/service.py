@@ -36,16 +36,16 @@ from central.consumer.config import ConsumerConfig
 from central.consumer.deadletter import PublishTracker
 from central.consumer.flush import BatchFlusher, DeadLetterPublisher, classify_failure
 from central.consumer.intake import Delivery, to_delivery
-from central.consumer.mqtt import connect_properties, new_client
-from central.consumer.retry import Backoff, GiveUpError, Retrier
+from central.consumer.retry import GiveUpError, Retrier
 from central.consumer.stats import ConsumerStats, Counters
 from central.errors import ConsumerStartError, InfluxWriteError
 from central.influx import PointWriter, open_writer
 from central.refusal_log import RefusalLog
+from qihe.backoff import Backoff
 from qihe.clock import Clock, utc_now
 from qihe.contract import TopicTree
-from qihe.once import OncePerKey
-from qihe.puback import refusal
+from qihe.mqtt import message_topic, paho_client, refusal, session_properties
+from qihe.once import Once, OncePerKey
 
 __all__ = ["Consumer"]
 
@@ -91,7 +91,7 @@ class Consumer:
         self._stop_deadline: float | None = None
         self._start_problem: str | None = None
         self._intake_blocked = False
-        self._unreachable_logged = False
+        self._unreachable = Once()  # the broker cannot be reached: said once per outage
         # A message id only means something on the connection it came in on. Guarded by
         # _ack_lock so an ack is never sent on a newer connection than its message's.
         self._ack_lock = threading.Lock()
@@ -118,7 +118,7 @@ class Consumer:
             raise RuntimeError("a consumer starts once; make a new one to start again")
         mqtt_config = self._config.mqtt
         try:
-            client = new_client(mqtt_config)
+            client = paho_client(mqtt_config, client_id=mqtt_config.client_id, manual_ack=True)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             problem = f"cannot set up TLS with {mqtt_config.ca_file}: {exc}"
             raise ConsumerStartError(problem) from exc
@@ -153,7 +153,10 @@ class Consumer:
             mqtt_config.port,
             keepalive=int(mqtt_config.keepalive.total_seconds()),
             clean_start=False,
-            properties=connect_properties(mqtt_config, receive_maximum=self._config.max_pending),
+            properties=session_properties(
+                session_expiry=mqtt_config.session_expiry,
+                receive_maximum=self._config.max_pending,
+            ),
         )
         client.loop_start()
         timeout = mqtt_config.connect_timeout.total_seconds()
@@ -236,7 +239,7 @@ class Consumer:
             self._start_problem = f"broker refused the connection: {reason_code}"
             log.error("MQTT %s", self._start_problem)
             return
-        self._unreachable_logged = False
+        self._unreachable.reset()
         with self._ack_lock:
             self._connection += 1
             self._connected = True
@@ -261,9 +264,8 @@ class Consumer:
         client.subscribe([(topic, options) for topic in filters])
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        # paho retries by itself, backing off up to RECONNECT_MAX_S: say it once per outage.
-        if not self._unreachable_logged:
-            self._unreachable_logged = True
+        # paho retries by itself, backing off (qihe/mqtt/clients.py): say it once per outage.
+        if self._unreachable.first():
             config = self._config.mqtt
             log.warning("cannot reach MQTT broker %s:%d; retrying", config.host, config.port)
 
@@ -316,14 +318,11 @@ class Consumer:
         except Exception:
             # A bug, not bad input (that becomes a dead letter). Fail loudly; unacked
             # messages come again after a restart.
-            log.exception("consumer failed handling a message on %r", message.topic)
+            log.exception("consumer failed handling a message on %r", message_topic(message))
             self._failed.set()
 
     def _take(self, message: mqtt.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = message._topic.decode("utf-8", "replace")
+        topic = message_topic(message)  # never raises: bad bytes are refused as a bad topic
         delivery = to_delivery(
             self._tree,
             mid=message.mid,
