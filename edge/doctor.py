@@ -40,7 +40,6 @@ from qihe.configfile import ConfigError
 from qihe.contract import TopicTree
 
 __all__ = [
-    "CheckResult",
     "check_broker",
     "check_clock",
     "check_disk",
@@ -287,18 +286,11 @@ def check_gpio(config: GpioInputConfig, *, pin_factory: Any = None) -> CheckResu
 
 def check_broker(broker: BrokerConfig, *, client_id: str, timeout: float) -> CheckResult:
     """Connect with the configured credentials and TLS; tell refused from unreachable."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from qihe.mqtt import paho_client
 
     name = "MQTT 代理 broker"
     where = f"{broker.host}:{broker.port}" + (" (TLS)" if broker.tls else "")
     who = f" as {broker.username}" if broker.username else ""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.connect_timeout = timeout
-    if broker.username:
-        client.username_pw_set(
-            broker.username, broker.password.get_secret_value() if broker.password else None
-        )
     answered = threading.Event()
     codes: list[int] = []
 
@@ -306,11 +298,11 @@ def check_broker(broker: BrokerConfig, *, client_id: str, timeout: float) -> Che
         codes.append(int(reason.value))
         answered.set()
 
-    client.on_connect = on_connect
     unreachable = "检查网络、防火墙和地址 check the network, the firewall and broker.host/port"
     try:
-        if broker.tls:
-            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
+        client = paho_client(broker, client_id=client_id)  # reads the CA file with TLS
+        client.connect_timeout = timeout
+        client.on_connect = on_connect
         client.connect(broker.host, broker.port, keepalive=max(5, int(timeout) + 5))
     except ssl.SSLError as exc:
         return _failed(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
@@ -23,7 +23,7 @@ from edge.system import HostProbe, SystemProbe, SystemProbeError
 from qihe.clock import Clock, utc_now
 from qihe.contract import PERIODIC_KINDS, OutboxReading, PublishRefusal, Reading, SystemReading
 
-__all__ = ["Gateway", "GatewayStats"]
+__all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Gateway:
                 site=config.site,
                 gateway=config.gateway,
                 emit=self._emit,
-                outbox=self.outbox,
+                store=self.outbox,
                 clock=clock,
             )
             for port in config.serial
@@ -201,11 +201,7 @@ class Gateway:
         periodic = sum(dropped[kind] for kind in PERIODIC_KINDS)
         clock = dropped["untrusted_clock"]
         return OutboxReading(
-            site=self.config.site,
-            gateway=self.config.gateway,
-            device="gateway",
-            sensor=self.config.gateway,
-            ts=self._clock(),
+            **self._own_reading(),
             queued=len(self.outbox),
             dropped_periodic=periodic,
             dropped_state=sum(dropped.values()) - periodic - clock,
@@ -250,16 +246,15 @@ class Gateway:
         if self._system_failing:
             log.info("system health readable again")
             self._system_failing = False
-        return SystemReading(
-            site=self.config.site,
-            gateway=self.config.gateway,
-            device="gateway",
-            sensor=self.config.gateway,
-            ts=self._clock(),
-            disk_free_bytes=snapshot.disk_free_bytes,
-            disk_total_bytes=snapshot.disk_total_bytes,
-            mem_available_bytes=snapshot.mem_available_bytes,
-            mem_total_bytes=snapshot.mem_total_bytes,
-            cpu_temp_c=snapshot.cpu_temp_c,
-            load_1m=snapshot.load_1m,
-        )
+        # The snapshot's fields are the reading's, name for name.
+        return SystemReading(**self._own_reading(), **asdict(snapshot))
+
+    def _own_reading(self) -> dict[str, Any]:
+        """The identity of a reading about the gateway itself, stamped now."""
+        return {
+            "site": self.config.site,
+            "gateway": self.config.gateway,
+            "device": "gateway",
+            "sensor": self.config.gateway,
+            "ts": self._clock(),
+        }

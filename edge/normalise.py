@@ -80,26 +80,35 @@ class FrameNormaliser:
         device: str,
         *,
         clock: Clock = utc_now,
-        sequence: TrackerState | None = None,
     ) -> None:
         self.site = site
         self.gateway = gateway
         self.device = device
         self._clock = clock
         # The tracker stamps each new frame: unique, and in the board's order.
-        self.sequence = SequenceTracker(sequence)
+        self._sequence = SequenceTracker()
         self._tally = _Tally()
 
     def restore(self, state: TrackerState | None) -> None:
         """Continue the board's numbering from what the outbox stored before a restart."""
-        self.sequence = SequenceTracker(state)
+        self._sequence = SequenceTracker(state)
+
+    @property
+    def sequence_state(self) -> TrackerState:
+        """The board's numbering as it stands, for the store to keep with the readings."""
+        return self._sequence.state
+
+    @property
+    def board_dropped(self) -> int:
+        """Reports the board's current boot gave up unacknowledged, as its last WINDOW said."""
+        return self._sequence.board_dropped
 
     @property
     def counters(self) -> LinkCounters:
         return LinkCounters(
             **asdict(self._tally),
-            lost=self.sequence.lost,
-            board_dropped=self.sequence.board_dropped,
+            lost=self._sequence.lost,
+            board_dropped=self._sequence.board_dropped,
         )
 
     def on_error(self, error: FrameError) -> None:
@@ -120,17 +129,17 @@ class FrameNormaliser:
         self._tally.frames += 1
         message = frame.message
         if isinstance(message, Hello):
-            self.sequence.hello(message.boot, frame.seq)
+            self._sequence.hello(message.boot, frame.seq)
         elif isinstance(message, Window):
-            self.sequence.window_boot(message.boot)
+            self._sequence.window_boot(message.boot)
         seq = frame.seq
-        seen = self.sequence.observe(seq, micros(self._clock()))
+        seen = self._sequence.observe(seq, micros(self._clock()))
         if seen.stamp_us is None:  # a repeat: stored already
             self._tally.duplicates += 1
             return None
         now = from_micros(seen.stamp_us)
         if isinstance(message, Window):  # what the board still holds: no reading
-            self.sequence.window(seq, message.held, message.dropped)
+            self._sequence.window(seq, message.held, message.dropped)
             return None
         base: dict[str, Any] = {  # typed per model by the calls below
             "site": self.site,

@@ -27,6 +27,8 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from qihe.once import Once
+
 __all__ = ["Notifier", "Watchdog"]
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Notifier:
         #: Seconds between watchdog pings systemd expects at most (None: no watchdog).
         self.watchdog_timeout = watchdog_usec / 1_000_000 if watchdog_usec else None
         self._socket: socket.socket | None = None
-        self._warned = False
+        self._failure_said = Once()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Notifier:
@@ -76,8 +78,7 @@ class Notifier:
             self._socket.sendto("\n".join(states).encode(), self._address)
         except OSError as exc:
             # Never fatal: systemd's side restarts us if it really misses the pings.
-            if not self._warned:
-                self._warned = True
+            if self._failure_said.first():
                 log.warning("cannot notify systemd at %r: %s", self._address, exc)
             return False
         return True
@@ -132,10 +133,6 @@ class Watchdog:
         self._last_status: str | None = None
         self._withholding: str | None = None
         self.pings = 0
-
-    def require(self, component: str) -> None:
-        """Add a component that must keep reporting; its grace period starts now."""
-        self._seen[component] = self._monotonic()
 
     def alive(self, component: str) -> None:
         """``component`` did its work just now (cheap: called on the event loop, often)."""

@@ -26,25 +26,28 @@ them, so they are open gaps too, until a WINDOW or the boot's HELLO (nothing
 precedes a HELLO in its boot) says otherwise. An acknowledgement never covers a
 number the gateway has not stored.
 
-Its state is a small value (:class:`TrackerState`) that the outbox stores in
-the same transaction as the readings, so a gateway killed at any moment
-resumes exactly where its store left off.
+Its state is a small value (:class:`TrackerState`, stored as the text of
+:meth:`TrackerState.to_json`) that the outbox stores in the same transaction as
+the readings, so a gateway killed at any moment resumes exactly where its store
+left off. What a serial source needs of that store is :class:`SequenceStore`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Protocol
+
+from firmware_bridge.messages import WINDOW_SPAN
 
 __all__ = [
     "GIVE_UP_AFTER",
-    "WINDOW_SPAN",
-    "Observation",
+    "CommitListener",
+    "SequenceStore",
     "SequenceTracker",
     "TrackerState",
-    "Verdict",
 ]
 
 _MOD = 0x10000
@@ -52,8 +55,6 @@ _HALF = 0x8000
 #: A gap this far behind the newest frame is lost for good: a board's resend window
 #: (128 reports, ``docs/protocol.md``) cannot reach back that far.
 GIVE_UP_AFTER = 256
-#: Numbers a WINDOW's bitmap describes, the ones just before its own (``docs/protocol.md``).
-WINDOW_SPAN = 256
 
 
 class Verdict(Enum):
@@ -74,18 +75,21 @@ class TrackerState:
     #: Reports this boot of the board gave up unacknowledged, as its last WINDOW said.
     dropped: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready form for the outbox's store."""
-        return {
-            "last": self.last,
-            "gaps": [list(gap) for gap in self.gaps],
-            "boot": self.boot,
-            "dropped": self.dropped,
-        }
+    def to_json(self) -> str:
+        """The stored form (a JSON object); the store keeps it as it is, unread."""
+        return json.dumps(
+            {
+                "last": self.last,
+                "gaps": [list(gap) for gap in self.gaps],
+                "boot": self.boot,
+                "dropped": self.dropped,
+            }
+        )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrackerState:
-        """Read :meth:`as_dict`'s form, also as stored by earlier versions (fewer keys)."""
+    def from_json(cls, text: str) -> TrackerState:
+        """Read :meth:`to_json`'s form, also as stored by earlier versions (fewer keys)."""
+        data = json.loads(text)
         gaps = tuple((int(seq), int(stamp)) for seq, stamp in data.get("gaps", ()))
         return cls(data.get("last"), gaps, data.get("boot"), int(data.get("dropped", 0)))
 
@@ -98,6 +102,28 @@ class TrackerState:
         last = self.last
         oldest = max((seq for seq, _ in self.gaps), key=lambda gap: _behind(last, gap))
         return (oldest - 1) % _MOD
+
+
+#: Told after every commit each tracked board's sequence state, as stored.
+CommitListener = Callable[[dict[str, TrackerState]], None]
+
+
+class SequenceStore(Protocol):
+    """Where a board's sequence state is kept with its readings (the outbox): what a serial
+    source needs to resume its board's numbering and to acknowledge what is stored."""
+
+    @property
+    def sequence_state(self) -> Mapping[str, TrackerState]:
+        """Each board's state as last stored (from before a restart, once opened)."""
+        ...
+
+    def track_sequence(self, device: str, state: Callable[[], TrackerState]) -> None:
+        """Store ``state()`` of this board with every commit."""
+        ...
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener`` after every commit with the boards' states as stored."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from edge.clock import ClockGuard, KernelClockSync
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from edge.outbox import Outbox
-from qihe.contract import SeatReading, parse_reading
+from qihe.contract import SeatReading, encode_payload, parse_reading
 from tests.mqtt_helpers import Recorder, running, wait_until
 
 WRONG = datetime(2020, 1, 1, tzinfo=UTC)  # a Pi that booted from an old saved time
@@ -66,6 +66,26 @@ async def test_held_readings_are_not_published_until_restamped(tmp_path: Path) -
     assert [r.seq for r in rows] == [0, 1]
     assert [r.ts.timestamp() for r in rows] == [1_795_001_000.0, 1_795_001_001.5]
     await box.close()
+
+
+@pytest.mark.parametrize("mono", [1000.0, 1001.25], ids=["whole-second", "fraction"])
+@pytest.mark.parametrize("where", ["in-store", "in-memory"])
+async def test_a_restamped_reading_is_written_as_the_source_would_have_written_it(
+    tmp_path: Path, mono: float, where: str
+) -> None:
+    """Its stored JSON is the contract's one form: byte for byte what ``encode_payload``
+    gives the same reading stamped with its true time (no fraction when it is zero)."""
+    box = Outbox(tmp_path / "o.sqlite3", max_readings=100, boot="boot-1")
+    await box.open()
+    box.put(seat(0), untrusted_at=mono)
+    if where == "in-store":
+        await box._commit()
+    await box.restamp(offset=1_795_000_000.0)
+    await box._commit()
+    (row,) = await box.fetch(after=0, limit=10)
+    await box.close()
+    true_time = datetime.fromtimestamp(1_795_000_000.0 + mono, UTC)
+    assert row.payload == encode_payload(seat(0).model_copy(update={"ts": true_time}))
 
 
 async def test_held_readings_of_an_earlier_boot_are_dropped_and_counted(tmp_path: Path) -> None:

@@ -422,8 +422,9 @@ async def test_reads_for_the_publisher_wait_while_the_store_fails_and_then_resum
     await box.open()
 
     def read_later_table() -> int:
-        assert box._con is not None
-        return int(box._con.execute("SELECT COUNT(*) FROM later").fetchone()[0])
+        con = box._store._con
+        assert con is not None
+        return int(con.execute("SELECT COUNT(*) FROM later").fetchone()[0])
 
     with caplog.at_level(logging.INFO, logger="edge.outbox"):
         read = asyncio.create_task(box._read(read_later_table))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from edge.pending import PendingQueue, Row
+from edge.outbox.pending import PendingQueue, Row
 
 
 def row(kind: str, n: int) -> Row:

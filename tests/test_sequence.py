@@ -149,7 +149,7 @@ def test_the_dropped_count_is_the_boards_own_for_its_boot_and_survives_a_restart
     tracker.window(1, held(1, 0), dropped=3)
     tracker.window(1, held(1, 0), dropped=2)  # an older count never lowers it
 
-    restarted = SequenceTracker(TrackerState.from_dict(tracker.state.as_dict()))
+    restarted = SequenceTracker(TrackerState.from_json(tracker.state.to_json()))
 
     assert restarted.board_dropped == 3
     assert restarted.hello(boot=8)  # the board reset: its count starts again
@@ -157,9 +157,9 @@ def test_the_dropped_count_is_the_boards_own_for_its_boot_and_survives_a_restart
 
 
 def test_state_stored_by_the_previous_version_is_read() -> None:
-    stored = {"last": 104, "gaps": [[101, 5_000], [102, 5_001]], "boot": 9}
+    stored = '{"last": 104, "gaps": [[101, 5000], [102, 5001]], "boot": 9}'
 
-    state = TrackerState.from_dict(stored)
+    state = TrackerState.from_json(stored)
 
     assert state == TrackerState(104, ((101, 5_000), (102, 5_001)), 9, 0)
 

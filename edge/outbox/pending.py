@@ -18,11 +18,25 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-__all__ = ["PendingQueue", "Row"]
+from qihe.contract import restamp_payload
+
+__all__ = ["PendingQueue", "Row", "dated"]
 
 #: kind, sensor, periodic, payload, monotonic time and boot (both None once the clock is trusted)
 Row = tuple[str, str, int, bytes, float | None, str | None]
+
+
+def dated(row: Row, offset: float) -> Row:
+    """A row held while the clock was not trusted, with its true time (``wall = monotonic +
+    offset``) written into the payload; a dated row is returned as it is."""
+    kind, sensor, periodic, payload, mono, _ = row
+    if mono is None:
+        return row
+    true_time = datetime.fromtimestamp(mono + offset, UTC)
+    return (kind, sensor, periodic, restamp_payload(payload, true_time), None, None)
+
 
 #: Below this many holes the list is never compacted (cheap either way).
 _MIN_COMPACT = 1024

@@ -14,8 +14,7 @@ import logging
 
 from edge.config import SerialPortConfig
 from edge.normalise import FrameNormaliser, LinkCounters
-from edge.outbox import Outbox
-from edge.sequence import TrackerState
+from edge.sequence import SequenceStore, TrackerState
 from edge.sources.base import Emit
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
@@ -23,6 +22,7 @@ from firmware_bridge.messages import Frame, GatewayMessage, Hello, ReportAck, Re
 from qihe.backoff import Backoff
 from qihe.clock import Clock, utc_now
 from qihe.contract import LinkReading
+from qihe.once import OncePerKey
 
 __all__ = ["SerialSource"]
 
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class SerialSource:
+    """One board's port: readings go to ``emit``; the board's numbering is kept in ``store``
+    (the outbox), which says when it is stored, so the board can be acknowledged."""
+
     def __init__(
         self,
         port: SerialPortConfig,
@@ -37,13 +40,13 @@ class SerialSource:
         site: str,
         gateway: str,
         emit: Emit,
-        outbox: Outbox,
+        store: SequenceStore,
         clock: Clock = utc_now,
     ) -> None:
         self.name = f"serial:{port.device}"
         self.port = port
         self._emit = emit
-        self._outbox = outbox
+        self._store = store
         self._normaliser = FrameNormaliser(site, gateway, port.device, clock=clock)
         self._link: SerialLink | None = None
         self._tx_seq = 0
@@ -55,8 +58,9 @@ class SerialSource:
             port.reconnect_min.total_seconds(), port.reconnect_max.total_seconds()
         )
         self.connected = asyncio.Event()
-        self._errors_logged: set[str] = set()
-        self._hello_ids_logged: set[str] = set()
+        # Once per kind and per id: line noise must not flood the journal of an SD-card Pi.
+        self._errors_said = OncePerKey()
+        self._hello_ids_said = OncePerKey()
         self._board_dropped = 0
 
     @property
@@ -71,9 +75,10 @@ class SerialSource:
         if self._registered:
             return
         self._registered = True
-        self._normaliser.restore(self._outbox.sequence_state.get(self.port.device))
-        self._outbox.track_sequence(self.port.device, lambda: self._normaliser.sequence.state)
-        self._outbox.on_commit(self._on_commit)
+        device = self.port.device
+        self._normaliser.restore(self._store.sequence_state.get(device))
+        self._store.track_sequence(device, lambda: self._normaliser.sequence_state)
+        self._store.on_commit(self._on_commit)
 
     def _on_commit(self, sequences: dict[str, TrackerState]) -> None:
         """Tell the board which of its reports are stored, so it can stop resending them.
@@ -115,9 +120,7 @@ class SerialSource:
         self._heard_since_ack = True
         if isinstance(event, FrameError):
             self._normaliser.on_error(event)
-            if event.kind not in self._errors_logged:
-                # Once per kind: line noise must not flood the journal of an SD-card Pi.
-                self._errors_logged.add(event.kind)
+            if self._errors_said.first(event.kind):
                 log.warning("%s: dropped a bad frame (%s): %s", self.port.path, event.kind, event)
             return
         reading = self._normaliser.on_frame(event)
@@ -131,7 +134,7 @@ class SerialSource:
 
     def _on_window(self) -> None:
         """The board said it gave reports up: say so once per rise of its count."""
-        dropped = self._normaliser.sequence.board_dropped
+        dropped = self._normaliser.board_dropped
         if dropped > self._board_dropped:
             log.warning(
                 "%s：板子 %s 本次启动已放弃 %d 条未确认的报告（窗口满或过旧）/ "
@@ -141,10 +144,9 @@ class SerialSource:
         self._board_dropped = dropped
 
     def _on_foreign_hello(self, device_id: str) -> None:
-        if device_id in self._hello_ids_logged:
+        if not self._hello_ids_said.first(device_id):
             return
         # Once per id: the port's configuration names the board (docs/protocol.md, HELLO).
-        self._hello_ids_logged.add(device_id)
         log.warning(
             "%s：板子自称 %s，配置为 %s，读数仍记在 %s 名下 / the board calls itself %s, "
             "the port is configured for %s; readings keep the configured name",

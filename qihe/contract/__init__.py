@@ -5,7 +5,6 @@ from qihe.contract.payloads import (
     ID_PATTERN,
     MAX_BATCH,
     READING_KINDS,
-    SCHEMA_VERSION,
     DeviceReading,
     DoorReading,
     FaultReading,
@@ -25,6 +24,7 @@ from qihe.contract.payloads import (
     parse_batch,
     parse_reading,
     parse_status,
+    restamp_payload,
 )
 from qihe.contract.topics import (
     DEFAULT_PREFIX,
@@ -41,7 +41,6 @@ __all__ = [
     "PERIODIC_KINDS",
     "READING_KINDS",
     "RETAINED_KINDS",
-    "SCHEMA_VERSION",
     "ContractError",
     "DeviceReading",
     "DoorReading",
@@ -66,4 +65,5 @@ __all__ = [
     "parse_batch",
     "parse_reading",
     "parse_status",
+    "restamp_payload",
 ]

@@ -35,7 +35,6 @@ from qihe.contract.errors import PayloadError
 __all__ = [
     "ID_PATTERN",
     "READING_KINDS",
-    "SCHEMA_VERSION",
     "DeviceReading",
     "DoorReading",
     "FaultReading",
@@ -54,6 +53,7 @@ __all__ = [
     "parse_batch",
     "parse_reading",
     "parse_status",
+    "restamp_payload",
 ]
 
 SCHEMA_VERSION = 1
@@ -378,6 +378,19 @@ class ReadingBatch(_WireModel):
 def encode_payload(model: BaseModel) -> bytes:
     """Serialise a wire model exactly as it goes on the wire."""
     return model.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+#: The contract's timestamp, for :func:`restamp_payload`: checked and written as in a model.
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+
+
+def restamp_payload(payload: bytes, ts: datetime) -> bytes:
+    """A reading's wire JSON with ``ts`` as its timestamp, written in the contract's one form
+    (as :func:`encode_payload` writes it: UTC, ``Z``, six fraction digits or none); every
+    other field is kept as it is, not validated again."""
+    data = json.loads(payload)
+    data["ts"] = _TIMESTAMP.dump_python(_TIMESTAMP.validate_python(ts), mode="json")
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def parse_reading(payload: bytes | str) -> Reading:
