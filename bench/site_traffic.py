@@ -117,7 +117,7 @@ def make_boards(
 
 def board_state(boards: Sequence[BookHouseEmulator]) -> tuple[list[bool], list[int]]:
     """Every seat as the boards report it, and each board's next sequence number."""
-    seats = [occupied for board in boards for occupied in board.state.seats]
+    seats = [occupied for board in boards for occupied in board.state.house.seats]
     return seats, [board.state.next_seq for board in boards]
 
 

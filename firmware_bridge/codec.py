@@ -9,17 +9,20 @@ zero, and noise before a frame is cut off by the frame's leading zero. Decoded, 
     | version |  type   | seq BE  | payload (type's)  | CRC16 BE |
     +---------+---------+---------+-------------------+----------+
 
-The CRC is CRC-16/CCITT-FALSE over version..payload. ``docs/protocol.md`` is the
-full specification with test vectors.
+The CRC is CRC-16/CCITT-FALSE over version..payload. Each type's payload layout is
+one entry of the table ``_LAYOUTS``, which the encoder and the decoder both read.
+``docs/protocol.md`` is the full specification with test vectors.
 
 Nothing here touches a port, a clock or a logger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from firmware_bridge import cobs
 from firmware_bridge.crc import crc16_ccitt_false
@@ -44,7 +47,6 @@ from firmware_bridge.messages import (
     Heartbeat,
     Hello,
     Identify,
-    Message,
     MessageType,
     Nack,
     NackReason,
@@ -68,7 +70,6 @@ __all__ = [
     "decode_body",
     "encode",
     "encode_body",
-    "read_frame",
 ]
 
 DELIMITER = b"\x00"
@@ -77,176 +78,181 @@ MAX_BODY = 254
 #: Largest COBS-encoded frame without its delimiter we accept. Our encoder needs at most
 #: MAX_BODY + 1; a board using the original paper's encoder may add a final 0x01 code byte.
 MAX_ENCODED = MAX_BODY + 2
-_E = TypeVar("_E", SensorKind, FaultCode, NackReason)
 _HEADER = struct.Struct(">BBH")
 _CRC = struct.Struct(">H")
 _MIN_BODY = _HEADER.size + _CRC.size
 #: Type byte -> type; a dict lookup is several times cheaper than calling the enum.
-_TYPES: dict[int, MessageType] = {kind.value: kind for kind in MessageType}
+_BY_BYTE: dict[int, MessageType] = {kind.value: kind for kind in MessageType}
+_M = TypeVar("_M")
+_E = TypeVar("_E", SensorKind, FaultCode, NackReason)
 
 
-# -- payloads ---------------------------------------------------------------
+# -- payload layouts ----------------------------------------------------------
 
 
-def _encode_payload(message: Message) -> tuple[MessageType, bytes]:
-    match message:
-        case Hello(device_id, firmware, interval, sensors, boot):
-            raw_id = device_id.encode("ascii")
-            parts = [
-                struct.pack(">B", len(raw_id)),
-                raw_id,
-                struct.pack(">BBBH", *firmware, interval),
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """One message field on the wire: its struct code and, unless it is a plain unsigned
+    integer, how the wire value becomes the field (``read``) and back (``write``)."""
+
+    code: str
+    read: Callable[[Any], object] | None = None
+    write: Callable[[Any], object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout(Generic[_M]):
+    """How one message type's payload is laid out: the encoder and the decoder both use it."""
+
+    cls: type[_M]
+    pack: Callable[[_M], bytes]
+    #: Raises :class:`PayloadError` or :class:`MessageValueError` for a payload it refuses.
+    unpack: Callable[[bytes], _M]
+
+
+def _struct(cls: type[_M], **fields: _Field) -> _Layout[_M]:
+    """A fixed-size payload: the message's fields, in their order, as one big-endian struct."""
+    names = tuple(fields)
+    # The decoder passes the fields by position: the table must name them in their order.
+    assert names == tuple(f.name for f in dataclasses.fields(cls)), cls  # type: ignore[arg-type]
+    shape = struct.Struct(">" + "".join(field.code for field in fields.values()))
+    reads = tuple(field.read for field in fields.values())
+    writes = tuple(field.write for field in fields.values())
+    # Layouts of plain integers (most of them) skip the conversions.
+    converts_in, converts_out = any(reads), any(writes)
+    build: Callable[..., _M] = cls
+
+    def pack(message: _M) -> bytes:
+        values = [getattr(message, name) for name in names]
+        if converts_out:
+            values = [
+                v if write is None else write(v) for v, write in zip(values, writes, strict=True)
             ]
-            parts.append(struct.pack(">B", len(sensors)))
-            parts.extend(struct.pack(">BH", s.kind, s.index) for s in sensors)
-            parts.append(struct.pack(">I", boot))
-            return MessageType.HELLO, b"".join(parts)
-        case Seat(seat, occupied):
-            return MessageType.SEAT, struct.pack(">HB", seat, occupied)
-        case People(counter, in_total, out_total):
-            return MessageType.PEOPLE, struct.pack(">HII", counter, in_total, out_total)
-        case Door(door, is_open):
-            return MessageType.DOOR, struct.pack(">HB", door, is_open)
-        case Heartbeat(uptime_s, supply_mv):
-            return MessageType.HEARTBEAT, struct.pack(">IH", uptime_s, supply_mv)
-        case Fault(sensor, code, active):
-            return MessageType.FAULT, struct.pack(">BHBB", sensor.kind, sensor.index, code, active)
-        case Window(boot, dropped, held):
-            bitmap = held.to_bytes(WINDOW_SPAN // 8, "little")  # bit i in byte i // 8
-            return MessageType.WINDOW, struct.pack(">II32s", boot, dropped, bitmap)
-        case Ping():
-            return MessageType.PING, b""
-        case SetReportInterval(seconds):
-            return MessageType.SET_REPORT_INTERVAL, struct.pack(">H", seconds)
-        case Identify(seconds):
-            return MessageType.IDENTIFY, struct.pack(">B", seconds)
-        case Reboot():
-            return MessageType.REBOOT, b""
-        case ReportAck(seq):
-            return MessageType.REPORT_ACK, struct.pack(">H", seq)
-        case Resend():
-            return MessageType.RESEND, b""
-        case Ack(ref_seq):
-            return MessageType.ACK, struct.pack(">H", ref_seq)
-        case Nack(ref_seq, reason):
-            return MessageType.NACK, struct.pack(">HB", ref_seq, reason)
-    raise MessageValueError(f"not a protocol message: {message!r}")
+        return shape.pack(*values)
+
+    def unpack(payload: bytes) -> _M:
+        if len(payload) != shape.size:
+            raise PayloadError(f"payload is {len(payload)} bytes; this type has {shape.size}")
+        values = shape.unpack(payload)
+        if converts_in:
+            values = tuple(
+                v if read is None else read(v) for v, read in zip(values, reads, strict=True)
+            )
+        return build(*values)
+
+    return _Layout(cls, pack, unpack)
 
 
-def _flag(value: int, name: str) -> bool:
-    if value not in (0, 1):
-        raise PayloadError(f"{name} byte is {value:#04x}; only 0x00 and 0x01 are defined")
-    return bool(value)
+def _flag(name: str) -> _Field:
+    def read(value: int) -> bool:
+        if value not in (0, 1):
+            raise PayloadError(f"{name} byte is {value:#04x}; only 0x00 and 0x01 are defined")
+        return bool(value)
+
+    return _Field("B", read)
 
 
-def _enum(cls: type[_E], value: int) -> _E:
+def _enum_value(cls: type[_E], value: int) -> _E:
     try:
         return cls(value)
     except ValueError:
         raise PayloadError(f"{value:#04x} is not a known {cls.__name__}") from None
 
 
-def _fixed(fmt: str) -> Callable[[bytes], tuple[int, ...]]:
-    shape = struct.Struct(fmt)
-
-    def unpack(payload: bytes) -> tuple[int, ...]:
-        if len(payload) != shape.size:
-            raise PayloadError(f"payload is {len(payload)} bytes; this type has {shape.size}")
-        return shape.unpack(payload)
-
-    return unpack
+def _enum(cls: type[_E]) -> _Field:
+    return _Field("B", lambda value: _enum_value(cls, value))
 
 
-_SEAT = _fixed(">HB")
-_PEOPLE = _fixed(">HII")
-_DOOR = _fixed(">HB")
-_HEARTBEAT = _fixed(">IH")
-_FAULT = _fixed(">BHBB")
-_WINDOW = _fixed(">II32x")  # boot, dropped; the 32-byte bitmap is read as one integer
-_EMPTY = _fixed(">")
-_U16 = _fixed(">H")
-_U8 = _fixed(">B")
-_NACK = _fixed(">HB")
+_U8 = _Field("B")
+_U16 = _Field("H")
+_U32 = _Field("I")
+_SENSOR = struct.Struct(">BH")  # a sensor's kind and index, in FAULT and in HELLO's list
 
 
-def _decode_hello(payload: bytes) -> Hello:
+def _sensor_ref(kind: int, index: int) -> SensorRef:
+    return SensorRef(_enum_value(SensorKind, kind), index)
+
+
+_SENSOR_REF = _Field(
+    f"{_SENSOR.size}s",
+    read=lambda raw: _sensor_ref(*_SENSOR.unpack(raw)),
+    write=lambda ref: _SENSOR.pack(ref.kind, ref.index),
+)
+#: WINDOW's held map: bit i in byte i // 8 (little-endian as one integer).
+_BITMAP = _Field(
+    f"{WINDOW_SPAN // 8}s",
+    read=lambda raw: int.from_bytes(raw, "little"),
+    write=lambda held: held.to_bytes(WINDOW_SPAN // 8, "little"),
+)
+# HELLO: id length, id, firmware major/minor/patch, report interval, sensor count.
+_HELLO_HEAD = struct.Struct(">BBBHB")
+_HELLO_BOOT = struct.Struct(">I")
+
+
+def _pack_hello(hello: Hello) -> bytes:
+    raw_id = hello.device_id.encode("ascii")
+    return b"".join(
+        [
+            bytes([len(raw_id)]),
+            raw_id,
+            _HELLO_HEAD.pack(*hello.firmware, hello.report_interval_s, len(hello.sensors)),
+            *(_SENSOR.pack(s.kind, s.index) for s in hello.sensors),
+            _HELLO_BOOT.pack(hello.boot),
+        ]
+    )
+
+
+def _unpack_hello(payload: bytes) -> Hello:
     if not payload:
         raise PayloadError("HELLO payload is empty")
     id_len = payload[0]
-    fixed_end = 1 + id_len + 6
+    fixed_end = 1 + id_len + _HELLO_HEAD.size
     if len(payload) < fixed_end:
         raise PayloadError(f"HELLO payload of {len(payload)} bytes ends inside its header")
     try:
         device_id = payload[1 : 1 + id_len].decode("ascii")
     except UnicodeDecodeError:
         raise PayloadError("HELLO device id is not ASCII") from None
-    major, minor, patch, interval, count = struct.unpack_from(">BBBHB", payload, 1 + id_len)
-    sensors_end = fixed_end + 3 * count
-    if len(payload) != sensors_end + 4:
+    major, minor, patch, interval, count = _HELLO_HEAD.unpack_from(payload, 1 + id_len)
+    sensors_end = fixed_end + _SENSOR.size * count
+    if len(payload) != sensors_end + _HELLO_BOOT.size:
+        expected = _SENSOR.size * count + _HELLO_BOOT.size
         raise PayloadError(
-            f"HELLO announces {count} sensors and a boot number ({3 * count + 4} bytes) "
+            f"HELLO announces {count} sensors and a boot number ({expected} bytes) "
             f"but carries {len(payload) - fixed_end}"
         )
     sensors = tuple(
-        SensorRef(_enum(SensorKind, kind), index)
-        for kind, index in struct.iter_unpack(">BH", payload[fixed_end:sensors_end])
+        _sensor_ref(kind, index)
+        for kind, index in _SENSOR.iter_unpack(payload[fixed_end:sensors_end])
     )
-    (boot,) = struct.unpack_from(">I", payload, sensors_end)
+    (boot,) = _HELLO_BOOT.unpack_from(payload, sensors_end)
     return Hello(device_id, (major, minor, patch), interval, sensors, boot)
 
 
-def _decode_payload(kind: MessageType, payload: bytes) -> Message:
-    match kind:
-        case MessageType.HELLO:
-            return _decode_hello(payload)
-        case MessageType.SEAT:
-            seat, state = _SEAT(payload)
-            return Seat(seat, _flag(state, "seat state"))
-        case MessageType.PEOPLE:
-            counter, in_total, out_total = _PEOPLE(payload)
-            return People(counter, in_total, out_total)
-        case MessageType.DOOR:
-            door, state = _DOOR(payload)
-            return Door(door, _flag(state, "door state"))
-        case MessageType.HEARTBEAT:
-            uptime_s, supply_mv = _HEARTBEAT(payload)
-            return Heartbeat(uptime_s, supply_mv)
-        case MessageType.FAULT:
-            sensor_kind, index, code, active = _FAULT(payload)
-            return Fault(
-                SensorRef(_enum(SensorKind, sensor_kind), index),
-                _enum(FaultCode, code),
-                _flag(active, "fault active"),
-            )
-        case MessageType.WINDOW:
-            boot, dropped = _WINDOW(payload)
-            return Window(boot, dropped, int.from_bytes(payload[8:], "little"))
-        case MessageType.PING:
-            _EMPTY(payload)
-            return Ping()
-        case MessageType.SET_REPORT_INTERVAL:
-            (seconds,) = _U16(payload)
-            if seconds == 0:
-                raise PayloadError("SET_REPORT_INTERVAL of 0 seconds")
-            return SetReportInterval(seconds)
-        case MessageType.IDENTIFY:
-            (seconds,) = _U8(payload)
-            return Identify(seconds)
-        case MessageType.REBOOT:
-            _EMPTY(payload)
-            return Reboot()
-        case MessageType.REPORT_ACK:
-            (seq,) = _U16(payload)
-            return ReportAck(seq)
-        case MessageType.RESEND:
-            _EMPTY(payload)
-            return Resend()
-        case MessageType.ACK:
-            (ref_seq,) = _U16(payload)
-            return Ack(ref_seq)
-        case MessageType.NACK:
-            ref_seq, reason = _NACK(payload)
-            return Nack(ref_seq, _enum(NackReason, reason))
+#: Every payload layout, one entry per message type (``docs/protocol.md``, section 6). A
+#: struct of the message's fields wherever the layout is one; HELLO, whose device id and
+#: sensor list vary in length, has its own pair of functions.
+_LAYOUTS: dict[MessageType, _Layout[Any]] = {
+    MessageType.HELLO: _Layout(Hello, _pack_hello, _unpack_hello),
+    MessageType.SEAT: _struct(Seat, seat=_U16, occupied=_flag("seat state")),
+    MessageType.PEOPLE: _struct(People, counter=_U16, in_total=_U32, out_total=_U32),
+    MessageType.DOOR: _struct(Door, door=_U16, open=_flag("door state")),
+    MessageType.HEARTBEAT: _struct(Heartbeat, uptime_s=_U32, supply_mv=_U16),
+    MessageType.FAULT: _struct(
+        Fault, sensor=_SENSOR_REF, code=_enum(FaultCode), active=_flag("fault active")
+    ),
+    MessageType.WINDOW: _struct(Window, boot=_U32, dropped=_U32, held=_BITMAP),
+    MessageType.PING: _struct(Ping),
+    MessageType.SET_REPORT_INTERVAL: _struct(SetReportInterval, seconds=_U16),
+    MessageType.IDENTIFY: _struct(Identify, seconds=_U8),
+    MessageType.REBOOT: _struct(Reboot),
+    MessageType.REPORT_ACK: _struct(ReportAck, seq=_U16),
+    MessageType.RESEND: _struct(Resend),
+    MessageType.ACK: _struct(Ack, ref_seq=_U16),
+    MessageType.NACK: _struct(Nack, ref_seq=_U16, reason=_enum(NackReason)),
+}
+#: Message class -> type, for the encoder.
+_BY_CLASS: dict[type[Any], MessageType] = {layout.cls: kind for kind, layout in _LAYOUTS.items()}
 
 
 # -- frames -------------------------------------------------------------------
@@ -254,8 +260,11 @@ def _decode_payload(kind: MessageType, payload: bytes) -> Message:
 
 def encode_body(frame: Frame) -> bytes:
     """The decoded frame: header, payload and CRC, before COBS."""
-    kind, payload = _encode_payload(frame.message)
-    head = _HEADER.pack(frame.version, kind, frame.seq) + payload
+    message = frame.message
+    kind = _BY_CLASS.get(type(message))
+    if kind is None:
+        raise MessageValueError(f"not a protocol message: {message!r}")
+    head = _HEADER.pack(frame.version, kind, frame.seq) + _LAYOUTS[kind].pack(message)
     body = head + _CRC.pack(crc16_ccitt_false(head))
     if len(body) > MAX_BODY:
         raise MessageValueError(f"frame of {len(body)} bytes exceeds {MAX_BODY}")
@@ -286,42 +295,16 @@ def decode_body(body: bytes) -> Frame:
         raise UnsupportedVersionError(
             f"protocol version {version}; this gateway speaks {PROTOCOL_VERSION}"
         )
-    kind = _TYPES.get(type_byte)
+    kind = _BY_BYTE.get(type_byte)
     if kind is None:
         raise UnknownTypeError(f"unknown message type {type_byte:#04x}")
     try:
-        message = _decode_payload(kind, head[_HEADER.size :])
+        message = _LAYOUTS[kind].unpack(head[_HEADER.size :])
     except MessageValueError as exc:
         raise PayloadError(f"{kind.name}: {exc}") from exc
     except PayloadError as exc:
         raise PayloadError(f"{kind.name}: {exc}") from None
     return Frame(seq=seq, message=message, version=version)
-
-
-def read_frame(buffer: bytes | bytearray) -> tuple[Frame | FrameError | None, int]:
-    """Read at most one frame from the front of ``buffer``.
-
-    Returns ``(result, consumed)``:
-
-    * ``(None, 0)`` — need more bytes: no delimiter yet and the buffer could still be a frame;
-    * ``(None, n)`` — ``n`` bytes of empty frames (bare delimiters) were skipped;
-    * ``(Frame, n)`` — a frame, and the ``n`` bytes it took including its delimiter;
-    * ``(FrameError, n)`` — ``n`` bytes were malformed and are to be dropped.
-
-    A buffer with no delimiter that is already longer than any frame can be is
-    reported as :class:`FrameTooLongError` and consumed whole; the receiver then
-    resynchronises at the next delimiter.
-    """
-    end = buffer.find(DELIMITER)
-    if end < 0:
-        if len(buffer) > MAX_ENCODED:
-            return FrameTooLongError(
-                f"{len(buffer)} bytes without a delimiter", raw=bytes(buffer[:64])
-            ), len(buffer)
-        return None, 0
-    if end == 0:
-        return None, 1
-    return _decode_raw(bytes(buffer[:end])), end + 1
 
 
 def _decode_raw(raw: bytes) -> Frame | FrameError:
@@ -352,8 +335,16 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame | FrameError]:
-        # One pass over the buffer, cut once at the end: what read_frame does frame by
-        # frame, without moving the rest of the buffer after every frame.
+        """Decode what ``data`` completes: frames and errors in stream order, never raising.
+
+        Bytes after the last delimiter are held (:attr:`pending`) until the next one
+        arrives: a partial frame is "need more bytes", never malformed. Empty frames
+        (delimiters in a row) are skipped. A run without a delimiter longer than any
+        frame is reported once as :class:`FrameTooLongError` and dropped up to the next
+        delimiter.
+        """
+        # One pass over the buffer, cut once at the end: the rest of the buffer is not
+        # moved after every frame.
         out: list[Frame | FrameError] = []
         buffer = self._buffer
         buffer += data

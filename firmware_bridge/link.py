@@ -19,7 +19,7 @@ from firmware_bridge.codec import FrameDecoder, encode
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.messages import Frame
 
-__all__ = ["FrameHandler", "SerialLink"]
+__all__ = ["SerialLink"]
 
 log = logging.getLogger(__name__)
 

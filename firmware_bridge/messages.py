@@ -20,7 +20,6 @@ __all__ = [
     "WINDOW_SPAN",
     "Ack",
     "BoardMessage",
-    "Command",
     "Door",
     "Fault",
     "FaultCode",
@@ -36,7 +35,6 @@ __all__ = [
     "People",
     "Ping",
     "Reboot",
-    "Reply",
     "Report",
     "ReportAck",
     "Resend",
@@ -44,7 +42,6 @@ __all__ = [
     "SensorKind",
     "SensorRef",
     "SetReportInterval",
-    "Status",
     "Window",
 ]
 
@@ -328,17 +325,13 @@ class Nack:
 
 #: Board → gateway, held by the board until a REPORT_ACK covers them (when it retransmits).
 Report = Hello | Seat | People | Door | Heartbeat | Fault
-#: Gateway → board, answered ACK or NACK.
-Command = Ping | SetReportInterval | Identify | Reboot
-#: Board → gateway, the answer to a command.
-Reply = Ack | Nack
-#: Board → gateway, numbered like a reply, never held: what the board still holds.
-Status = Window
-#: Everything a gateway sends: commands, and requests that are never answered (acks, resends).
-GatewayMessage = Command | ReportAck | Resend
-#: Everything a board sends.
-BoardMessage = Report | Reply | Status
-Message = Report | Command | ReportAck | Resend | Reply | Status
+#: Everything a gateway sends: commands, answered ACK or NACK (PING, SET_REPORT_INTERVAL,
+#: IDENTIFY, REBOOT), and requests that are never answered (REPORT_ACK, RESEND).
+GatewayMessage = Ping | SetReportInterval | Identify | Reboot | ReportAck | Resend
+#: Everything a board sends: reports, the replies to commands (ACK, NACK), and WINDOW,
+#: numbered like a reply and never held: what the board still holds.
+BoardMessage = Report | Ack | Nack | Window
+Message = BoardMessage | GatewayMessage
 
 
 @dataclass(frozen=True, slots=True)

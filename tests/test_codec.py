@@ -15,7 +15,6 @@ from firmware_bridge.codec import (
     decode_body,
     encode,
     encode_body,
-    read_frame,
 )
 from firmware_bridge.crc import crc16_ccitt_false
 from firmware_bridge.errors import (
@@ -120,6 +119,13 @@ def framed(head: bytes, *, crc_xor: int = 0) -> bytes:
     return b"\x00" + cobs.encode(head + crc.to_bytes(2, "big")) + b"\x00"
 
 
+def read(buffer: bytes) -> tuple[list[Frame | FrameError], int]:
+    """What a fresh decoder makes of ``buffer``, and how many of its bytes it is done with."""
+    decoder = FrameDecoder()
+    results = decoder.feed(buffer)
+    return results, len(buffer) - decoder.pending
+
+
 def reference_crc(data: bytes) -> int:
     """CRC-16/CCITT-FALSE bit by bit, independent of the table in crc.py."""
     crc = 0xFFFF
@@ -220,13 +226,13 @@ def test_hello_too_big_for_one_frame_is_refused_when_encoding() -> None:
 @examples
 def test_every_strict_prefix_of_a_frame_needs_more_bytes(frame: Frame) -> None:
     wire = encode(frame)
-    assert read_frame(b"") == (None, 0)
+    assert read(b"") == ([], 0)
     for end in range(1, len(wire)):
         prefix = wire[:end]
         # The leading delimiter is an empty frame, skipped on its own...
-        assert read_frame(prefix) == (None, 1)
+        assert read(prefix) == ([], 1)
         # ...and what follows it is incomplete until the trailing delimiter arrives.
-        assert read_frame(prefix[1:]) == (None, 0)
+        assert read(prefix[1:]) == ([], 0)
 
 
 @examples
@@ -240,12 +246,12 @@ def test_decoder_holds_a_partial_frame_until_its_last_byte(frame: Frame) -> None
         assert decoder.pending == 0
 
 
-def test_read_frame_reports_how_many_bytes_the_frame_took() -> None:
+def test_decoder_is_done_with_a_frame_at_its_trailing_delimiter() -> None:
     first, second = encode(EXAMPLES["ping"]), encode(EXAMPLES["ack"])
-    stream = bytearray(first + second)
-    assert read_frame(stream) == (None, 1)
-    assert read_frame(stream[1:]) == (EXAMPLES["ping"], len(first) - 1)
-    assert read_frame(stream[len(first) :]) == (None, 1)
+    assert read(first) == ([EXAMPLES["ping"]], len(first))
+    assert read(first[1:]) == ([EXAMPLES["ping"]], len(first) - 1)
+    # The next frame's leading delimiter is taken too; the rest of that frame is held.
+    assert read(first + second[:-1]) == ([EXAMPLES["ping"]], len(first) + 1)
 
 
 def test_runs_of_delimiters_are_skipped_without_a_result() -> None:
@@ -339,15 +345,15 @@ def test_malformed_frame_is_reported_as_one_error_of_its_class(
 
 
 @pytest.mark.parametrize(("wire", "error"), MALFORMED.values(), ids=MALFORMED.keys())
-def test_read_frame_returns_the_error_and_consumes_the_frame(
+def test_malformed_frame_is_reported_and_consumed_up_to_its_trailing_delimiter(
     wire: bytes, error: type[FrameError]
 ) -> None:
-    result, consumed = read_frame(wire[1:])
-    assert type(result) is error
+    results, consumed = read(wire[1:])
+    assert [type(result) for result in results] == [error]
     assert consumed == len(wire) - 1
 
 
-def test_decode_body_raises_what_read_frame_returns() -> None:
+def test_decode_body_raises_what_the_decoder_returns() -> None:
     with pytest.raises(CrcError):
         decode_body(SEAT_HEAD + b"\x00\x00")
     with pytest.raises(FrameTooShortError):
@@ -418,9 +424,9 @@ def test_noise_inside_a_frame_costs_that_frame_only() -> None:
 
 
 def test_max_encoded_bytes_without_delimiter_still_need_more() -> None:
-    assert read_frame(b"\x41" * MAX_ENCODED) == (None, 0)
-    result, consumed = read_frame(b"\x41" * (MAX_ENCODED + 1))
-    assert isinstance(result, FrameTooLongError)
+    assert read(b"\x41" * MAX_ENCODED) == ([], 0)
+    results, consumed = read(b"\x41" * (MAX_ENCODED + 1))
+    assert [type(result) for result in results] == [FrameTooLongError]
     assert consumed == MAX_ENCODED + 1
 
 

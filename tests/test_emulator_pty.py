@@ -144,7 +144,7 @@ async def test_reboot_over_a_pty_restarts_seq_and_counter_totals() -> None:
     hello = gw.frames[ack + 1]
     assert isinstance(hello.message, Hello)
     assert hello.seq == 0
-    assert emu.state.in_total == emu.state.out_total == 0
+    assert emu.state.house.in_total == emu.state.house.out_total == 0
     assert emu.state.house.inside == 2
 
 
@@ -158,7 +158,7 @@ async def test_a_manual_seat_change_is_on_the_wire_at_once() -> None:
                 await gw.wait_for(lambda: len(gw.frames) == 9, timeout=0.5)
 
     assert gw.frames[-1] == Frame(seq=8, message=Seat(2, True))
-    assert emu.state.seats == (False, True, False, False)
+    assert emu.state.house.seats == (False, True, False, False)
 
 
 async def test_the_journal_is_exactly_what_the_gateway_decoded() -> None:
@@ -213,7 +213,7 @@ async def test_a_silent_board_sends_nothing_but_keeps_its_state() -> None:
         (Seat(1, True), "silent"),
         (Ack(5), "silent"),
     ]
-    assert emu.state.seats == (True, False, True, False)
+    assert emu.state.house.seats == (True, False, True, False)
     assert gw.frames == _journal_frames(emu)
 
 

@@ -182,7 +182,7 @@ async def test_a_simulated_afternoon_lands_in_influxdb_exactly_as_the_board_sent
     await settles_to(expected, lambda: landed(influxd, influx_db))
 
     # The totals are the board's own, and the series carry the site's identity.
-    state = emulator.state
+    state = emulator.state.house
     last = influxd.rows('SELECT LAST("in_total"), "out_total" FROM "people"', influx_db)[0]
     assert (last["last"], last["out_total"]) == (state.in_total, state.out_total)
     sites = influxd.rows('SHOW TAG VALUES FROM "seat" WITH KEY = "site"', influx_db)
@@ -344,4 +344,5 @@ async def test_visitors_derived_from_influxdb_stay_right_across_a_board_reboot(
         return sum(increases(int(row["in_total"]) for row in rows))
 
     await settles_to(sum(entered), derived)
-    assert emulator.state.in_total == sum(entered[3:])  # the board itself only knows since boot
+    # The board itself only knows since boot.
+    assert emulator.state.house.in_total == sum(entered[3:])

@@ -39,9 +39,12 @@ from firmware_bridge.messages import (
     Window,
 )
 
-__all__ = ["FIRMWARE", "MAX_REPORT_INTERVAL_S", "Board", "BoardCounters"]
+__all__ = [
+    "MAX_REPORT_INTERVAL_S",
+    "Board",
+]
 
-FIRMWARE = (1, 0, 0)
+_FIRMWARE = (1, 0, 0)
 #: The board accepts report intervals of 1 s up to one hour.
 MAX_REPORT_INTERVAL_S = 3600
 _SEQ_MOD = 0x1_0000
@@ -84,7 +87,7 @@ class Board:
         model: BookHouseModel,
         device_id: str,
         *,
-        firmware: tuple[int, int, int] = FIRMWARE,
+        firmware: tuple[int, int, int] = _FIRMWARE,
         first_seq: int = 0,
         window: ReportWindow | None = None,
     ) -> None:

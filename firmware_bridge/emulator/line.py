@@ -25,7 +25,11 @@ from firmware_bridge.codec import encode
 from firmware_bridge.emulator.noise import LineNoise
 from firmware_bridge.messages import Frame
 
-__all__ = ["DropReason", "DroppedFrame", "JournalEntry", "Line", "LineCounters"]
+__all__ = [
+    "DroppedFrame",
+    "JournalEntry",
+    "Line",
+]
 
 log = logging.getLogger(__name__)
 

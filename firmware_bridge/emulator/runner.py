@@ -43,7 +43,9 @@ from firmware_bridge.emulator.window import ProducedReport, ReportWindow
 from firmware_bridge.errors import SerialLinkError
 from firmware_bridge.messages import Frame, Report
 
-__all__ = ["BookHouseEmulator", "EmulatorState"]
+__all__ = [
+    "BookHouseEmulator",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,31 +79,6 @@ class EmulatorState:
     windows: int = 0
     #: The board gave up reports that no acknowledged WINDOW has told the gateway of yet.
     owes_window: bool = False
-
-    # The house fields people ask for most, at the top level.
-    @property
-    def seats(self) -> tuple[bool, ...]:
-        return self.house.seats
-
-    @property
-    def in_total(self) -> int:
-        return self.house.in_total
-
-    @property
-    def out_total(self) -> int:
-        return self.house.out_total
-
-    @property
-    def door_open(self) -> bool:
-        return self.house.door_open
-
-    @property
-    def supply_mv(self) -> int:
-        return self.house.supply_mv
-
-    @property
-    def uptime_s(self) -> int:
-        return self.house.uptime_s
 
 
 class BookHouseEmulator:

@@ -33,7 +33,7 @@ from typing import Literal
 
 from firmware_bridge.messages import Frame, Heartbeat
 
-__all__ = ["HOLD_HORIZON", "ProducedReport", "ReportFate", "ReportWindow", "covers"]
+__all__ = ["HOLD_HORIZON", "ProducedReport", "ReportWindow", "covers"]
 
 _SEQ_MOD = 0x1_0000
 _HALF = 0x8000
