@@ -11,9 +11,8 @@ that step and would lose those visitors; this is why it is computed here.)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 
-__all__ = ["counted_between", "increases"]
+__all__ = ["increases"]
 
 
 def increases(totals: Iterable[int]) -> list[int]:
@@ -25,20 +24,3 @@ def increases(totals: Iterable[int]) -> list[int]:
             out.append(total - previous if total >= previous else total)
         previous = total
     return out
-
-
-def counted_between(points: Iterable[tuple[datetime, int]], start: datetime, end: datetime) -> int:
-    """Visitors counted in ``[start, end)``, from ``(time, total)`` points in time order.
-
-    The total just before ``start`` (if any) is the baseline, so an interval that
-    begins between two reports still counts everything after its start.
-    """
-    baseline: int | None = None
-    inside: list[int] = []
-    for moment, total in points:
-        if moment < start:
-            baseline = total
-        elif moment < end:
-            inside.append(total)
-    series = ([baseline] if baseline is not None else []) + inside
-    return sum(increases(series)) + (inside[0] if baseline is None and inside else 0)

@@ -28,8 +28,9 @@ from central.usage.charts import (
     hourly_profile,
     utilisation_by_site,
 )
+from central.usage.parsers import add_report_parser, parse_month
 from central.usage.report import render_table_html, write_monthly_report
-from central.usage.report_cli import FIGURES, extend_parsers, parse_month, run_report
+from central.usage.run_report import FIGURES, run_report
 from central.usage.table import Column, Table, Value
 
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -499,7 +500,7 @@ def fake_figures() -> dict[str, Table]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="qihe stats")
-    extend_parsers(parser.add_subparsers(dest="action"))
+    add_report_parser(parser.add_subparsers(dest="action"))
     return parser.parse_args(argv)
 
 

@@ -37,7 +37,6 @@ import pytest
 
 from central.influx import Point, datetime_to_ns, encode_line
 from central.sites import SiteDirectory, load_directory
-from central.usage.cli import _width, compute, load_stats_setup, render_csv, render_table
 from central.usage.client import (
     InfluxQLClient,
     QueryError,
@@ -46,16 +45,20 @@ from central.usage.client import (
     readings_queries,
 )
 from central.usage.figures import (
-    attendance,
-    doors,
-    occupancy,
-    peaks,
+    ATTENDANCE,
+    DOORS,
+    OCCUPANCY,
+    PEAKS,
+    STAYS,
+    TYPICAL,
+    UTILISATION,
+    VISITORS,
+    Ask,
+    compute,
     sites_in,
-    stays,
-    typical,
-    utilisation,
-    visitors,
 )
+from central.usage.formats import _width, render_csv, render_table
+from central.usage.run_figures import load_stats_setup, table_for
 from central.usage.steps import Granularity, buckets, percentile
 from central.usage.table import Table, Value
 from devstack import InfluxdProcess, free_port
@@ -217,7 +220,9 @@ def test_visitors_count_across_a_counter_reset(
     client: InfluxQLClient, directory: SiteDirectory
 ) -> None:
     # 100 (carried in from 03-04) -> 130: +30; -> 0: reset, +0; -> 12: +12; -> 12: +0 = 42.
-    table = visitors(client, directory, sites_in(directory, [X]), at(3, 5), at(3, 6), "day")
+    table = compute(
+        VISITORS, client, directory, sites_in(directory, [X]), at(3, 5), at(3, 6), Ask(by="day")
+    )
     assert table.rows == ({"site": X, "site_name": X_NAME, "period": at(3, 5), "visitors": 42},)
     assert any("reset 1×" in note for note in table.notes)
 
@@ -225,7 +230,9 @@ def test_visitors_count_across_a_counter_reset(
 def test_visitors_by_hour_land_in_the_hour_of_the_reading(
     client: InfluxQLClient, directory: SiteDirectory
 ) -> None:
-    table = visitors(client, directory, sites_in(directory, [X]), at(3, 5), at(3, 6), "hour")
+    table = compute(
+        VISITORS, client, directory, sites_in(directory, [X]), at(3, 5), at(3, 6), Ask(by="hour")
+    )
     by_hour = {row["period"]: row["visitors"] for row in table.rows}
     assert len(by_hour) == 24
     assert {p: v for p, v in by_hour.items() if v} == {at(3, 5, 10): 30, at(3, 5, 15): 12}
@@ -236,8 +243,8 @@ def test_visitors_by_week_and_month_start_on_monday_and_the_first(
 ) -> None:
     # 03-05 42 + 03-06 (12 -> 22) 10 = 52, in the ISO week of Monday 03-03 and in March.
     site = sites_in(directory, [X])
-    week = visitors(client, directory, site, at(3, 5), at(3, 7), "week")
-    month = visitors(client, directory, site, at(3, 5), at(3, 7), "month")
+    week = compute(VISITORS, client, directory, site, at(3, 5), at(3, 7), Ask(by="week"))
+    month = compute(VISITORS, client, directory, site, at(3, 5), at(3, 7), Ask(by="month"))
     assert [(r["period"], r["visitors"]) for r in week.rows] == [(at(3, 3), 52)]
     assert [(r["period"], r["visitors"]) for r in month.rows] == [(at(3, 1), 52)]
 
@@ -246,7 +253,7 @@ def test_visitors_of_a_district_include_sites_without_a_counter(
     client: InfluxQLClient, directory: SiteDirectory
 ) -> None:
     sites = sites_in(directory, district="山城区")
-    table = visitors(client, directory, sites, at(3, 5), at(3, 7), "day")
+    table = compute(VISITORS, client, directory, sites, at(3, 5), at(3, 7), Ask(by="day"))
     assert [(r["site"], r["period"], r["visitors"]) for r in table.rows] == [
         (X, at(3, 5), 42),
         (X, at(3, 6), 10),
@@ -262,14 +269,14 @@ def test_seat_hours_count_only_within_opening_hours(
     # A3: 09:00-11:30 + 14:00-15:00 = 3.5 seat-hours; A4: 07:00-09:30, open from 08:30: 1.0.
     # Open 08:30-21:30 = 13 h; 4 seats: 52 seat-hours available; 4.5 / 52 = 8.65 %.
     sites = sites_in(directory, [X])
-    per_seat = utilisation(client, directory, sites, at(3, 5), at(3, 6), "seat")
+    per_seat = compute(UTILISATION, client, directory, sites, at(3, 5), at(3, 6), Ask(per="seat"))
     assert [(r["seat"], r["occupied_seat_hours"], r["utilisation"]) for r in per_seat.rows] == [
         ("A1", 0.0, 0.0),
         ("A2", 0.0, 0.0),
         ("A3", 3.5, 26.92),  # 3.5 / 13
         ("A4", 1.0, 7.69),  # 1 / 13
     ]
-    per_site = utilisation(client, directory, sites, at(3, 5), at(3, 6))
+    per_site = compute(UTILISATION, client, directory, sites, at(3, 5), at(3, 6))
     assert per_site.rows == (
         {
             "site": X,
@@ -288,7 +295,9 @@ def test_a_seat_occupied_across_midnight_splits_into_two_days(
 ) -> None:
     # Y1 23:00-01:00: 1 h on 03-05, 1 h on 03-06. Open all day, 2 seats: 48 seat-hours a day,
     # 1 / 48 = 2.08 %. Y2 never reports: available, never occupied (said in a note).
-    table = utilisation(client, directory, sites_in(directory, [N]), at(3, 5), at(3, 7), by="day")
+    table = compute(
+        UTILISATION, client, directory, sites_in(directory, [N]), at(3, 5), at(3, 7), Ask(by="day")
+    )
     assert [
         (r["period"], r["open_hours"], r["occupied_seat_hours"], r["utilisation"])
         for r in table.rows
@@ -301,7 +310,7 @@ def test_occupancy_is_time_weighted(client: InfluxQLClient, directory: SiteDirec
     # (20*2 + 10*3) / 24 = 2.92, max 20. Seats: A4 2.5 h + A3 3.5 h = 6 seat-hours / 24 h
     # = 0.25; both A3 and A4 from 09:00 to 09:30: max 2.
     sites = sites_in(directory, [X])
-    day = occupancy(client, directory, sites, at(3, 5), at(3, 6), "day")
+    day = compute(OCCUPANCY, client, directory, sites, at(3, 5), at(3, 6), Ask(by="day"))
     assert day.rows == (
         {
             "site": X,
@@ -314,7 +323,7 @@ def test_occupancy_is_time_weighted(client: InfluxQLClient, directory: SiteDirec
         },
     )
     # 09:00-10:00: A3 all hour, A4 until 09:30: 1.5 on average, 2 at most; nobody counted in.
-    hour = occupancy(client, directory, sites, at(3, 5, 9), at(3, 5, 11), "hour")
+    hour = compute(OCCUPANCY, client, directory, sites, at(3, 5, 9), at(3, 5, 11), Ask(by="hour"))
     assert [
         (r["period"], r["people_avg"], r["people_max"], r["seats_occupied_avg"]) for r in hour.rows
     ] == [(at(3, 5, 9), 0.0, 0, 1.5), (at(3, 5, 10), 20.0, 20, 1.0)]
@@ -325,7 +334,7 @@ def test_peak_hour_and_busiest_weekday(client: InfluxQLClient, directory: SiteDi
     # earlier wins a tie); 09:00 (0 + 10)/2 = 5. Visitors: Wed 42, Thu 10.
     # The reading room has no counter: its peak comes from seats, 23:00 and 00:00 each
     # (1 + 0)/2 = 0.5, the earlier hour wins.
-    table = peaks(client, directory, sites_in(directory, [X, N]), at(3, 5), at(3, 7))
+    table = compute(PEAKS, client, directory, sites_in(directory, [X, N]), at(3, 5), at(3, 7))
     assert only(table, site=X) == {
         "site": X,
         "site_name": X_NAME,
@@ -345,7 +354,7 @@ def test_peak_hour_and_busiest_weekday(client: InfluxQLClient, directory: SiteDi
 def test_stays_of_a_day(client: InfluxQLClient, directory: SiteDirectory) -> None:
     # A4 07:00-09:30 150 min; A3 09:00-11:30 150 min (the repeat at 10:00 does not split it),
     # 14:00-15:00 60 min: 3 visits, mean 120, median 150.
-    table = stays(client, directory, sites_in(directory, [X, DC]), at(3, 5), at(3, 6))
+    table = compute(STAYS, client, directory, sites_in(directory, [X, DC]), at(3, 5), at(3, 6))
     # The day-care centre has no seats: no visits to count (not 0), said in a note.
     assert only(table, site=DC)["visits"] is None
     assert "淇县淇园社区日间照料中心: 目录中没有座位 / no seats in the directory" in table.notes
@@ -365,12 +374,14 @@ def test_a_stay_cut_by_the_range_counts_its_inside_part(
 ) -> None:
     # Range 10:00-14:30: A3 occupied since 09:00 (carried in) until 11:30 -> 90 min; 14:00 until
     # the range ends at 14:30 -> 30 min. Mean and median 60.
-    table = stays(client, directory, sites_in(directory, [X]), at(3, 5, 10), at(3, 5, 14, 30))
+    table = compute(
+        STAYS, client, directory, sites_in(directory, [X]), at(3, 5, 10), at(3, 5, 14, 30)
+    )
     assert only(table, site=X)["visits"] == 2
     assert only(table, site=X)["avg_stay_min"] == 60.0
     # Y1 23:00-01:00 is one visit of 120 min over both days, 60 min when the range ends at 24:00.
-    both = stays(client, directory, sites_in(directory, [N]), at(3, 5), at(3, 7))
-    first = stays(client, directory, sites_in(directory, [N]), at(3, 5), at(3, 6))
+    both = compute(STAYS, client, directory, sites_in(directory, [N]), at(3, 5), at(3, 7))
+    first = compute(STAYS, client, directory, sites_in(directory, [N]), at(3, 5), at(3, 6))
     assert (only(both, site=N)["visits"], only(both, site=N)["avg_stay_min"]) == (1, 120.0)
     assert (only(first, site=N)["visits"], only(first, site=N)["avg_stay_min"]) == (1, 60.0)
 
@@ -381,9 +392,9 @@ def test_door_openings_are_closed_to_open_transitions(
     # front: 08:30, 10:00 (10:00:30 repeats "open"), 15:00 = 3; back: carried in open (not an
     # opening), closed 01:00, open 02:00 = 1. 4 on 03-05, one each at 02, 08, 10 and 15 h.
     sites = sites_in(directory, [X])
-    day = doors(client, directory, sites, at(3, 5), at(3, 6), "day")
+    day = compute(DOORS, client, directory, sites, at(3, 5), at(3, 6), Ask(by="day"))
     assert [(r["period"], r["openings"]) for r in day.rows] == [(at(3, 5), 4)]
-    hour = doors(client, directory, sites, at(3, 5), at(3, 6), "hour")
+    hour = compute(DOORS, client, directory, sites, at(3, 5), at(3, 6), Ask(by="hour"))
     assert {r["period"]: r["openings"] for r in hour.rows if r["openings"]} == {
         at(3, 5, 2): 1,
         at(3, 5, 8): 1,
@@ -395,7 +406,7 @@ def test_door_openings_are_closed_to_open_transitions(
 def test_attendance_of_a_day_care_centre(client: InfluxQLClient, directory: SiteDirectory) -> None:
     # 50 -> 80 -> 95: 45 on 03-05; reset overnight: 10, then -> 38: +28 = 38 on 03-06.
     # The book house asked for as well is left out with a note.
-    table = attendance(client, directory, sites_in(directory, [DC, X]), at(3, 5), at(3, 7))
+    table = compute(ATTENDANCE, client, directory, sites_in(directory, [DC, X]), at(3, 5), at(3, 7))
     assert [(r["site"], r["date"], r["attendance"]) for r in table.rows] == [
         (DC, "2025-03-05", 45),
         (DC, "2025-03-06", 38),
@@ -409,7 +420,9 @@ def test_typical_busy_times_are_percentiles_over_four_weeks(
     # Tuesdays 10:00-11:00 of the 4 weeks before Wed 03-05: 1, 0, 2, 3 of 4 seats = 25, 0, 50,
     # 75 %. Sorted 0, 25, 50, 75: P25 = 0 + 0.75*25 = 18.75, P50 = 37.5, P75 = 50 + 0.25*25
     # = 56.25. Every other hour of those weeks nobody sat: 0.
-    table = typical(client, directory, sites_in(directory, [X]), at(3, 5), weeks=4)
+    table = compute(
+        TYPICAL, client, directory, sites_in(directory, [X]), at(3, 5), at(3, 5), Ask(weeks=4)
+    )
     assert len(table.rows) == 7 * 24
     tuesday_10 = only(table, weekday=1, hour=10)
     assert (tuesday_10["low"], tuesday_10["typical"], tuesday_10["high"]) == (18.75, 37.5, 56.25)
@@ -423,7 +436,9 @@ def test_typical_of_a_site_without_seats_is_people_inside(
     # The centre has no seats; in the 4 weeks before 03-06 its counter shows people inside
     # only on Wed 03-05: 12:00-18:00, 80 - 60 = 20. So Wednesdays 12..17 h: samples 0, 0, 0,
     # 20 -> P25 0, P50 0, P75 5 (= 0 + 0.25 * 20).
-    table = typical(client, directory, sites_in(directory, [DC]), at(3, 6), weeks=4)
+    table = compute(
+        TYPICAL, client, directory, sites_in(directory, [DC]), at(3, 6), at(3, 6), Ask(weeks=4)
+    )
     assert (only(table, weekday=2, hour=12)["high"], only(table, weekday=2, hour=17)["high"]) == (
         5.0,
         5.0,
@@ -438,10 +453,14 @@ def test_a_range_reaching_past_now_stops_at_now(
     # (08:30-12:30) for A3, and the hours after 12:30 have not begun.
     now = at(3, 5, 12, 30)
     sites = sites_in(directory, [X])
-    table = utilisation(client, directory, sites, at(3, 5), at(3, 6), "seat", now=now)
+    table = compute(
+        UTILISATION, client, directory, sites, at(3, 5), at(3, 6), Ask(per="seat"), now=now
+    )
     assert only(table, seat="A3")["occupied_seat_hours"] == 2.5
     assert only(table, seat="A3")["open_hours"] == 4.0
-    hourly = visitors(client, directory, sites, at(3, 5), at(3, 6), "hour", now=now)
+    hourly = compute(
+        VISITORS, client, directory, sites, at(3, 5), at(3, 6), Ask(by="hour"), now=now
+    )
     assert hourly.rows[-1]["period"] == at(3, 5, 12)
 
 
@@ -494,7 +513,7 @@ def test_visitors_land_on_the_local_day_month_and_year_of_their_reading(
     two_days = (before, after + timedelta(days=1))
 
     def table(by: Granularity) -> list[tuple[Value, Value]]:
-        found = visitors(boundary_client, directory, sites, *two_days, by, now=now)
+        found = compute(VISITORS, boundary_client, directory, sites, *two_days, Ask(by=by), now=now)
         return [(r["period"], r["visitors"]) for r in found.rows]
 
     assert table("day") == [(before, 10), (after, 10)]
@@ -504,8 +523,14 @@ def test_visitors_land_on_the_local_day_month_and_year_of_their_reading(
     months = [(before.replace(day=1), 10), (after.replace(day=1), 10)]
     same_month = before.month == after.month
     assert table("month") == ([(before.replace(day=1), 20)] if same_month else months)
-    later = visitors(
-        boundary_client, directory, sites, *two_days, "day", now=now + timedelta(hours=1)
+    later = compute(
+        VISITORS,
+        boundary_client,
+        directory,
+        sites,
+        *two_days,
+        Ask(by="day"),
+        now=now + timedelta(hours=1),
     )
     assert [r["visitors"] for r in later.rows] == [10, 20]
 
@@ -523,13 +548,14 @@ def test_a_seat_occupied_across_a_local_midnight_counts_on_both_days_until_now(
     around(influxd, influx_db, midnight)
     before, after = (midnight - timedelta(days=1)).astimezone(SH), midnight.astimezone(SH)
     now = midnight + timedelta(minutes=15)
-    table = utilisation(
+    table = compute(
+        UTILISATION,
         boundary_client,
         directory,
         sites_in(directory, [N]),
         before,
         after + timedelta(days=1),
-        by="day",
+        Ask(by="day"),
         now=now,
     )
     assert [
@@ -555,13 +581,13 @@ def test_the_command_counts_new_years_eve_and_new_years_day_apart(
     in Hebi (2026-12-31 16:30 UTC): local dates, and the range stops at that moment."""
     new_year = datetime(2026, 12, 31, 16, tzinfo=UTC)
     around(influxd, influx_db, new_year)
-    setup = load_stats_setup(_stats_config(tmp_path, sites_file, influxd.url, influx_db))
+    _, directory = load_stats_setup(_stats_config(tmp_path, sites_file, influxd.url, influx_db))
     args = build_parser().parse_args(
         ["stats", "visitors", "--config", "unused.yaml", "--site", X,
          "--from", "2026-12-31", "--to", "2027-01-01", "--by", by]
     )  # fmt: skip
 
-    table = compute(args, setup, boundary_client, now=new_year + timedelta(minutes=30))
+    table = table_for(args, directory, boundary_client, now=new_year + timedelta(minutes=30))
 
     assert [(r["period"], r["visitors"]) for r in table.rows] == [
         (datetime.fromisoformat(f"{p}T00:00:00+08:00"), 10) for p in periods
@@ -577,7 +603,9 @@ def test_retention_policy_is_sent_as_rp(influxd: InfluxdProcess, influx_db: str)
     )
     config = StatsInfluxConfig(url=influxd.url, database=influx_db, retention_policy="short")
     with InfluxQLClient(config) as short:
-        table = visitors(short, directory, directory.sites, at(3, 5), at(3, 6), "day")
+        table = compute(
+            VISITORS, short, directory, directory.sites, at(3, 5), at(3, 6), Ask(by="day")
+        )
     assert table.values("visitors") == [4]
 
 
@@ -676,8 +704,14 @@ def test_percentiles_interpolate_linearly() -> None:
 
 
 def test_the_table_aligns_chinese_names(client: InfluxQLClient, directory: SiteDirectory) -> None:
-    table = visitors(
-        client, directory, sites_in(directory, district="山城区"), at(3, 5), at(3, 7), "day"
+    table = compute(
+        VISITORS,
+        client,
+        directory,
+        sites_in(directory, district="山城区"),
+        at(3, 5),
+        at(3, 7),
+        Ask(by="day"),
     )
     text = render_table(table)
     lines = text.splitlines()
@@ -693,7 +727,9 @@ def test_the_table_aligns_chinese_names(client: InfluxQLClient, directory: SiteD
 def test_csv_has_a_bom_and_iso_local_times(
     client: InfluxQLClient, directory: SiteDirectory
 ) -> None:
-    table = visitors(client, directory, sites_in(directory, [X]), at(3, 5), at(3, 6), "day")
+    table = compute(
+        VISITORS, client, directory, sites_in(directory, [X]), at(3, 5), at(3, 6), Ask(by="day")
+    )
     assert (
         render_csv(table)
         == (
@@ -860,10 +896,10 @@ def test_cli_reports_a_missing_config_in_one_line(tmp_path: Path) -> None:
 
 
 def test_sample_config_loads() -> None:
-    setup = load_stats_setup(ROOT / "config" / "stats.yaml")
-    assert setup.config.influx.database == "qihe"
-    assert setup.config.influx.lookback == timedelta(days=31)
-    assert any(site.district == "山城区" for site in setup.directory.sites)
+    config, directory = load_stats_setup(ROOT / "config" / "stats.yaml")
+    assert config.influx.database == "qihe"
+    assert config.influx.lookback == timedelta(days=31)
+    assert any(site.district == "山城区" for site in directory.sites)
 
 
 def test_cli_writes_a_districts_monthly_report_with_charts_and_progress(

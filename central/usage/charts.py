@@ -39,13 +39,11 @@ from central.errors import CentralError
 from central.usage.table import Table, Value
 
 __all__ = [
-    "CJK_FONT_CANDIDATES",
     "ChartData",
     "ChartError",
     "ChartStyle",
     "chart_filename",
     "daily_visitors",
-    "default_style",
     "find_cjk_font",
     "hourly_profile",
     "utilisation_by_site",
@@ -55,7 +53,7 @@ log = logging.getLogger(__name__)
 
 #: Families tried in order. Noto/Source Han first (best hinting), then what Debian, Windows
 #: and macOS ship. Debian: ``apt-get install fonts-wqy-microhei`` (or ``fonts-noto-cjk``).
-CJK_FONT_CANDIDATES = (
+_CJK_FONT_CANDIDATES = (
     "Noto Sans CJK SC",
     "Source Han Sans SC",
     "WenQuanYi Micro Hei",
@@ -69,7 +67,7 @@ CJK_FONT_CANDIDATES = (
 _LATIN_FONT = "DejaVu Sans"
 
 #: At most this many sites get their own colour in :func:`daily_visitors`; the rest are summed.
-MAX_SITE_SERIES = 10
+_MAX_SITE_SERIES = 10
 _OTHERS_ZH, _OTHERS_EN = "其他", "others"
 
 _WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
@@ -164,24 +162,24 @@ class ChartStyle:
 
 @functools.cache
 def find_cjk_font() -> str | None:
-    """The first family of :data:`CJK_FONT_CANDIDATES` matplotlib can use, or ``None``.
+    """The first of the CJK font families above that matplotlib can use, or ``None``.
 
     Cached: the answer cannot change while the process runs (matplotlib reads fonts once).
     Logs a warning once when there is none.
     """
     known = {entry.name for entry in font_manager.fontManager.ttflist}
-    for family in CJK_FONT_CANDIDATES:
+    for family in _CJK_FONT_CANDIDATES:
         if family in known:
             return family
     log.warning(
         "no CJK font found (tried %s); charts use English labels only. "
         "Install one, e.g. apt-get install fonts-wqy-microhei",
-        ", ".join(CJK_FONT_CANDIDATES),
+        ", ".join(_CJK_FONT_CANDIDATES),
     )
     return None
 
 
-def default_style() -> ChartStyle:
+def _default_style() -> ChartStyle:
     """The report's style with this machine's CJK font (or English-only without one)."""
     return ChartStyle(cjk_font=find_cjk_font())
 
@@ -225,7 +223,7 @@ def hourly_profile(
     ``None``, if the table has them, are taken as the all-days figure instead). Hours without
     a row (closed) are gaps, ``None`` in ``series``.
     """
-    style = style or default_style()
+    style = style or _default_style()
     _require(table, "site", "site_name", "weekday", "hour", "low", "typical", "high")
     if weekday is not None and not 0 <= weekday <= 6:
         raise ChartError(f"weekday must be 0 (Monday) to 6 (Sunday), not {weekday}")
@@ -306,10 +304,10 @@ def daily_visitors(table: Table, path: Path, *, style: ChartStyle | None = None)
     Stacked rather than grouped: a month is ~30 days, and 30 groups of up to 10 thin bars
     cannot be read, while a stack shows each day's total and each site's share at once.
     Sites are ordered by their total (largest at the bottom of the stack and first in
-    ``series``); beyond :data:`MAX_SITE_SERIES` sites, the rest are summed into "others".
+    ``series``); beyond ten sites, the rest are summed into "others".
     Weekends are shaded. A day a site has no row for is ``None`` in its series.
     """
-    style = style or default_style()
+    style = style or _default_style()
     _require(table, "site", "site_name", "period", "visitors")
     periods = sorted({_period(table, row.get("period")) for row in table.rows}, key=_period_key)
     index = {period: i for i, period in enumerate(periods)}
@@ -326,7 +324,7 @@ def daily_visitors(table: Table, path: Path, *, style: ChartStyle | None = None)
             values[slot] = (values[slot] or 0.0) + value
 
     by_total = sorted(counts, key=lambda site: (-sum(v or 0.0 for v in counts[site]), site))
-    shown, rest = by_total[:MAX_SITE_SERIES], by_total[MAX_SITE_SERIES:]
+    shown, rest = by_total[:_MAX_SITE_SERIES], by_total[_MAX_SITE_SERIES:]
     notes: list[str] = []
     series: dict[str, list[float | None]] = {}
     for site in shown:
@@ -386,7 +384,7 @@ def utilisation_by_site(table: Table, path: Path, *, style: ChartStyle | None = 
     highest at the top, on a 0–100 % axis. ``x`` and ``series["utilisation"]`` list the
     sites top to bottom; a site without a figure (no opening hours) is last, ``None``.
     """
-    style = style or default_style()
+    style = style or _default_style()
     _require(table, "site", "site_name", "utilisation")
     if any(column.key == "seat" for column in table.columns):
         raise ChartError(

@@ -23,14 +23,11 @@ from datetime import date, datetime
 from pathlib import Path
 
 from central.usage.charts import ChartData
-from central.usage.table import Column, Table, Value
+from central.usage.table import WEEKDAYS, Column, Table, Value
 
-__all__ = ["REPORT_FILENAME", "Progress", "render_table_html", "write_monthly_report"]
+__all__ = ["render_table_html", "write_monthly_report"]
 
-REPORT_FILENAME = "report.html"
-
-#: ``progress(step_name, done, total)``: called after each step; ``done`` runs 1..``total``.
-Progress = Callable[[str, int, int], None]
+_FILENAME = "report.html"
 
 _MONTHS_EN = (
     "January",
@@ -46,7 +43,6 @@ _MONTHS_EN = (
     "November",
     "December",
 )
-_WEEKDAYS = ("周一 Mon", "周二 Tue", "周三 Wed", "周四 Thu", "周五 Fri", "周六 Sat", "周日 Sun")
 #: Columns holding a weekday as 0 (Monday) .. 6: shown as a name, not a programmer's number.
 _WEEKDAY_KEYS = frozenset({"weekday", "busiest_weekday"})
 _NUMERIC_KINDS = frozenset({"int", "float", "percent"})
@@ -100,7 +96,7 @@ def write_monthly_report(
     tables: Mapping[str, Table],
     charts: Sequence[ChartData],
     out_dir: Path,
-    progress: Progress | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     district_en: str | None = None,
 ) -> Path:
     """Write ``report.html`` into ``out_dir`` (created if needed) and return its path.
@@ -110,8 +106,9 @@ def write_monthly_report(
     with its notes. ``district_en`` names the district in the English title (default: the
     same as ``district``).
 
-    ``progress`` is called after each of ``len(charts) + len(tables) + 1`` steps — one per
-    chart, one per table, one for writing the file. The file is written to a temporary name
+    ``progress(step_name, done, total)`` is called after each of ``len(charts) + len(tables)
+    + 1`` steps — one per chart, one per table, one for writing the file; ``done`` runs
+    1..``total``. The file is written to a temporary name
     and renamed, so a reader never sees half a report.
     """
     total = len(charts) + len(tables) + 1
@@ -188,8 +185,8 @@ def write_monthly_report(
     parts += ["</body>", "</html>", ""]
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / REPORT_FILENAME
-    partial = out_dir / f".{REPORT_FILENAME}.partial"
+    path = out_dir / _FILENAME
+    partial = out_dir / f".{_FILENAME}.partial"
     partial.write_text("\n".join(parts), encoding="utf-8")
     os.replace(partial, path)
     step(f"报告 report: 写入 write {path.name}")
@@ -285,7 +282,7 @@ def _format(value: Value, column: Column, *, dates_only: bool) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d" if dates_only else "%Y-%m-%d %H:%M")
     if isinstance(value, int) and column.key in _WEEKDAY_KEYS and 0 <= value <= 6:
-        return _WEEKDAYS[value]
+        return WEEKDAYS[value]
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):

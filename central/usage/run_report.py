@@ -1,25 +1,34 @@
 """``qihe stats report``: the monthly report of a district, with charts, as one HTML file.
 
-This module adds the subcommand and runs it; it does not compute figures. The stats command
-hands :func:`run_report` a ``compute(name) -> Table`` callback for the district and month in
-``args``, so the report does not depend on how figures are queried.
+:func:`main` computes every figure for the district and the month in ``args`` and hands
+:func:`run_report` a ``compute(name) -> Table`` callback, so drawing and writing the report does
+not depend on how figures are queried (tests give it tables of their own).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # matplotlib loads only when a report is written, not with every command
-    from central.usage.charts import ChartData
-    from central.usage.table import Table
+from central.errors import InfluxError
+from central.usage import figures
+from central.usage.charts import (
+    ChartData,
+    ChartError,
+    chart_filename,
+    daily_visitors,
+    hourly_profile,
+    utilisation_by_site,
+)
+from central.usage.client import InfluxQLClient, UsageError
+from central.usage.report import write_monthly_report
+from central.usage.run_figures import failed, load_stats_setup
+from central.usage.table import Table
 
-__all__ = ["FIGURES", "REPORT_TABLES", "extend_parsers", "parse_month", "run_report"]
+__all__ = ["FIGURES", "main", "run_report"]
 
 #: What ``compute`` is asked for, in this order, for the district and month of the command.
 #: ``typical`` comes first: its sites decide how many charts there are, so every progress line
@@ -36,58 +45,40 @@ FIGURES = (
 )
 #: Figures printed as tables in the report, in this order. ``typical`` (24 × 7 rows a site) is
 #: shown by the hourly charts instead.
-REPORT_TABLES = ("utilisation", "peaks", "stays", "visitors", "occupancy", "attendance", "doors")
-
-_MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
+_TABLES = ("utilisation", "peaks", "stays", "visitors", "occupancy", "attendance", "doors")
 
 
-def parse_month(text: str) -> date:
-    """``2026-11`` -> ``date(2026, 11, 1)``; an argparse type (bad input is one clear line)."""
-    match = _MONTH.match(text.strip())
-    if match and 1 <= int(match[2]) <= 12:
-        return date(int(match[1]), int(match[2]), 1)
-    raise argparse.ArgumentTypeError(f"{text!r} is not a month: use YYYY-MM, e.g. 2026-11")
+def main(args: argparse.Namespace) -> int:
+    """Run ``qihe stats report`` as parsed into ``args``: every figure for the district and the
+    whole month, then :func:`run_report` draws and writes it. Returns the exit code."""
+    config, directory = load_stats_setup(args.config)
+    zone = directory.zone
+    month = args.month
+    start = datetime.combine(month, time(0), zone)
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    end = datetime.combine(following, time(0), zone)
+    if args.district_en is None:
+        args.district_en = next(
+            (s.district_en for s in directory.sites if s.district == args.district), None
+        )
+    try:
+        sites = figures.sites_in(directory, [], args.district)
+        with InfluxQLClient(config.influx) as client:
 
+            def compute_one(name: str) -> Table:
+                ask = figures.Ask(by="day" if name == "visitors" else None)
+                figure = figures.FIGURES[name]
+                return figures.compute(figure, client, directory, sites, start, end, ask)
 
-def extend_parsers(
-    stats_subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    handler: Callable[[argparse.Namespace], int] | None = None,
-) -> argparse.ArgumentParser:
-    """Add ``report`` to the ``qihe stats`` actions and return its parser.
-
-    ``handler(args) -> exit code`` is set as the action's ``handler`` when given; it should
-    build a ``compute`` for ``args`` and return ``run_report(args, compute)``.
-    """
-    report = stats_subparsers.add_parser(
-        "report",
-        help="monthly HTML report of a district, with charts",
-        description="Write a district's monthly usage report (report.html and its charts).",
-    )
-    report.add_argument("--config", required=True, type=Path, help="statistics YAML config")
-    report.add_argument("--district", required=True, help="district as in the site directory")
-    report.add_argument(
-        "--district-en", default=None, help="English name for the title (default: --district)"
-    )
-    report.add_argument("--month", required=True, type=parse_month, help="month, YYYY-MM")
-    report.add_argument("--out", required=True, type=Path, help="folder for report.html")
-    if handler is not None:
-        report.set_defaults(handler=handler)
-    return report
+            return run_report(args, compute_one)
+    except (InfluxError, UsageError) as exc:
+        return failed(exc)
 
 
 def run_report(args: argparse.Namespace, compute: Callable[[str], Table]) -> int:
     """Compute :data:`FIGURES`, draw the charts, write ``report.html``; print one progress
     line per step on stderr (``[3/21] 图表 charts: daily visitors``) and the report's path
     on stdout. Returns the exit code."""
-    from central.usage.charts import (
-        ChartError,
-        chart_filename,
-        daily_visitors,
-        hourly_profile,
-        utilisation_by_site,
-    )
-    from central.usage.report import write_monthly_report
-
     district: str = args.district
     month: date = args.month
     out_dir: Path = args.out
@@ -97,7 +88,7 @@ def run_report(args: argparse.Namespace, compute: Callable[[str], Table]) -> int
     sites = list(dict.fromkeys(str(s) for s in tables["typical"].values("site") if s is not None))
 
     n_charts = 2 + len(sites)
-    total = len(FIGURES) + n_charts + (len(REPORT_TABLES) + n_charts + 1)
+    total = len(FIGURES) + n_charts + (len(_TABLES) + n_charts + 1)
     done = 0
 
     def step(name: str) -> None:
@@ -124,7 +115,7 @@ def run_report(args: argparse.Namespace, compute: Callable[[str], Table]) -> int
             district=district,
             district_en=getattr(args, "district_en", None),
             month=month,
-            tables={name: tables[name] for name in REPORT_TABLES},
+            tables={name: tables[name] for name in _TABLES},
             charts=charts,
             out_dir=out_dir,
             progress=lambda name, _done, _total: step(name),

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-__all__ = ["Column", "Table", "Value"]
+__all__ = ["WEEKDAYS", "Column", "Table", "Value"]
 
 Value = str | int | float | datetime | None
+
+#: Weekdays as tables show them, Monday (0) first.
+WEEKDAYS = ("周一 Mon", "周二 Tue", "周三 Wed", "周四 Thu", "周五 Fri", "周六 Sat", "周日 Sun")
 
 
 @dataclass(frozen=True, slots=True)
