@@ -30,7 +30,6 @@ from qihe.contract import (
 
 __all__ = [
     "DEFAULT_REPORT_INTERVAL",
-    "DeviceFacts",
     "FactStore",
     "Fault",
     "GatewayFacts",

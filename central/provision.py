@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -43,23 +42,11 @@ from typing import Literal
 from qihe.contract import ID_PATTERN, READING_KINDS, TopicError, TopicTree
 
 __all__ = [
-    "ROLES",
-    "Access",
-    "AclEntry",
-    "Credentials",
-    "InvalidIdError",
     "ProvisionError",
-    "Role",
-    "checked_id",
     "gateway_acl",
-    "gateway_username",
     "hash_password",
     "provision",
     "service_acl",
-    "set_acl_block",
-    "set_password_line",
-    "usernames",
-    "verify_password",
 ]
 
 Role = Literal["consumer", "live", "alerts", "operator"]
@@ -106,7 +93,7 @@ class Credentials:
     acl: AclEntry
 
 
-def checked_id(what: str, value: str) -> str:
+def _checked_id(what: str, value: str) -> str:
     """``value`` if it is a valid id (``ID_PATTERN``); otherwise :class:`InvalidIdError`."""
     if not _ID.fullmatch(value):
         raise InvalidIdError(
@@ -124,16 +111,16 @@ def _tree(prefix: str) -> TopicTree:
         raise InvalidIdError(str(exc)) from None
 
 
-def gateway_username(site: str, gateway: str) -> str:
+def _gateway_username(site: str, gateway: str) -> str:
     """``GW@SITE``: ``@`` is never in an id, so no two gateways can share a username."""
-    return f"{checked_id('gateway', gateway)}@{checked_id('site', site)}"
+    return f"{_checked_id('gateway', gateway)}@{_checked_id('site', site)}"
 
 
 def gateway_acl(site: str, gateway: str, *, prefix: str) -> AclEntry:
     tree = _tree(prefix)
-    base = tree.gateway_root(checked_id("site", site), checked_id("gateway", gateway))
+    base = tree.gateway_root(_checked_id("site", site), _checked_id("gateway", gateway))
     return AclEntry(
-        username=gateway_username(site, gateway),
+        username=_gateway_username(site, gateway),
         label=f"gateway {site}/{gateway}",
         topics=(
             # Status: its own online/offline and Last Will; read to catch a late Will.
@@ -156,7 +143,7 @@ def service_acl(name: str, role: Role, *, prefix: str, client_id: str | None = N
     status: tuple[Access, str] = ("read", tree.status_filter())
     topics: tuple[tuple[Access, str], ...]
     if role == "consumer":
-        dead_letter = tree.dead_letter(checked_id("client id", client_id or name))
+        dead_letter = tree.dead_letter(_checked_id("client id", client_id or name))
         topics = (*readings, status, ("read", tree.backlog_filter()), ("write", dead_letter))
     elif role == "live":
         topics = (*readings, status, ("read", tree.alerts_filter()))
@@ -167,7 +154,7 @@ def service_acl(name: str, role: Role, *, prefix: str, client_id: str | None = N
     else:
         raise ProvisionError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     return AclEntry(
-        username=checked_id("service name", name), label=f"service {role}", topics=topics
+        username=_checked_id("service name", name), label=f"service {role}", topics=topics
     )
 
 
@@ -212,16 +199,6 @@ def hash_password(username: str, password: str, *, tool: str | None = "auto") ->
     return _tool_hash(tool, username, password)
 
 
-def verify_password(password: str, hashed: str) -> bool:
-    """Whether ``password`` matches a ``$7$`` hash (as Mosquitto checks it)."""
-    parts = hashed.split("$")
-    if len(parts) != 5 or parts[1] != "7":
-        raise ProvisionError("not a $7$ (PBKDF2-SHA512) password hash")
-    iterations, salt, digest = int(parts[2]), base64.b64decode(parts[3]), base64.b64decode(parts[4])
-    mine = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, len(digest))
-    return hmac.compare_digest(mine, digest)
-
-
 # Files ----------------------------------------------------------------------
 
 
@@ -258,13 +235,13 @@ def _read(path: Path) -> str:
         raise ProvisionError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def set_password_line(text: str, username: str, hashed: str) -> str:
+def _set_password_line(text: str, username: str, hashed: str) -> str:
     """The password file ``text`` with ``username``'s line replaced (or added)."""
     lines = [line for line in text.splitlines() if line.partition(":")[0] != username]
     return "\n".join([*lines, f"{username}:{hashed}"]) + "\n"
 
 
-def set_acl_block(text: str, entry: AclEntry, *, path: Path | str = "acl file") -> str:
+def _set_acl_block(text: str, entry: AclEntry, *, path: Path | str = "acl file") -> str:
     """The ACL ``text`` with ``entry``'s managed block replaced (or appended at the end).
 
     Appended last because a Mosquitto ACL file has no block ends: lines after a
@@ -308,16 +285,11 @@ def provision(
     """
     password = secrets.token_urlsafe(24)
     hashed = hash_password(acl.username, password, tool=tool)
-    new_acl = set_acl_block(_read(acl_file), acl, path=acl_file)
-    new_passwords = set_password_line(_read(password_file), acl.username, hashed)
+    new_acl = _set_acl_block(_read(acl_file), acl, path=acl_file)
+    new_passwords = _set_password_line(_read(password_file), acl.username, hashed)
     try:
         _write_atomically(acl_file, new_acl)
         _write_atomically(password_file, new_passwords)
     except OSError as exc:
         raise ProvisionError(f"cannot write {exc.filename}: {exc.strerror}") from exc
     return Credentials(username=acl.username, password=password, acl=acl)
-
-
-def usernames(password_text: str) -> list[str]:
-    """Users in a password file's text, in order."""
-    return [line.partition(":")[0] for line in password_text.splitlines() if line.strip()]

@@ -37,10 +37,7 @@ from qihe.configtypes import StrictModel
 from qihe.contract import ID_PATTERN
 
 __all__ = [
-    "DoorSpec",
     "OpeningHours",
-    "SeatGrid",
-    "SeatSpec",
     "SiteDirectory",
     "SiteSpec",
     "load_directory",

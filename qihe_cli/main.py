@@ -16,12 +16,11 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported here so `qihe --help` stays fast and one part's import error names itself.
-    from central.alerts.cli import add_parsers as alerts_parsers
     from central.consumer.cli import add_parsers as central_parsers
-    from central.live.cli import add_parsers as live_parsers
     from central.provision_cli import add_parsers as provision_parsers
-    from central.usage.commands import add_parsers as usage_parsers
-    from central.usage.downsample_cli import add_parsers as downsample_parsers
+    from central.service_cli import add_parsers as service_parsers
+    from central.usage.downsample.cli import add_parsers as downsample_parsers
+    from central.usage.parsers import add_parsers as usage_parsers
     from edge.cli import add_parsers as edge_parsers
     from firmware_bridge.emulator.cli import add_parsers as emulator_parsers
     from qihe_cli.bench import add_parsers as bench_parsers
@@ -30,8 +29,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     return [
         edge_parsers,
         central_parsers,
-        live_parsers,
-        alerts_parsers,
+        service_parsers,
         downsample_parsers,
         usage_parsers,
         emulator_parsers,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from devstack.processes import DevStackError, MosquittoProcess, _find
+from devstack.processes import DevStackError, MosquittoProcess, find_program
 
 __all__ = ["AclMosquitto", "SecureMosquitto", "TestPki", "make_test_ca"]
 
@@ -43,7 +43,7 @@ class TestPki:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    command = [_find("openssl", "/usr/bin/openssl"), *args]
+    command = [find_program("openssl", "/usr/bin/openssl", package="openssl"), *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, check=False)
     if result.returncode != 0:
         reason = result.stderr.decode(errors="replace").strip()

@@ -645,6 +645,8 @@ async def test_secrets_never_reach_logs_or_errors(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # httpx's own level too: the ``qihe`` command quiets it, and other tests run it in-process.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     hook_path = "/hooks/PATHSECRET"
     configs: list[RouteConfig] = [
         wecom(server, **FAST_RETRY),

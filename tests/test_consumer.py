@@ -26,12 +26,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from central.consumer.config import ConsumerConfig
 from central.consumer.points import reading_point, status_point
-from central.consumer.retry import Backoff
 from central.consumer.service import Consumer
 from central.errors import ConsumerStartError, InfluxWriteError
 from central.influx import InfluxV1Writer, encode_line
 from central.influx.config import InfluxV1Config
 from devstack import InfluxdProcess, MosquittoProcess, free_port
+from qihe.backoff import Backoff
 from qihe.contract import (
     DeviceReading,
     DoorReading,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from central.usage.downsample import LOCAL_TZ
+from central.usage.downsample.plan import LOCAL_TZ
 from devstack import InfluxdProcess
 
 pytestmark = pytest.mark.integration

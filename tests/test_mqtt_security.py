@@ -29,19 +29,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from central.consumer.config import ConsumerConfig
 from central.consumer.service import Consumer
-from central.provision import (
-    gateway_acl,
-    hash_password,
-    provision,
-    service_acl,
-    usernames,
-    verify_password,
-)
+from central.provision import gateway_acl, hash_password, provision, service_acl
 from devstack import InfluxdProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from qihe.contract import SeatReading, TopicTree, encode_payload
 from qihe_cli.main import main as qihe
+from tests.mosquitto_passwd import usernames, verify_password
 from tests.mqtt_helpers import running, wait_until
 from tests.secure_broker import SecureMosquitto, TestPki, make_test_ca
 

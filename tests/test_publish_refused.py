@@ -30,7 +30,7 @@ from devstack import InfluxdProcess
 from edge.config import GatewayConfig
 from edge.gateway import Gateway
 from edge.refusals import read_refusals
-from qihe.puback import PubackClient
+from qihe.mqtt import PubackClient
 from tests.alert_harness import SITE as ALERT_SITE
 from tests.alert_harness import alerts_config, directory, engine_running, watching
 from tests.mqtt_helpers import Recorder, running, wait_until

@@ -17,7 +17,7 @@ from edge.gateway import Gateway
 from edge.outbox import StoredReading
 from edge.refusals import HeldReadings, RefusalCounter, read_refusals, write_refusals
 from qihe.contract import PayloadError, parse_reading
-from qihe.puback import PublishRefusedError
+from qihe.mqtt import PublishRefusedError
 
 NOT_AUTHORIZED = PublishRefusedError("qihe/v1/s/gw1/door/entrance", 0x87, "Not authorized")
 QUOTA = PublishRefusedError("qihe/v1/s/gw1/seat/a.1", 0x97, "Quota exceeded")

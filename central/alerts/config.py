@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, NamedTuple, Self
 
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, model_validator
 
@@ -35,11 +35,34 @@ class _Model(StrictModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class _Levels(NamedTuple):
+    """A rule's two levels, by field name: the one that fires and the one that clears."""
+
+    fires: str
+    clears: str
+    #: The rule fires below its level (the clearing level may not be lower), else above it.
+    below: bool
+
+
 class _Rule(_Model):
     enabled: bool = True
     severity: Severity = "warning"
     for_: NonNegativeDuration = Field(default=timedelta(0), alias="for")
     keep_firing_for: NonNegativeDuration = timedelta(0)
+    #: The levels of a rule whose value can hover around them, checked to be in order.
+    _levels: ClassVar[_Levels | None] = None
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        levels = self._levels
+        if levels is None:
+            return self
+        fires, clears = getattr(self, levels.fires), getattr(self, levels.clears)
+        if levels.below and clears < fires:
+            raise ValueError(f"{levels.clears} must not be below {levels.fires}")
+        if not levels.below and clears > fires:
+            raise ValueError(f"{levels.clears} must not exceed {levels.fires}")
+        return self
 
 
 class GatewayOffline(_Rule):
@@ -61,12 +84,7 @@ class SupplyLow(_Rule):
     below_mv: Annotated[int, Field(ge=0, le=65535)] = 3400
     clear_above_mv: Annotated[int, Field(ge=0, le=65535)] = 3500
     for_: NonNegativeDuration = Field(default=timedelta(minutes=2), alias="for")
-
-    @model_validator(mode="after")
-    def _hysteresis(self) -> Self:
-        if self.clear_above_mv < self.below_mv:
-            raise ValueError("clear_above_mv must not be below below_mv")
-        return self
+    _levels: ClassVar[_Levels | None] = _Levels("below_mv", "clear_above_mv", below=True)
 
 
 class DeviceFault(_Rule):
@@ -91,23 +109,15 @@ class LinkErrors(_Rule):
     errors_per_minute: Annotated[float, Field(gt=0)] = 5
     clear_below_per_minute: Annotated[float, Field(ge=0)] = 1
     for_: NonNegativeDuration = Field(default=timedelta(minutes=2), alias="for")
-
-    @model_validator(mode="after")
-    def _hysteresis(self) -> Self:
-        if self.clear_below_per_minute > self.errors_per_minute:
-            raise ValueError("clear_below_per_minute must not exceed errors_per_minute")
-        return self
+    _levels: ClassVar[_Levels | None] = _Levels(
+        "errors_per_minute", "clear_below_per_minute", below=False
+    )
 
 
 class _Percent(_Rule):
     below_percent: Annotated[float, Field(gt=0, lt=100)] = 10
     clear_above_percent: Annotated[float, Field(gt=0, lt=100)] = 15
-
-    @model_validator(mode="after")
-    def _hysteresis(self) -> Self:
-        if self.clear_above_percent < self.below_percent:
-            raise ValueError("clear_above_percent must not be below below_percent")
-        return self
+    _levels: ClassVar[_Levels | None] = _Levels("below_percent", "clear_above_percent", below=True)
 
 
 class DiskLow(_Percent):
@@ -122,38 +132,32 @@ class CpuHot(_Rule):
     above_c: float = 75
     clear_below_c: float = 70
     for_: NonNegativeDuration = Field(default=timedelta(minutes=2), alias="for")
-
-    @model_validator(mode="after")
-    def _hysteresis(self) -> Self:
-        if self.clear_below_c > self.above_c:
-            raise ValueError("clear_below_c must not exceed above_c")
-        return self
+    _levels: ClassVar[_Levels | None] = _Levels("above_c", "clear_below_c", below=False)
 
 
-class OutboxBacklog(_Rule):
+class _OnGrowth(_Rule):
+    """A rule that fires when a gateway's counter grows (drops, refusals)."""
+
+    #: Growth shows in one report only: keep the alert up a while rather than flap.
+    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
+
+
+class OutboxBacklog(_OnGrowth):
     """Readings waiting in the gateway's outbox (they cannot get out), or being dropped."""
 
     queued_above: Annotated[int, Field(ge=1)] = 1000
     clear_below: Annotated[int, Field(ge=0)] = 100
     for_: NonNegativeDuration = Field(default=timedelta(minutes=5), alias="for")
-    #: A drop shows in one report only: keep the alert up a while rather than flap.
-    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
 
 
-class PublishRefused(_Rule):
+class PublishRefused(_OnGrowth):
     """The broker refused a gateway's publishes (MQTT 5 PUBACK 0x80 or above: an ACL that
     denies its topics, a quota): the readings wait in its outbox, not lost, not arriving."""
 
-    #: Growth shows in one report only: keep the alert up a while rather than flap.
-    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
 
-
-class BoardDropped(_Rule):
+class BoardDropped(_OnGrowth):
     """A board gave reports up before its gateway acknowledged them (its window overflowed
     while the gateway could not store them): those readings may never arrive."""
-
-    #: Growth shows in one report only: keep the alert up a while rather than flap.
-    keep_firing_for: NonNegativeDuration = timedelta(minutes=15)
 
 
 class Rules(_Model):
@@ -170,6 +174,15 @@ class Rules(_Model):
     outbox_backlog: OutboxBacklog = OutboxBacklog()
     publish_refused: PublishRefused = PublishRefused()
     board_dropped: BoardDropped = BoardDropped()
+
+    def rule(self, name: str) -> _Rule:
+        """The settings of the rule called ``name`` (one of this model's fields)."""
+        settings: _Rule = getattr(self, name)
+        return settings
+
+    def enabled(self) -> list[str]:
+        """The names of the rules that are enabled."""
+        return [name for name in type(self).model_fields if self.rule(name).enabled]
 
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

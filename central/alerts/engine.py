@@ -21,22 +21,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import aiomqtt
-from pydantic import ValidationError
 
 from central.alerts.config import AlertsConfig
 from central.alerts.lifecycle import AlertBook, Dispatcher
 from central.alerts.model import Alert
 from central.alerts.routes import RouteWorker, build_worker
 from central.alerts.rules import Context, evaluate
-from central.errors import InvalidMessageError
 from central.facts import DEFAULT_REPORT_INTERVAL, FactStore
-from central.listen import listen
-from central.messages import decode_message
-from central.refusal_log import RefusalLog
+from central.site_feed import SiteFeed
 from central.sites import SiteDirectory
 from qihe.clock import Clock, utc_now
-from qihe.contract import TopicError, TopicTree
-from qihe.puback import PublishRefusedError, reason_label
+from qihe.contract import GatewayStatus, Reading
+from qihe.mqtt import PublishRefusedError, reason_label
+from qihe.once import OncePerInterval
 
 __all__ = ["AlertEngine"]
 
@@ -59,8 +56,7 @@ class AlertEngine:
         self.config = config
         self.directory = directory
         self._clock = clock
-        self._tree = TopicTree(config.mqtt.topic_prefix)
-        self._alerts_root = f"{self._tree.root}/_alerts/"
+        self._feed = SiteFeed(config.mqtt, name="alerts", logger=log, clock=clock)
         self.facts = FactStore()
         names = {s.id: s.name for s in directory.sites}
         self.book = AlertBook(config, directory.zone, names)
@@ -74,14 +70,12 @@ class AlertEngine:
         #: Set once the first evaluation after a (re)connection has run.
         self.evaluating = asyncio.Event()
         self.published = 0
-        self.notifications = 0
         self._client: aiomqtt.Client | None = None
         self._listening_since: datetime | None = None
         self._restoring_until: datetime | None = None
-        self._refusals = RefusalLog(log, "alerts", clock=clock)
         #: Alert publishes the broker refused (PUBACK 0x80 or above), by reason code.
         self.publish_refused: Counter[int] = Counter()
-        self._refusal_logged_at: dict[int, datetime] = {}
+        self._refusal_logged = OncePerInterval[int](_REFUSAL_LOG_EVERY.total_seconds())
         self._refused_active: dict[str, Alert] = {}
         self._refused_resolved: dict[str, Alert] = {}
         rules = config.rules
@@ -106,19 +100,8 @@ class AlertEngine:
     # MQTT ------------------------------------------------------------------------------
 
     async def _subscribe(self) -> None:
-        # Own alerts first: they must be known before the first evaluation sends anything.
-        filters = (
-            self._tree.alerts_filter(),
-            self._tree.status_filter(),
-            *self._tree.reading_filters(),
-        )
-        await listen(
-            self.config.mqtt,
-            filters,
-            self._take,
-            name="alerts",
-            on_connected=self._connected,
-            on_lost=self._lost,
+        await self._feed.follow(
+            self._take, self._restore, on_connected=self._connected, on_lost=self._lost
         )
 
     def _connected(self, client: aiomqtt.Client) -> None:
@@ -133,26 +116,17 @@ class AlertEngine:
         self.connected.clear()
         self.evaluating.clear()
 
-    def _take(self, topic: str, body: bytes, retained: bool) -> None:
-        if topic.startswith(self._alerts_root):
-            if retained and body:
-                self._restore(topic, body)
-            return
-        try:
-            message = decode_message(self._tree, topic, body)
-        except InvalidMessageError as exc:
-            self._refusals.refused(topic, exc.reason, exc.key)
-            return
+    def _take(self, message: GatewayStatus | Reading, retained: bool) -> None:
         self.facts.apply(message, self._clock(), retained=retained)
 
-    def _restore(self, topic: str, body: bytes) -> None:
-        try:
-            self._tree.parse_alert(topic)
-            alert = Alert.model_validate_json(body)
-        except (TopicError, ValidationError) as exc:
-            self._refusals.refused(topic, f"retained alert: {exc}", "retained alert")
+    def _restore(self, topic: str, body: bytes, retained: bool) -> None:
+        # Only what the broker kept (retained) is restored; the engine's own live publishes
+        # and the clearing of a resolved alert come back too, and are not news to it.
+        if not (retained and body):
             return
-        self.book.restore(alert)
+        taken = self._feed.alert(topic, body, "retained alert")
+        if taken is not None and taken.alert is not None:
+            self.book.restore(taken.alert)
 
     # Evaluation ------------------------------------------------------------------------
 
@@ -166,7 +140,7 @@ class AlertEngine:
                 continue
             await self.evaluate_once(self._clock())
             self.evaluating.set()
-            self._refusals.tick()
+            self._feed.tick()
             await asyncio.sleep(interval)
 
     async def evaluate_once(self, now: datetime) -> None:
@@ -193,7 +167,6 @@ class AlertEngine:
         notifications = self.dispatcher.due(self.book.firing, now)
         notified: list[Alert] = []
         for notification in notifications:
-            self.notifications += 1
             for worker in self.workers:
                 worker.offer(notification)
             notified.extend(self.book.notified(notification.firing, now))
@@ -214,7 +187,7 @@ class AlertEngine:
             for alert in to_set.values():
                 try:
                     await client.publish(
-                        self._tree.alert(alert.site, alert.id),
+                        self._feed.tree.alert(alert.site, alert.id),
                         alert.model_dump_json(by_alias=True),
                         qos=1,
                         retain=True,
@@ -225,7 +198,7 @@ class AlertEngine:
                     continue
                 self.published += 1
             for alert in to_clear.values():
-                topic = self._tree.alert(alert.site, alert.id)
+                topic = self._feed.tree.alert(alert.site, alert.id)
                 try:
                     await client.publish(topic, alert.model_dump_json(by_alias=True), qos=1)
                     await client.publish(topic, b"", qos=1, retain=True)  # clears the retained one
@@ -242,11 +215,8 @@ class AlertEngine:
         """Count a refused alert publish; log each reason once per ``_REFUSAL_LOG_EVERY``."""
         code = refused.reason_code
         self.publish_refused[code] += 1
-        now = self._clock()
-        logged = self._refusal_logged_at.get(code)
-        if logged is not None and now - logged < _REFUSAL_LOG_EVERY:
+        if not self._refusal_logged.due(code, self._clock().timestamp()):
             return
-        self._refusal_logged_at[code] = now
         log.error(
             "alerts: 代理拒绝发布告警,下次评估时重试 the broker refused an alert on %s: %s; "
             "retried at the next evaluation (%d refused so far; check the broker's ACL)",

@@ -16,7 +16,7 @@ so nothing already sent is sent again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 
 from central.alerts.config import AlertsConfig, Silence
@@ -84,7 +84,7 @@ class AlertBook:
                 inst = _Instance(cond, restored.starts_at if restored else now, now, restored)
                 self._instances[cond.id] = inst
             inst.condition, inst.last_true = cond, now
-            rule = getattr(self._config.rules, cond.rule)
+            rule = self._config.rules.rule(cond.rule)
             if inst.alert is None and now - inst.since >= rule.for_:
                 inst.alert = self._alert(cond, inst.since)
                 fired.append(inst.alert)
@@ -97,7 +97,7 @@ class AlertBook:
         for alert_id, inst in list(self._instances.items()):
             if alert_id in seen:
                 continue
-            rule = getattr(self._config.rules, inst.condition.rule)
+            rule = self._config.rules.rule(inst.condition.rule)
             if inst.alert is None:
                 del self._instances[alert_id]
             elif now - inst.last_true >= rule.keep_firing_for:
@@ -125,20 +125,11 @@ class AlertBook:
         return out
 
     def _alert(self, cond: Condition, since: datetime) -> Alert:
+        # Every field of the condition (its id included) is a field of the alert.
         return Alert(
-            id=cond.id,
-            rule=cond.rule,
-            severity=cond.severity,
+            **asdict(cond),
             state="firing",
-            site=cond.site,
             site_name=self._names.get(cond.site, cond.site),
-            gateway=cond.gateway,
-            device=cond.device,
-            sensor=cond.sensor,
-            labels=cond.labels,
-            summary_zh=cond.summary_zh,
-            summary_en=cond.summary_en,
-            value=cond.value,
             starts_at=since,
         )
 

@@ -18,7 +18,6 @@ from qihe.configtypes import StrictModel
 
 __all__ = [
     "Alert",
-    "AlertState",
     "Notification",
     "Severity",
     "alert_id",

@@ -27,10 +27,7 @@ from central.alerts.model import Alert, Notification
 __all__ = [
     "SHANGHAI",
     "alert_text",
-    "clip_bytes",
-    "escape_markdown",
     "markdown",
-    "more_line",
     "one_line",
     "title",
 ]
@@ -78,12 +75,12 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def escape_markdown(text: str) -> str:
+def _escape_markdown(text: str) -> str:
     """``text`` as literal markdown for WeCom/DingTalk: one line, no active syntax."""
     return _flat(text).translate(_MARKDOWN_LOOKALIKES)
 
 
-def clip_bytes(text: str, max_bytes: int) -> str:
+def _clip_bytes(text: str, max_bytes: int) -> str:
     """``text`` cut to at most ``max_bytes`` of UTF-8, never in the middle of a character."""
     data = text.encode()
     if len(data) <= max_bytes:
@@ -146,7 +143,7 @@ def _where(alert: Alert) -> str:
 
 def alert_text(alert: Alert, *, tz: tzinfo = SHANGHAI, markdown: bool = False) -> str:
     """One alert on one line: icon, summary (zh / en), since or until when, value, where."""
-    esc = escape_markdown if markdown else _flat
+    esc = _escape_markdown if markdown else _flat
     icon = _RESOLVED_ICON if alert.state == "resolved" else _ICONS.get(alert.severity, "⚪")
     summary = esc(_clip(alert.summary_zh, _MAX_SUMMARY))
     summary_en = esc(_clip(alert.summary_en, _MAX_SUMMARY))
@@ -164,7 +161,7 @@ def alert_text(alert: Alert, *, tz: tzinfo = SHANGHAI, markdown: bool = False) -
     return " · ".join(parts)
 
 
-def more_line(count: int) -> str:
+def _more_line(count: int) -> str:
     """The last line of a truncated message."""
     return f"…以及另外 {count} 条 / and {count} more"
 
@@ -183,12 +180,12 @@ def markdown(
     people know the message is incomplete and can look at the live page. ``line_break`` is
     ``"\\n"`` for WeCom and ``"\\n\\n"`` for DingTalk, whose markdown joins single newlines.
     """
-    head = "### " + escape_markdown(title(notifications))
+    head = "### " + _escape_markdown(title(notifications))
     digest = len(notifications) > 1
     lines: list[tuple[str, bool]] = []  # (text, is an alert)
     for notification in notifications:
         if digest:
-            site_name = escape_markdown(_clip(notification.site_name, _MAX_NAME))
+            site_name = _escape_markdown(_clip(notification.site_name, _MAX_NAME))
             lines.append((f"**{site_name}**", False))
         lines.extend((alert_text(a, tz=tz, markdown=True), True) for a in _ordered(notification))
     total = sum(1 for _, is_alert in lines if is_alert)
@@ -201,7 +198,7 @@ def markdown(
     if size(full) <= max_bytes:
         return full
     # Keep room for the longest possible "and N more" line, then fill greedily.
-    budget = max_bytes - size(head) - size(tail) - size(line_break + more_line(total))
+    budget = max_bytes - size(head) - size(tail) - size(line_break + _more_line(total))
     kept: list[tuple[str, bool]] = []
     for text, is_alert in lines:
         cost = size(line_break + text)
@@ -212,5 +209,5 @@ def markdown(
     if kept and not kept[-1][1]:
         kept.pop()  # a site heading without any of its alerts
     shown = sum(1 for _, is_alert in kept if is_alert)
-    body = line_break.join([head, *(text for text, _ in kept), more_line(total - shown)]) + tail
-    return clip_bytes(body, max_bytes)
+    body = line_break.join([head, *(text for text, _ in kept), _more_line(total - shown)]) + tail
+    return _clip_bytes(body, max_bytes)

@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.alerts.config import Rules
+from central.alerts.config import DiskLow, DoorOpen, MemoryLow, Rules, SeatStuck
 from central.alerts.model import Severity, alert_id
 from central.facts import FactStore, GatewayFacts, SiteFacts, Value
 from central.sites import OpeningHours, SiteDirectory, SiteSpec
+from qihe.contract import LinkReading, OutboxReading, SystemReading
 
 __all__ = ["Condition", "Context", "evaluate"]
 
@@ -73,7 +74,7 @@ def evaluate(ctx: Context) -> list[Condition]:
     """Every condition true at ``ctx.now``, across every enabled rule and site."""
     out: list[Condition] = []
     for name, rule in _RULES.items():
-        if getattr(ctx.rules, name).enabled:
+        if ctx.rules.rule(name).enabled:
             for site_id, site in ctx.facts.sites.items():
                 out.extend(rule(ctx, site_id, site))
     return out
@@ -179,72 +180,88 @@ def _after_hours(ctx: Context, site_id: str, grace: timedelta) -> timedelta | No
     return closed if closed is not None and closed >= grace else None
 
 
+#: The text and value of a sensor held on: ``(sensor, held, too_long)`` to ``(zh, en, value)``.
+_Describe = Callable[[str, timedelta, bool], tuple[str, str, float]]
+
+
 def _held_on(
     ctx: Context,
     site_id: str,
     site: SiteFacts,
+    name: str,
+    rule: SeatStuck | DoorOpen,
     values: dict[tuple[str, str], Value],
     longer_than: timedelta,
-    closed_grace: timedelta,
-) -> Iterator[tuple[str, str, Value, timedelta, bool]]:
+    describe: _Describe,
+) -> Iterator[Condition]:
     """Sensors on (a seat occupied, a door open) for longer than ``longer_than``, or since
-    before the site has been closed for ``closed_grace``: ``(gateway, sensor, value, held,
-    too_long)``; ``too_long`` is False for the after-hours case."""
-    closed = _after_hours(ctx, site_id, closed_grace)
+    before the site has been closed for the rule's ``closed_grace``; ``describe`` is told
+    ``too_long=False`` for the after-hours case."""
+    closed = _after_hours(ctx, site_id, rule.closed_grace)
     for (gw_id, sensor), value in values.items():
         if not value.on or not _online(ctx, site, gw_id):
             continue
         held = ctx.now - value.since
         if held >= longer_than:
-            yield gw_id, sensor, value, held, True
-        elif closed is not None and value.since <= ctx.now - closed_grace:
-            yield gw_id, sensor, value, held, False
+            too_long = True
+        elif closed is not None and value.since <= ctx.now - rule.closed_grace:
+            too_long = False
+        else:
+            continue
+        zh, en, number = describe(sensor, held, too_long)
+        yield Condition(
+            name, rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
+            value=number, gateway=gw_id, device=value.device, sensor=sensor,
+        )  # fmt: skip
 
 
 def _seat_stuck(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.seat_stuck
-    held_on = _held_on(ctx, site_id, site, site.seats, rule.occupied_longer_than, rule.closed_grace)
-    for gw_id, sensor, value, held, too_long in held_on:
-        hours = held.total_seconds() / 3600
-        if too_long:
-            zh = f"座位 {sensor} 已连续占用 {hours:.1f} 小时，传感器可能卡住"
-            en = f"seat {sensor} occupied for {hours:.1f} h without a change"
-        else:
-            zh = f"闭馆后座位 {sensor} 仍显示占用"
-            en = f"seat {sensor} still occupied after closing time"
-        yield Condition(
-            "seat_stuck", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
-            value=round(hours, 2), gateway=gw_id, device=value.device, sensor=sensor,
-        )  # fmt: skip
+    held_on = rule.occupied_longer_than
+    return _held_on(ctx, site_id, site, "seat_stuck", rule, site.seats, held_on, _seat_text)
+
+
+def _seat_text(sensor: str, held: timedelta, too_long: bool) -> tuple[str, str, float]:
+    hours = held.total_seconds() / 3600
+    if too_long:
+        zh = f"座位 {sensor} 已连续占用 {hours:.1f} 小时，传感器可能卡住"
+        en = f"seat {sensor} occupied for {hours:.1f} h without a change"
+    else:
+        zh = f"闭馆后座位 {sensor} 仍显示占用"
+        en = f"seat {sensor} still occupied after closing time"
+    return zh, en, round(hours, 2)
 
 
 def _door_open(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.door_open
-    held_on = _held_on(ctx, site_id, site, site.doors, rule.open_longer_than, rule.closed_grace)
-    for gw_id, sensor, value, held, too_long in held_on:
-        if too_long:
-            zh = f"门 {sensor} 已打开 {_minutes(held)} 分钟"
-            en = f"door {sensor} open for {_minutes(held)} min"
-        else:
-            zh = f"闭馆时间门 {sensor} 仍打开"
-            en = f"door {sensor} open outside opening hours"
-        yield Condition(
-            "door_open", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor), zh, en,
-            value=round(held.total_seconds() / 60, 1), gateway=gw_id, device=value.device,
-            sensor=sensor,
-        )  # fmt: skip
+    held_on = rule.open_longer_than
+    return _held_on(ctx, site_id, site, "door_open", rule, site.doors, held_on, _door_text)
 
 
-def _reports(site: SiteFacts, kind: str) -> Iterator[tuple[str, str, Any, Any]]:
+def _door_text(sensor: str, held: timedelta, too_long: bool) -> tuple[str, str, float]:
+    if too_long:
+        zh = f"门 {sensor} 已打开 {_minutes(held)} 分钟"
+        en = f"door {sensor} open for {_minutes(held)} min"
+    else:
+        zh = f"闭馆时间门 {sensor} 仍打开"
+        en = f"door {sensor} open outside opening hours"
+    return zh, en, round(held.total_seconds() / 60, 1)
+
+
+_R = TypeVar("_R", LinkReading, OutboxReading, SystemReading)
+
+
+def _reports(site: SiteFacts, kind: type[_R]) -> Iterator[tuple[str, str, _R | None, _R]]:
+    """A gateway's periodic reports of one kind: ``(gateway, sensor, previous, latest)``."""
     for gw_id, gateway in site.gateways.items():
-        for (report_kind, sensor), (previous, latest) in gateway.reports.items():
-            if report_kind == kind:
-                yield gw_id, sensor, previous, latest
+        for (_kind, sensor), (previous, latest) in gateway.reports.items():
+            if isinstance(latest, kind):
+                yield gw_id, sensor, previous if isinstance(previous, kind) else None, latest
 
 
 def _link_errors(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.link_errors
-    for gw_id, link, previous, latest in _reports(site, "link"):
+    for gw_id, link, previous, latest in _reports(site, LinkReading):
         if previous is None or not _online(ctx, site, gw_id):
             continue
         seconds = (latest.ts - previous.ts).total_seconds()
@@ -264,34 +281,53 @@ def _link_errors(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condit
             )  # fmt: skip
 
 
-def _percent_rule(
-    name: str, what_zh: str, what_en: str, free: Callable[[Any], tuple[int, int]]
-) -> Callable[[Context, str, SiteFacts], Iterator[Condition]]:
-    def rule_fn(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
-        rule = getattr(ctx.rules, name)
-        for gw_id, _sensor, _previous, latest in _reports(site, "system"):
-            if not _online(ctx, site, gw_id):
-                continue
-            left, total = free(latest)
-            if total <= 0:
-                continue
-            percent = left / total * 100
-            labels = _ids(site_id, gw_id)
-            active = alert_id(name, labels) in ctx.active
-            if percent < (rule.clear_above_percent if active else rule.below_percent):
-                yield Condition(
-                    name, rule.severity, site_id, labels,
-                    f"网关 {gw_id} {what_zh}仅剩 {percent:.1f}%",
-                    f"gateway {gw_id} {what_en} at {percent:.1f}% free",
-                    value=round(percent, 1), gateway=gw_id,
-                )  # fmt: skip
+def _percent_low(
+    ctx: Context,
+    site_id: str,
+    site: SiteFacts,
+    name: str,
+    rule: DiskLow | MemoryLow,
+    what: tuple[str, str],
+    free: Callable[[SystemReading], tuple[int, int]],
+) -> Iterator[Condition]:
+    """What is left of a gateway's disk or memory, below the rule's percent; ``what`` names
+    it (Chinese, English) and ``free`` reads ``(left, total)`` from its system report."""
+    what_zh, what_en = what
+    for gw_id, _sensor, _previous, latest in _reports(site, SystemReading):
+        if not _online(ctx, site, gw_id):
+            continue
+        left, total = free(latest)
+        if total <= 0:
+            continue
+        percent = left / total * 100
+        labels = _ids(site_id, gw_id)
+        active = alert_id(name, labels) in ctx.active
+        if percent < (rule.clear_above_percent if active else rule.below_percent):
+            yield Condition(
+                name, rule.severity, site_id, labels,
+                f"网关 {gw_id} {what_zh}仅剩 {percent:.1f}%",
+                f"gateway {gw_id} {what_en} at {percent:.1f}% free",
+                value=round(percent, 1), gateway=gw_id,
+            )  # fmt: skip
 
-    return rule_fn
+
+def _disk_low(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    return _percent_low(
+        ctx, site_id, site, "disk_low", ctx.rules.disk_low, ("存储卡空间", "disk"),
+        lambda r: (r.disk_free_bytes, r.disk_total_bytes),
+    )  # fmt: skip
+
+
+def _memory_low(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    return _percent_low(
+        ctx, site_id, site, "memory_low", ctx.rules.memory_low, ("可用内存", "memory"),
+        lambda r: (r.mem_available_bytes, r.mem_total_bytes),
+    )  # fmt: skip
 
 
 def _cpu_hot(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.cpu_hot
-    for gw_id, _sensor, _previous, latest in _reports(site, "system"):
+    for gw_id, _sensor, _previous, latest in _reports(site, SystemReading):
         temp = latest.cpu_temp_c
         if temp is None or not _online(ctx, site, gw_id):
             continue
@@ -307,7 +343,7 @@ def _cpu_hot(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]
 
 def _outbox_backlog(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.outbox_backlog
-    for gw_id, _sensor, previous, latest in _reports(site, "outbox"):
+    for gw_id, _sensor, previous, latest in _reports(site, OutboxReading):
         labels = _ids(site_id, gw_id)
         active = alert_id("outbox_backlog", labels) in ctx.active
         dropped = previous is not None and _drops(latest) > _drops(previous)
@@ -341,16 +377,21 @@ def _reason_en(code: int) -> str:
         return "refused"
 
 
+def _refusals(report: OutboxReading) -> dict[tuple[str, int], int]:
+    """The refusals an outbox report counts, by (kind, reason code)."""
+    return {(r.kind, r.reason): r.count for r in report.refusals}
+
+
 def _publish_refused(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.publish_refused
-    for gw_id, _sensor, previous, latest in _reports(site, "outbox"):
-        now = {(r.kind, r.reason): r.count for r in latest.refusals}
+    for gw_id, _sensor, previous, latest in _reports(site, OutboxReading):
+        now = _refusals(latest)
         if previous is None:
             grew: dict[tuple[str, int], int] = {}  # no growth known yet: only what is held
         elif latest.refused < previous.refused:
             grew = now  # the gateway restarted: its counters began again
         else:
-            before = {(r.kind, r.reason): r.count for r in previous.refusals}
+            before = _refusals(previous)
             grew = {k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)}
         if not grew and latest.refused_held == 0:
             continue
@@ -368,7 +409,7 @@ def _publish_refused(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Co
 
 def _board_dropped(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.board_dropped
-    for gw_id, link, previous, latest in _reports(site, "link"):
+    for gw_id, link, previous, latest in _reports(site, LinkReading):
         now = latest.board_dropped
         before = None if previous is None else previous.board_dropped
         if now is None or before is None:
@@ -387,8 +428,8 @@ def _board_dropped(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Cond
         )  # fmt: skip
 
 
-def _drops(reading: Any) -> int:
-    return int(reading.dropped_periodic + reading.dropped_state + reading.dropped_clock)
+def _drops(reading: OutboxReading) -> int:
+    return reading.dropped_periodic + reading.dropped_state + reading.dropped_clock
 
 
 _RULES: dict[str, Callable[[Context, str, SiteFacts], Iterator[Condition]]] = {
@@ -399,12 +440,8 @@ _RULES: dict[str, Callable[[Context, str, SiteFacts], Iterator[Condition]]] = {
     "seat_stuck": _seat_stuck,
     "door_open": _door_open,
     "link_errors": _link_errors,
-    "disk_low": _percent_rule(
-        "disk_low", "存储卡空间", "disk", lambda r: (r.disk_free_bytes, r.disk_total_bytes)
-    ),
-    "memory_low": _percent_rule(
-        "memory_low", "可用内存", "memory", lambda r: (r.mem_available_bytes, r.mem_total_bytes)
-    ),
+    "disk_low": _disk_low,
+    "memory_low": _memory_low,
     "cpu_hot": _cpu_hot,
     "outbox_backlog": _outbox_backlog,
     "publish_refused": _publish_refused,

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from qihe.puback import PublishRefusedError
+from qihe.mqtt import PublishRefusedError
 
 __all__ = ["PendingPublish", "PublishTracker", "dead_letter_payload"]
 

@@ -16,13 +16,11 @@ from central.consumer.retry import Retrier, TransientError
 from central.consumer.stats import Counters
 from central.errors import CentralError, InfluxWriteError
 from central.influx import PointWriter
-from qihe.puback import PublishRefusedError, reason_label
+from qihe.mqtt import PublishRefusedError, reason_label
 
 __all__ = [
     "BatchFlusher",
-    "DeadLetterPendingError",
     "DeadLetterPublisher",
-    "DeadLetterRefusedError",
     "classify_failure",
 ]
 

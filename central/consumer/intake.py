@@ -16,7 +16,6 @@ from qihe.contract import GatewayStatus, TopicTree
 
 __all__ = [
     "Delivery",
-    "message_lines",
     "to_delivery",
 ]
 

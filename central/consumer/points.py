@@ -38,7 +38,6 @@ from qihe.contract import (
 )
 
 __all__ = [
-    "STATUS_MEASUREMENT",
     "reading_line",
     "reading_point",
     "status_line",

@@ -11,7 +11,7 @@ from typing import TypeVar
 from central.errors import CentralError
 from qihe.backoff import Backoff
 
-__all__ = ["Backoff", "GiveUpError", "Retrier", "TransientError"]
+__all__ = ["GiveUpError", "Retrier", "TransientError"]
 
 T = TypeVar("T")
 

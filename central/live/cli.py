@@ -8,16 +8,15 @@ import contextlib
 import gc
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qihe.running import cancel_on_signals
 
-if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command builds this parser
+if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command imports this module
     from central.live.config import LiveSetup
     from central.live.service import LiveService
 
-__all__ = ["add_parsers"]
+__all__ = ["run_live"]
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +24,8 @@ log = logging.getLogger(__name__)
 LOADED_AFTER_S = 30.0
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    live = sub.add_parser(
-        "live",
-        help="live seat availability: operator page, public summary, API",
-        description="Keep every site's present state from MQTT and serve it over HTTP.",
-    )
-    live.add_argument("--config", required=True, type=Path, help="live service YAML config")
-    live.add_argument("--check", action="store_true", help="validate the config and exit")
-    live.set_defaults(handler=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
+def run_live(args: argparse.Namespace) -> int:
+    """``qihe live --config FILE [--check]`` (its parser: :mod:`central.service_cli`)."""
     from central.live.config import load_live_setup
 
     setup = load_live_setup(args.config)

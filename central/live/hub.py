@@ -45,7 +45,6 @@ class EventHub:
         self._max = max_subscribers
         self._queue_size = queue_size
         self.version = 0
-        self.closed = False
 
     @property
     def subscribers(self) -> int:
@@ -82,7 +81,6 @@ class EventHub:
 
     def close(self) -> None:
         """End every stream (at shutdown): each queue gets the end marker."""
-        self.closed = True
         for sub in self._subscribers:
             while sub.queue.full():
                 sub.queue.get_nowait()

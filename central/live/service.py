@@ -19,21 +19,16 @@ import socket
 from typing import TypeVar
 
 import uvicorn
-from pydantic import ValidationError
 
-from central.alerts.model import Alert
-from central.errors import InvalidMessageError
-from central.listen import listen
 from central.live.api import create_app
 from central.live.config import LiveConfig
 from central.live.hub import EventHub
 from central.live.state import LiveState, Timeouts
 from central.live.views import PublicSites, SiteDetail, Sites
-from central.messages import decode_message
-from central.refusal_log import RefusalLog
+from central.site_feed import SiteFeed
 from central.sites import SiteDirectory
 from qihe.clock import Clock, utc_now
-from qihe.contract import TopicError, TopicTree
+from qihe.contract import GatewayStatus, Reading
 
 __all__ = ["LiveService"]
 
@@ -59,8 +54,7 @@ class LiveService:
     ) -> None:
         self.config = config
         self._clock = clock
-        self._tree = TopicTree(config.mqtt.topic_prefix)
-        self._alerts_root = f"{self._tree.root}/_alerts/"
+        self._feed = SiteFeed(config.mqtt, name="live", logger=log, clock=clock)
         self.state = LiveState(
             directory,
             started_at=clock(),
@@ -72,11 +66,17 @@ class LiveService:
         self.app = create_app(self, config.http)
         self.port: int | None = None
         self.broker_connected = asyncio.Event()
-        self.received = 0
-        self.refused = 0
         self._changed = asyncio.Event()
-        self._refusals = RefusalLog(log, "live", clock=clock)
         self._listening = asyncio.Event()
+
+    @property
+    def received(self) -> int:
+        """Messages taken from the broker, refused ones included."""
+        return self._feed.received
+
+    @property
+    def refused(self) -> int:
+        return self._feed.refused
 
     # The API's view (LiveSource); on the event loop only --------------------------------
 
@@ -171,44 +171,22 @@ class LiveService:
             raise
 
     async def _subscribe(self) -> None:
-        filters = (
-            self._tree.alerts_filter(),
-            self._tree.status_filter(),
-            *self._tree.reading_filters(),
-        )
-        await listen(
-            self.config.mqtt,
-            filters,
+        await self._feed.follow(
             self._take,
-            name="live",
+            self._take_alert,
             on_connected=lambda _client: self.broker_connected.set(),
             on_lost=self.broker_connected.clear,
         )
 
-    def _take(self, topic: str, payload: bytes, retained: bool) -> None:
-        self.received += 1
-        if topic.startswith(self._alerts_root):
-            self._take_alert(topic, payload)
-            return
-        try:
-            message = decode_message(self._tree, topic, payload)
-        except InvalidMessageError as exc:
-            self.refused += 1
-            self._refusals.refused(topic, exc.reason, exc.key)
-            return
+    def _take(self, message: GatewayStatus | Reading, retained: bool) -> None:
         self.state.apply(message, self._clock(), retained=retained)
         self._changed.set()
 
-    def _take_alert(self, topic: str, payload: bytes) -> None:
-        try:
-            site, alert_id = self._tree.parse_alert(topic)
-            alert = Alert.model_validate_json(payload) if payload else None
-        except (TopicError, ValidationError) as exc:
-            self.refused += 1
-            self._refusals.refused(topic, f"alert: {exc}", "alert")
-            return
-        self.state.apply_alert(site, alert_id, alert)
-        self._changed.set()
+    def _take_alert(self, topic: str, payload: bytes, _retained: bool) -> None:
+        taken = self._feed.alert(topic, payload, "alert")
+        if taken is not None:
+            self.state.apply_alert(*taken)
+            self._changed.set()
 
     async def _refresh(self) -> None:
         """Send changes as soon as messages were taken, and check the clock every interval
@@ -234,6 +212,6 @@ class LiveService:
             if timed:
                 next_check = last + interval
             if timed:
-                self._refusals.tick()
+                self._feed.tick()
             events = self.state.take_pending() + self.state.refresh(self._clock(), timed=timed)
             self.hub.publish(events)

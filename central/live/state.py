@@ -73,7 +73,8 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class _Place:
-    id: str
+    """Where a seat is drawn (its id is the sensor, the second half of its key)."""
+
     label: str
     row: int | None
     col: int | None
@@ -234,9 +235,6 @@ class LiveState:
         summaries = tuple(s.shown_summary for s in self._ordered() if s.shown_summary is not None)
         return Sites(version=self.version, generated_at=now, sites=summaries)
 
-    def site_ids(self) -> list[str]:
-        return list(self._sites)
-
     def has_site(self, site_id: str) -> bool:
         return site_id in self._sites
 
@@ -247,7 +245,7 @@ class LiveState:
         self._catch_up(now)
         assert site.shown_summary is not None
         shown = site.shown_seats
-        seats = tuple(_seat(p, shown[key]) for key, p in site.places.items() if key in shown)
+        seats = tuple(_seat(key, p, shown[key]) for key, p in site.places.items() if key in shown)
         rows = [p.row for p in site.places.values() if p.row is not None]
         cols = [p.col for p in site.places.values() if p.col is not None]
         return SiteDetail(
@@ -313,14 +311,7 @@ class LiveState:
         )
         for seat in spec.all_seats():
             key = (seat.gateway, seat.sensor)
-            site.places[key] = _Place(
-                id=seat.sensor,
-                label=seat.label or seat.sensor,
-                row=seat.row,
-                col=seat.col,
-                x=seat.x,
-                y=seat.y,
-            )
+            site.places[key] = _Place(seat.label or seat.sensor, seat.row, seat.col, seat.x, seat.y)
             site.place_gateways.add(seat.gateway)
         for door in spec.doors:
             site.door_labels[(door.gateway, door.sensor)] = door.label or door.sensor
@@ -417,7 +408,7 @@ class LiveState:
             site.counts[shown[0]] -= 1
         site.shown_seats[key] = now_shown
         site.counts[now_shown[0]] += 1
-        return _seat(place, now_shown)
+        return _seat(key, place, now_shown)
 
     def _door_views(self, site: _Site, context: _Context) -> list[DoorView]:
         """Doors whose view changed (then shown from now on)."""
@@ -520,19 +511,12 @@ class LiveState:
         )
 
 
-def _seat(place: _Place, shown: _Shown) -> SeatView:
+def _seat(key: Key, place: _Place, shown: _Shown) -> SeatView:
     state, reason, since = shown
     return SeatView(
-        id=place.id,
-        label=place.label,
-        row=place.row,
-        col=place.col,
-        x=place.x,
-        y=place.y,
-        state=state,
-        since=since,
-        reason=reason,
-    )
+        id=key[1], label=place.label, row=place.row, col=place.col, x=place.x, y=place.y,
+        state=state, since=since, reason=reason,
+    )  # fmt: skip
 
 
 def _seat_state(site: _Site, key: Key, context: _Context) -> _Shown:
@@ -596,4 +580,4 @@ def _auto_place(site: _Site, key: Key) -> _Place:
     row, col = site.first_free_row, 1
     while (row, col) in taken:
         row, col = (row, col + 1) if col < cols else (row + 1, 1)
-    return _Place(id=key[1], label=key[1], row=row, col=col, x=None, y=None)
+    return _Place(label=key[1], row=row, col=col, x=None, y=None)

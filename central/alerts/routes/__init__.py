@@ -23,15 +23,7 @@ from typing import Annotated, assert_never
 import httpx
 from pydantic import Field
 
-from central.alerts.routes.base import (
-    HttpRouteSettings,
-    RateLimit,
-    Route,
-    RouteError,
-    RouteSettings,
-    RouteStats,
-    RouteWorker,
-)
+from central.alerts.routes.base import Route, RouteError, RouteSettings, RouteWorker
 from central.alerts.routes.dingtalk import DingTalkRoute, DingTalkRouteConfig
 from central.alerts.routes.log import LogRoute, LogRouteConfig
 from central.alerts.routes.webhook import WebhookRoute, WebhookRouteConfig
@@ -40,15 +32,12 @@ from central.alerts.routes.wecom import WeComRoute, WeComRouteConfig
 __all__ = [
     "DingTalkRoute",
     "DingTalkRouteConfig",
-    "HttpRouteSettings",
     "LogRoute",
     "LogRouteConfig",
-    "RateLimit",
     "Route",
     "RouteConfig",
     "RouteError",
     "RouteSettings",
-    "RouteStats",
     "RouteWorker",
     "WeComRoute",
     "WeComRouteConfig",

@@ -25,26 +25,27 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Protocol, Self
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from central.alerts.model import Notification
 from central.errors import CentralError
 from qihe.backoff import Backoff
 from qihe.configtypes import Duration
+from qihe.once import Once
 
 __all__ = [
     "HttpRouteSettings",
-    "RateLimit",
     "Route",
     "RouteError",
     "RouteName",
     "RouteSettings",
-    "RouteStats",
     "RouteWorker",
+    "http_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,12 @@ class HttpRouteSettings(RouteSettings):
     timeout: Duration = timedelta(seconds=10)
 
 
+def http_client(timeout: float) -> httpx.AsyncClient:
+    """The HTTP client of a route that POSTs, made on its first send (no I/O before): the one
+    place the routes build one."""
+    return httpx.AsyncClient(timeout=timeout)
+
+
 class RateLimit:
     """At most ``per_minute`` uses in any 60 s: each token comes back 60 s after its use."""
 
@@ -174,9 +181,6 @@ class RouteStats:
     attempts: int = 0
     last_error: str | None = None
 
-    def as_dict(self) -> dict[str, int | str | None]:
-        return asdict(self)
-
 
 class RouteWorker:
     """Owns one route: queue, rate limit, merging and retries. ``run()`` until cancelled."""
@@ -205,7 +209,8 @@ class RouteWorker:
             minimum=settings.retry_min_delay.total_seconds(),
             maximum=settings.retry_max_delay.total_seconds(),
         )
-        self._overflowing = False
+        #: The queue overflowed and has not drained since: each episode is logged once.
+        self._overflowing = Once()
 
     @property
     def name(self) -> str:
@@ -223,8 +228,7 @@ class RouteWorker:
             oldest = self._queue.popleft()
             self.stats.dropped += 1
             dropped = True
-            if not self._overflowing:
-                self._overflowing = True
+            if self._overflowing.first():
                 log.warning(
                     "alert route %s: queue full (%d), dropping the oldest notification "
                     "(site %s); further drops are only counted until it drains",
@@ -268,7 +272,7 @@ class RouteWorker:
         else:
             batch = [self._queue.popleft()]
         if not self._queue:
-            self._overflowing = False  # the next overflow is a new episode, logged again
+            self._overflowing.reset()  # the next overflow is a new episode, logged again
         return batch
 
     async def _take_token(self) -> None:

@@ -32,7 +32,7 @@ from central.alerts.routes.base import HttpRouteSettings, RouteError, RouteName
 from central.alerts.routes.webhook import JsonPoster
 from qihe.configtypes import BaseUrl
 
-__all__ = ["DINGTALK_URL", "DingTalkRoute", "DingTalkRouteConfig", "dingtalk_sign"]
+__all__ = ["DingTalkRoute", "DingTalkRouteConfig"]
 
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send"
 MAX_TEXT_BYTES = 20_000
@@ -47,7 +47,7 @@ _HINTS = {
 Mobile = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9-]{4,19}$")]
 
 
-def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+def _sign(secret: str, timestamp_ms: int) -> str:
     """The ``sign`` query value, already URL-encoded as DingTalk's docs do it."""
     message = f"{timestamp_ms}\n{secret}".encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
@@ -106,7 +106,7 @@ class DingTalkRoute:
         if self._secret is None:
             return self._base
         timestamp = int(self._clock() * 1000)
-        return f"{self._base}&timestamp={timestamp}&sign={dingtalk_sign(self._secret, timestamp)}"
+        return f"{self._base}&timestamp={timestamp}&sign={_sign(self._secret, timestamp)}"
 
     def body(self, notifications: Sequence[Notification]) -> dict[str, object]:
         """The JSON sent for ``notifications``."""

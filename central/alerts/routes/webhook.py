@@ -25,10 +25,10 @@ import httpx
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
 from central.alerts.model import Alert, Notification
-from central.alerts.routes.base import HttpRouteSettings, RouteError, RouteName
+from central.alerts.routes.base import HttpRouteSettings, RouteError, RouteName, http_client
 from central.errors import is_retryable_status
 
-__all__ = ["JsonPoster", "WebhookRoute", "WebhookRouteConfig", "alertmanager_payload"]
+__all__ = ["JsonPoster", "WebhookRoute", "WebhookRouteConfig", "is_http_url"]
 
 USER_AGENT = "qihe-central-alerts/1"
 #: Go's zero time, which Alertmanager sends as ``endsAt`` of an alert still firing.
@@ -110,7 +110,7 @@ class JsonPoster:
         sent = {"content-type": "application/json; charset=utf-8", "user-agent": USER_AGENT}
         sent.update(headers or {})
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
+            self._client = http_client(self._timeout)
         try:
             # httpx's timeout is per phase; this bounds the whole exchange.
             async with asyncio.timeout(self._timeout):
@@ -214,7 +214,7 @@ def _common(maps: Sequence[dict[str, str]]) -> dict[str, str]:
     return {k: v for k, v in maps[0].items() if all(m.get(k) == v for m in maps[1:])}
 
 
-def alertmanager_payload(
+def _alertmanager_payload(
     notification: Notification, *, receiver: str, external_url: str = ""
 ) -> dict[str, Any]:
     """One site group as Alertmanager's webhook (version 4) would send it."""
@@ -273,7 +273,7 @@ class WebhookRoute:
 
     async def send(self, notifications: Sequence[Notification]) -> None:
         for done, notification in enumerate(notifications):
-            body = alertmanager_payload(
+            body = _alertmanager_payload(
                 notification, receiver=self.name, external_url=self._config.external_url
             )
             try:

@@ -30,7 +30,7 @@ from central.alerts.routes.base import HttpRouteSettings, RouteError, RouteName
 from central.alerts.routes.webhook import JsonPoster, is_http_url
 from qihe.configtypes import BaseUrl
 
-__all__ = ["WECOM_URL", "WeComRoute", "WeComRouteConfig"]
+__all__ = ["WeComRoute", "WeComRouteConfig"]
 
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 #: WeCom's limit of ``markdown.content``.
