@@ -26,6 +26,7 @@ __all__ = [
     "DevStackError",
     "InfluxdProcess",
     "MosquittoProcess",
+    "find_program",
     "free_port",
 ]
 
@@ -40,13 +41,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _find(binary: str, *fallbacks: str) -> str:
+def find_program(binary: str, *fallbacks: str, package: str) -> str:
+    """The path of ``binary`` (on PATH, else the first executable fallback); raise
+    :class:`DevStackError` naming the Debian ``package`` that installs it."""
     for candidate in (shutil.which(binary), *fallbacks):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise DevStackError(
-        f"{binary} is not installed; install the Debian package "
-        f"({'mosquitto' if 'mosquitto' in binary else 'influxdb'}) or run ./dev.sh"
+        f"{binary} is not installed; install the Debian package {package} or run ./dev.sh"
     )
 
 
@@ -175,7 +177,11 @@ class MosquittoProcess(_ChildServer):
     def _command(self) -> list[str]:
         conf = self.folder / "mosquitto.conf"
         conf.write_text(self.config_text())
-        return [_find("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)]
+        return [
+            find_program("mosquitto", "/usr/sbin/mosquitto", package="mosquitto"),
+            "-c",
+            str(conf),
+        ]
 
     def _ready(self) -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -219,7 +225,11 @@ bind-address = "{self.host}:{self.rpc_port}"
     def _command(self) -> list[str]:
         conf = self.folder / "influxdb.conf"
         conf.write_text(self.config_text())
-        return [_find("influxd", "/usr/bin/influxd"), "-config", str(conf)]
+        return [
+            find_program("influxd", "/usr/bin/influxd", package="influxdb"),
+            "-config",
+            str(conf),
+        ]
 
     def _ready(self) -> bool:
         try:
