@@ -27,7 +27,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     check.set_defaults(handler=_check)
 
 
-# The consumer's modules (influxdb-client, paho) load only for its own commands: every
+# The consumer's modules (httpx, paho) load only for its own commands: every
 # ``qihe`` command, the gateway's included, builds this parser.
 
 
