@@ -1,0 +1,648 @@
+/*
+ * The board's protocol behaviour (docs/protocol.md sections 5-8), with the Python emulator
+ * (firmware_bridge/emulator/board.py, window.py, model.py) as the reference:
+ *
+ *   - numbering: every frame sent takes the next seq, from 0 at each boot; HELLO first;
+ *   - reports: SEAT / DOOR on a debounced change, PEOPLE on every counted crossing and after
+ *     every HEARTBEAT, HEARTBEAT every report interval, FAULT SUPPLY_LOW raised and cleared
+ *     with hysteresis on the counter, else the door, never a seat;
+ *   - the window (when cfg.retransmit_ms > 0): every report held until a REPORT_ACK covers it,
+ *     at most cfg.window (heartbeats evicted first), never past the hold horizon; resend
+ *     bursts (WINDOW, then the held reports oldest first, byte-identical) on the timer and on
+ *     RESEND (with the half-timeout guard); a WINDOW after each REPORT_ACK while one is owed;
+ *   - commands: PING, SET_REPORT_INTERVAL, IDENTIFY, REBOOT answered ACK / NACK; any other
+ *     type that is not a board-bound command NACK UNKNOWN_COMMAND; malformed frames dropped.
+ *
+ * Work per byte received is bounded: the decoder's, plus at the end of a frame one pass over
+ * the window (REPORT_ACK) or one resend burst (RESEND), both at most BOARD_WINDOW reports.
+ */
+#include "board.h"
+
+#include "board_state.h"
+#include "hal.h"
+#include "inputs.h"
+#include "proto.h"
+
+#define SEQ_HALF 0x8000u
+#define ALL_NUMBERS 0x10000u
+
+static const char DEFAULT_ID[] = "qihe-board";
+
+/* -- freestanding helpers ------------------------------------------------------------- */
+
+static void zero(void *dst, size_t n)
+{
+    uint8_t *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = 0;
+}
+
+/* a at or after b on the wrapping millisecond clock */
+static bool reached(uint32_t now, uint32_t at) { return (int32_t)(now - at) >= 0; }
+
+/* REPORT_ACK(ack) covers seq: seq is at or before ack in sequence order, wrap included. */
+static bool covers(uint16_t ack, uint16_t seq) { return (uint16_t)(ack - seq) < SEQ_HALF; }
+
+static size_t id_length(const char *id)
+{
+    size_t n = 0;
+    if (id == NULL)
+        return 0;
+    while (id[n] != '\0' && n <= QP_MAX_ID)
+        n++;
+    return n;
+}
+
+static bool id_valid(const char *id)
+{
+    size_t n = id_length(id);
+    if (n < 1 || n > QP_MAX_ID)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  (i > 0 && (c == '_' || c == '-'));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* -- configuration --------------------------------------------------------------------- */
+
+board_config_t board_default_config(void)
+{
+    board_config_t cfg;
+    zero(&cfg, sizeof cfg);
+    cfg.device_id = DEFAULT_ID;
+    cfg.seats = 4;
+    cfg.counter = true;
+    cfg.door = true;
+    cfg.report_interval_s = 60;
+    cfg.retransmit_ms = 3000;
+    cfg.debounce_ms = 50;
+    cfg.supply_low_mv = 3400;
+    cfg.supply_hysteresis_mv = 50;
+    cfg.window = BOARD_WINDOW;
+    cfg.supply_hold_ms = 1000;
+    return cfg;
+}
+
+static bool holding(const board_t *b) { return b->cfg.retransmit_ms != 0; }
+
+static uint32_t interval_ms(const board_t *b) { return (uint32_t)b->interval_s * 1000u; }
+
+/* -- the window (section 8) ------------------------------------------------------------ */
+
+static void held_remove(board_t *b, uint16_t at)
+{
+    for (uint16_t i = at; i + 1u < b->held_count; i++)
+        b->held[i] = b->held[i + 1u];
+    b->held_count--;
+}
+
+/* seq was put on a frame: reports now 256 numbers old fall out, as does the pending WINDOW. */
+static void window_numbered(board_t *b, uint16_t seq)
+{
+    if (!holding(b))
+        return;
+    uint16_t old = 0;
+    while (old < b->held_count && (uint16_t)(seq - b->held[old].seq) >= BOARD_HOLD_HORIZON)
+        old++;
+    if (old > 0) {
+        for (uint16_t i = old; i < b->held_count; i++)
+            b->held[i - old] = b->held[i];
+        b->held_count = (uint16_t)(b->held_count - old);
+        b->dropped += old;
+    }
+    if (b->held_count == 0)
+        b->deadline_set = false;
+    if (b->pending_set && (uint16_t)(seq - b->pending_seq) >= BOARD_HOLD_HORIZON)
+        b->pending_set = false; /* too old to tell from a future number: send another */
+}
+
+/* A new report went out: hold it; when full, give up the oldest HEARTBEAT, else the oldest. */
+static void window_produce(board_t *b, const board_report_t *r, uint32_t now)
+{
+    if (!holding(b))
+        return;
+    if (b->held_count == 0) {
+        b->deadline_ms = now + b->cfg.retransmit_ms;
+        b->deadline_set = true;
+    }
+    b->held[b->held_count++] = *r;
+    if (b->held_count <= b->cfg.window)
+        return;
+    uint16_t victim = 0;
+    for (uint16_t i = 0; i < b->held_count; i++) {
+        if (b->held[i].type == QP_HEARTBEAT) {
+            victim = i;
+            break;
+        }
+    }
+    held_remove(b, victim);
+    b->dropped++;
+}
+
+static void window_ack(board_t *b, uint16_t ack, uint32_t now)
+{
+    uint16_t kept = 0;
+    for (uint16_t i = 0; i < b->held_count; i++) {
+        if (!covers(ack, b->held[i].seq))
+            b->held[kept++] = b->held[i];
+    }
+    uint16_t forgotten = (uint16_t)(b->held_count - kept);
+    b->held_count = kept;
+    b->stats.acked += forgotten;
+    if (forgotten > 0) { /* progress: the timer starts again */
+        b->deadline_set = kept > 0;
+        b->deadline_ms = now + b->cfg.retransmit_ms;
+    }
+    if (b->pending_set && covers(ack, b->pending_seq)) {
+        b->confirmed = b->pending_count; /* the gateway stored that count */
+        b->pending_set = false;
+    }
+}
+
+/* A RESEND: expiry := min(expiry, max(now, last burst + timeout / 2)). */
+static void window_request(board_t *b, uint32_t now)
+{
+    if (!b->deadline_set)
+        return; /* holding nothing (or holding off): nothing to send */
+    uint32_t at = now;
+    if (b->burst_set) {
+        uint32_t guard_end = b->last_burst_ms + b->cfg.retransmit_ms / 2u;
+        if (!reached(now, guard_end))
+            at = guard_end;
+    }
+    if (!reached(at, b->deadline_ms))
+        b->deadline_ms = at;
+}
+
+/* -- sending --------------------------------------------------------------------------- */
+
+static void write_frame(board_t *b)
+{
+    size_t n = qp_encode_wire(&b->tx_frame, b->wire);
+    if (n > 0)
+        (void)hal_link_write(b->wire, n); /* a short write is noise: the window repairs it */
+}
+
+static uint16_t take_seq(board_t *b)
+{
+    uint16_t seq = b->next_seq;
+    b->next_seq = (uint16_t)(seq + 1u);
+    if (b->numbered < ALL_NUMBERS)
+        b->numbered++;
+    b->stats.frames_sent++;
+    window_numbered(b, seq);
+    return seq;
+}
+
+static void build_report(board_t *b, const board_report_t *r)
+{
+    qp_frame_t *f = &b->tx_frame;
+    f->type = r->type;
+    f->seq = r->seq;
+    switch (r->type) {
+    case QP_HELLO: {
+        size_t n = id_length(b->cfg.device_id);
+        f->m.hello.id_len = (uint8_t)n;
+        for (size_t i = 0; i < n; i++)
+            f->m.hello.device_id[i] = b->cfg.device_id[i];
+        f->m.hello.device_id[n] = '\0';
+        f->m.hello.firmware[0] = BOARD_FIRMWARE_MAJOR;
+        f->m.hello.firmware[1] = BOARD_FIRMWARE_MINOR;
+        f->m.hello.firmware[2] = BOARD_FIRMWARE_PATCH;
+        f->m.hello.report_interval_s = (uint16_t)r->a;
+        uint8_t count = 0;
+        for (uint16_t i = 1; i <= b->cfg.seats; i++)
+            f->m.hello.sensors[count++] = (qp_sensor_t){QP_KIND_SEAT, i};
+        if (b->cfg.counter)
+            f->m.hello.sensors[count++] = (qp_sensor_t){QP_KIND_PEOPLE, BOARD_COUNTER_INDEX};
+        if (b->cfg.door)
+            f->m.hello.sensors[count++] = (qp_sensor_t){QP_KIND_DOOR, BOARD_DOOR_INDEX};
+        f->m.hello.sensor_count = count;
+        f->m.hello.boot = b->boot;
+        break;
+    }
+    case QP_SEAT:
+        f->m.seat.seat = r->index;
+        f->m.seat.occupied = r->flag != 0;
+        break;
+    case QP_PEOPLE:
+        f->m.people.counter = r->index;
+        f->m.people.in_total = r->a;
+        f->m.people.out_total = r->b;
+        break;
+    case QP_DOOR:
+        f->m.door.door = r->index;
+        f->m.door.open = r->flag != 0;
+        break;
+    case QP_HEARTBEAT:
+        f->m.heartbeat.uptime_s = r->a;
+        f->m.heartbeat.supply_mv = (uint16_t)r->b;
+        break;
+    case QP_FAULT:
+        f->m.fault.sensor.kind = r->kind;
+        f->m.fault.sensor.index = r->index;
+        f->m.fault.code = r->code;
+        f->m.fault.active = r->flag != 0;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Number a new report, send it, hold it. */
+static void send_report(board_t *b, board_report_t *r, uint32_t now)
+{
+    r->seq = take_seq(b);
+    build_report(b, r);
+    write_frame(b);
+    window_produce(b, r, now);
+}
+
+static void send_reply(board_t *b, uint8_t type, uint16_t ref_seq, uint8_t reason)
+{
+    qp_frame_t *f = &b->tx_frame;
+    f->type = type;
+    f->seq = take_seq(b);
+    if (type == QP_ACK) {
+        f->m.ack.ref_seq = ref_seq;
+    } else {
+        f->m.nack.ref_seq = ref_seq;
+        f->m.nack.reason = reason;
+        b->stats.nacks++;
+    }
+    write_frame(b);
+}
+
+/* WINDOW: numbered first (which may let the oldest held report fall out), then the map. */
+static void send_window(board_t *b)
+{
+    qp_frame_t *f = &b->tx_frame;
+    uint16_t seq = take_seq(b);
+    f->type = QP_WINDOW;
+    f->seq = seq;
+    f->m.window.boot = b->boot;
+    f->m.window.dropped = b->dropped;
+    zero(f->m.window.held, sizeof f->m.window.held);
+    for (uint16_t i = 0; i < b->held_count; i++) {
+        uint16_t back = (uint16_t)(seq - 1u - b->held[i].seq);
+        if (back < BOARD_HOLD_HORIZON)
+            f->m.window.held[back >> 3] |= (uint8_t)(1u << (back & 7u));
+    }
+    write_frame(b);
+    b->stats.windows++;
+    /* The first WINDOW with a count is the one to confirm: an ack covering it covers the
+     * later ones too. */
+    if (!b->pending_set || b->pending_count != b->dropped) {
+        b->pending_set = true;
+        b->pending_seq = seq;
+        b->pending_count = b->dropped;
+    }
+}
+
+/* The timer expired (or a RESEND made it): WINDOW, then every held report oldest first. */
+static void resend_if_due(board_t *b, uint32_t now)
+{
+    if (!b->deadline_set || !reached(now, b->deadline_ms))
+        return;
+    b->deadline_ms = now + b->cfg.retransmit_ms;
+    b->last_burst_ms = now;
+    b->burst_set = true;
+    b->stats.bursts++;
+    send_window(b);
+    for (uint16_t i = 0; i < b->held_count; i++) {
+        build_report(b, &b->held[i]);
+        write_frame(b);
+        b->stats.resent++;
+    }
+}
+
+/* -- reports --------------------------------------------------------------------------- */
+
+static void report_seat(board_t *b, uint16_t index, bool occupied, uint32_t now)
+{
+    board_report_t r = {.type = QP_SEAT, .index = index, .flag = occupied};
+    send_report(b, &r, now);
+}
+
+static void report_door(board_t *b, bool open, uint32_t now)
+{
+    board_report_t r = {.type = QP_DOOR, .index = BOARD_DOOR_INDEX, .flag = open};
+    send_report(b, &r, now);
+}
+
+static void report_people(board_t *b, uint32_t now)
+{
+    board_report_t r = {
+        .type = QP_PEOPLE, .index = BOARD_COUNTER_INDEX, .a = b->in_total, .b = b->out_total};
+    send_report(b, &r, now);
+}
+
+/* SUPPLY_LOW is about the board; the protocol has no board kind, so it goes on the counter,
+ * else the door; a board with seats only raises none (its HEARTBEAT's supply_mv tells). */
+static bool supply_sensor(const board_t *b, uint8_t *kind, uint16_t *index)
+{
+    if (b->cfg.counter) {
+        *kind = QP_KIND_PEOPLE;
+        *index = BOARD_COUNTER_INDEX;
+        return true;
+    }
+    if (b->cfg.door) {
+        *kind = QP_KIND_DOOR;
+        *index = BOARD_DOOR_INDEX;
+        return true;
+    }
+    return false;
+}
+
+static void report_supply_fault(board_t *b, bool active, uint32_t now)
+{
+    board_report_t r = {.type = QP_FAULT, .code = QP_FAULT_SUPPLY_LOW, .flag = active};
+    if (supply_sensor(b, &r.kind, &r.index))
+        send_report(b, &r, now);
+}
+
+static void heartbeat(board_t *b, uint32_t now)
+{
+    board_report_t r = {.type = QP_HEARTBEAT, .a = b->uptime_s, .b = hal_supply_mv()};
+    send_report(b, &r, now);
+    if (b->cfg.counter) /* the totals again: a lost PEOPLE is repaired within a period */
+        report_people(b, now);
+}
+
+/* Below low it is low; once low, it is low until above low + hysteresis. */
+static bool supply_looks_low(const board_t *b, uint16_t mv)
+{
+    uint32_t clear_above = (uint32_t)b->cfg.supply_low_mv + b->cfg.supply_hysteresis_mv;
+    return b->supply.stable ? mv <= clear_above : mv < b->cfg.supply_low_mv;
+}
+
+/* -- inputs ---------------------------------------------------------------------------- */
+
+static void sample_inputs(board_t *b, uint32_t now)
+{
+    uint16_t debounce = b->cfg.debounce_ms;
+    for (uint16_t i = 0; i < b->cfg.seats; i++) {
+        in_debounce_t *seat = &b->seat[i];
+        if (in_debounce_update(seat, hal_seat_raw((uint16_t)(i + 1u)), now, debounce))
+            report_seat(b, (uint16_t)(i + 1u), seat->stable, now);
+    }
+    if (b->cfg.door && in_debounce_update(&b->door, hal_door_raw(), now, debounce))
+        report_door(b, b->door.stable, now);
+    if (b->cfg.counter) {
+        bool outer = in_debounce_update(&b->beam[0], hal_beam_raw(0), now, debounce);
+        bool inner = in_debounce_update(&b->beam[1], hal_beam_raw(1), now, debounce);
+        if (outer || inner) {
+            in_cross_t crossed = in_beams_update(&b->crossing, b->beam[0].stable, b->beam[1].stable);
+            if (crossed == IN_CROSS_IN)
+                b->in_total++; /* u32, wraps like the protocol's totals */
+            if (crossed == IN_CROSS_OUT)
+                b->out_total++;
+            if (crossed != IN_CROSS_NONE)
+                report_people(b, now);
+        }
+    }
+    if (b->cfg.counter || b->cfg.door) {
+        bool low = supply_looks_low(b, hal_supply_mv());
+        if (in_debounce_update(&b->supply, low, now, b->cfg.supply_hold_ms))
+            report_supply_fault(b, b->supply.stable, now);
+    }
+}
+
+/* -- boot ------------------------------------------------------------------------------ */
+
+void board_init(board_t *b, const board_config_t *cfg, uint32_t now_ms)
+{
+    zero(b, sizeof *b);
+    b->cfg = *cfg;
+    if (!id_valid(b->cfg.device_id))
+        b->cfg.device_id = DEFAULT_ID;
+    if (b->cfg.seats > BOARD_MAX_SEATS)
+        b->cfg.seats = BOARD_MAX_SEATS;
+    if (b->cfg.window == 0 || b->cfg.window > BOARD_WINDOW)
+        b->cfg.window = BOARD_WINDOW;
+    b->interval_s = b->cfg.report_interval_s;
+    if (b->interval_s < BOARD_MIN_INTERVAL_S)
+        b->interval_s = BOARD_MIN_INTERVAL_S;
+    if (b->interval_s > BOARD_MAX_INTERVAL_S)
+        b->interval_s = BOARD_MAX_INTERVAL_S;
+    b->boot = hal_boot_number();
+    b->last_tick_ms = now_ms;
+    b->next_heartbeat_ms = now_ms + interval_ms(b);
+    qp_decoder_init(&b->rx);
+    hal_led(false);
+
+    /* The levels at power-up are the state (nothing to debounce against). */
+    for (uint16_t i = 0; i < b->cfg.seats; i++)
+        in_debounce_init(&b->seat[i], hal_seat_raw((uint16_t)(i + 1u)), now_ms);
+    in_debounce_init(&b->door, b->cfg.door && hal_door_raw(), now_ms);
+    bool outer = b->cfg.counter && hal_beam_raw(0);
+    bool inner = b->cfg.counter && hal_beam_raw(1);
+    in_debounce_init(&b->beam[0], outer, now_ms);
+    in_debounce_init(&b->beam[1], inner, now_ms);
+    in_beams_init(&b->crossing, outer, inner);
+    /* A board with seats only raises no SUPPLY_LOW, so it never counts as low either. */
+    bool low = (b->cfg.counter || b->cfg.door) && hal_supply_mv() < b->cfg.supply_low_mv;
+    in_debounce_init(&b->supply, low, now_ms);
+
+    /* HELLO, then what a gateway needs to know the present state (as the emulator's
+     * power_up: every seat, the door, the supply fault, a heartbeat, the counter). */
+    board_report_t hello = {.type = QP_HELLO, .a = b->interval_s};
+    send_report(b, &hello, now_ms);
+    for (uint16_t i = 0; i < b->cfg.seats; i++)
+        report_seat(b, (uint16_t)(i + 1u), b->seat[i].stable, now_ms);
+    if (b->cfg.door)
+        report_door(b, b->door.stable, now_ms);
+    if (low)
+        report_supply_fault(b, true, now_ms);
+    heartbeat(b, now_ms);
+}
+
+/* -- receiving ------------------------------------------------------------------------- */
+
+/* Type and seq of the frame that just failed, from its first encoded bytes (its CRC was
+ * good, so its COBS is too). */
+static bool failed_header(const board_t *b, uint8_t *type, uint16_t *seq)
+{
+    uint8_t body[4];
+    size_t in = 0, out = 0;
+    while (out < sizeof body && in < b->rx_head_len) {
+        uint8_t code = b->rx_head[in++];
+        if (code == 0)
+            return false;
+        for (uint8_t k = 1; k < code && out < sizeof body; k++) {
+            if (in >= b->rx_head_len)
+                return false;
+            body[out++] = b->rx_head[in++];
+        }
+        if (out < sizeof body && code < 0xFFu)
+            body[out++] = 0; /* the body is at least 6 bytes: a zero follows this block */
+    }
+    if (out < sizeof body)
+        return false;
+    *type = body[1];
+    *seq = (uint16_t)((body[2] << 8) | body[3]);
+    return true;
+}
+
+/* The types this board implements as a gateway → board message: a malformed one of these is
+ * dropped without a reply; any other type with a good CRC is NACKed UNKNOWN_COMMAND. */
+static bool board_bound(uint8_t type)
+{
+    return type == QP_PING || type == QP_SET_REPORT_INTERVAL || type == QP_IDENTIFY ||
+           type == QP_REBOOT || type == QP_REPORT_ACK || type == QP_RESEND;
+}
+
+static void on_malformed(board_t *b, int error)
+{
+    b->stats.rx_malformed++;
+    if (error != QP_ERR_UNKNOWN_TYPE && error != QP_ERR_PAYLOAD)
+        return; /* its seq cannot be trusted: dropped */
+    uint8_t type;
+    uint16_t seq;
+    if (failed_header(b, &type, &seq) && !board_bound(type))
+        send_reply(b, QP_NACK, seq, QP_NACK_UNKNOWN_COMMAND);
+}
+
+static void on_report_ack(board_t *b, uint16_t ack, uint32_t now)
+{
+    b->stats.report_acks++;
+    if (!holding(b))
+        return;
+    /* An ack for a number not used since the reset was meant for an earlier boot. */
+    bool used = b->numbered >= ALL_NUMBERS || ack < b->numbered;
+    if (!used) {
+        b->stats.stale_acks++;
+        return;
+    }
+    window_ack(b, ack, now);
+    if (b->dropped != b->confirmed)
+        send_window(b); /* acks that keep coming keep the timer from firing: say it now */
+}
+
+static void identify(board_t *b, uint8_t seconds, uint32_t now)
+{
+    b->identifying = seconds > 0;
+    b->led = b->identifying;
+    b->identify_until_ms = now + (uint32_t)seconds * 1000u;
+    b->blink_next_ms = now + BOARD_BLINK_MS;
+    hal_led(b->led);
+}
+
+static void on_frame(board_t *b, uint32_t now)
+{
+    const qp_frame_t *f = &b->rx_frame;
+    uint16_t ref = f->seq;
+    b->stats.rx_frames++;
+    switch (f->type) {
+    case QP_REPORT_ACK: /* not a command: never answered */
+        on_report_ack(b, f->m.report_ack.seq, now);
+        return;
+    case QP_RESEND: /* not a command either: its answer is a burst, at the end of board_rx */
+        b->stats.resend_requests++;
+        if (holding(b))
+            window_request(b, now);
+        return;
+    case QP_PING:
+        b->stats.commands++;
+        send_reply(b, QP_ACK, ref, 0);
+        return;
+    case QP_SET_REPORT_INTERVAL: {
+        uint16_t s = f->m.set_report_interval.seconds;
+        b->stats.commands++;
+        if (s < BOARD_MIN_INTERVAL_S || s > BOARD_MAX_INTERVAL_S) {
+            send_reply(b, QP_NACK, ref, QP_NACK_BAD_ARGUMENT);
+            return;
+        }
+        b->interval_s = s;
+        b->next_heartbeat_ms = now + interval_ms(b);
+        send_reply(b, QP_ACK, ref, 0);
+        return;
+    }
+    case QP_IDENTIFY: {
+        uint8_t s = f->m.identify.seconds;
+        b->stats.commands++;
+        send_reply(b, QP_ACK, ref, 0);
+        identify(b, s, now);
+        return;
+    }
+    case QP_REBOOT:
+        b->stats.commands++;
+        send_reply(b, QP_ACK, ref, 0);
+        b->halted = true;
+        hal_led(false);
+        hal_reboot();
+        return;
+    default: /* a well-formed frame of a type the board does not take */
+        send_reply(b, QP_NACK, ref, QP_NACK_UNKNOWN_COMMAND);
+        return;
+    }
+}
+
+void board_rx(board_t *b, const uint8_t *data, size_t len, uint32_t now_ms)
+{
+    for (size_t i = 0; i < len && !b->halted; i++) {
+        uint8_t byte = data[i];
+        if (byte != 0 && b->rx_head_len < sizeof b->rx_head)
+            b->rx_head[b->rx_head_len++] = byte;
+        int result = qp_decoder_feed(&b->rx, byte, &b->rx_frame);
+        if (result == QP_OK)
+            on_frame(b, now_ms);
+        else if (result != QP_NONE)
+            on_malformed(b, result);
+        if (byte == 0)
+            b->rx_head_len = 0;
+    }
+    if (!b->halted)
+        resend_if_due(b, now_ms); /* a RESEND made the burst due now */
+}
+
+/* -- time ------------------------------------------------------------------------------ */
+
+void board_tick(board_t *b, uint32_t now_ms)
+{
+    if (b->halted)
+        return;
+    uint32_t elapsed = now_ms - b->last_tick_ms;
+    b->last_tick_ms = now_ms;
+    b->uptime_rest_ms += elapsed;
+    b->uptime_s += b->uptime_rest_ms / 1000u;
+    b->uptime_rest_ms %= 1000u;
+
+    sample_inputs(b, now_ms);
+
+    if (reached(now_ms, b->next_heartbeat_ms)) {
+        b->next_heartbeat_ms += interval_ms(b);
+        if (reached(now_ms, b->next_heartbeat_ms)) /* fell behind (a stall): no catch-up burst */
+            b->next_heartbeat_ms = now_ms + interval_ms(b);
+        heartbeat(b, now_ms);
+    }
+
+    if (b->identifying) {
+        if (reached(now_ms, b->identify_until_ms)) {
+            b->identifying = false;
+            b->led = false;
+            hal_led(false);
+        } else if (reached(now_ms, b->blink_next_ms)) {
+            b->blink_next_ms += BOARD_BLINK_MS;
+            b->led = !b->led;
+            hal_led(b->led);
+        }
+    }
+
+    resend_if_due(b, now_ms);
+}
+
+/* -- accessors ------------------------------------------------------------------------- */
+
+uint16_t board_report_interval(const board_t *b) { return b->interval_s; }
+uint16_t board_held(const board_t *b) { return b->held_count; }
+uint32_t board_dropped(const board_t *b) { return b->dropped; }
+bool board_owes_window(const board_t *b) { return b->dropped != b->confirmed; }
+bool board_halted(const board_t *b) { return b->halted; }
+uint32_t board_boot(const board_t *b) { return b->boot; }
+const board_stats_t *board_stats(const board_t *b) { return &b->stats; }
