@@ -14,7 +14,11 @@ APT_PACKAGES=(mosquitto influxdb influxdb-client python3-venv)
 # The browser tests drive Debian's Chromium (never a downloaded one); without a CJK font
 # its screenshots show Chinese as empty boxes. The TLS tests make their CA with openssl; the
 # deployment tests check the units with systemd-analyze and the install script with shellcheck.
-TEST_APT_PACKAGES=(chromium fonts-wqy-microhei openssl systemd shellcheck)
+# The firmware tests build the C board (firmware/) for the host with gcc (libc6-dev is only a
+# recommendation of gcc, and this script installs none) and for the STM32F4 with Debian's
+# gcc-arm-none-eabi, and run the ARM image in qemu-system-arm.
+TEST_APT_PACKAGES=(chromium fonts-wqy-microhei openssl systemd shellcheck
+    gcc libc6-dev make gcc-arm-none-eabi qemu-system-arm)
 
 say() { printf '\033[1m[qihe]\033[0m %s\n' "$*"; }
 
