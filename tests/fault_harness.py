@@ -200,7 +200,8 @@ def reading_of(frame: Frame, device: str = DEVICE) -> Produced | None:
         case Hello(_, firmware):
             return Produced(f"device {device}", frame.seq, (".".join(map(str, firmware)),))
         case Fault(sensor, code, active):
-            name = f"fault {device}.{sensor.index}"
+            # The gateway names a fault after its sensor's kind too (edge/normalise.py).
+            name = f"fault {device}.{sensor.kind.name.lower()}.{sensor.index}"
             return Produced(name, frame.seq, (code.name.lower(), int(active)))
     return None  # ACK / NACK carry no reading
 
