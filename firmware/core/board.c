@@ -1,17 +1,17 @@
 /*
  * The board's protocol behaviour (docs/protocol.md sections 5-8), with the Python emulator
- * (firmware_bridge/emulator/board.py, window.py, model.py) as the reference:
+ * (firmware_bridge/emulator/board.py, model.py) as the reference:
  *
- *   - numbering: every frame sent takes the next seq, from 0 at each boot; HELLO first;
+ *   - boot: numbering from 0, HELLO first, then the state of every sensor and a heartbeat;
  *   - reports: SEAT / DOOR on a debounced change, PEOPLE on every counted crossing and after
  *     every HEARTBEAT, HEARTBEAT every report interval, FAULT SUPPLY_LOW raised and cleared
  *     with hysteresis on the counter, else the door, never a seat;
- *   - the window (when cfg.retransmit_ms > 0): every report held until a REPORT_ACK covers it,
- *     at most cfg.window (heartbeats evicted first), never past the hold horizon; resend
- *     bursts (WINDOW, then the held reports oldest first, byte-identical) on the timer and on
- *     RESEND (with the half-timeout guard); a WINDOW after each REPORT_ACK while one is owed;
  *   - commands: PING, SET_REPORT_INTERVAL, IDENTIFY, REBOOT answered ACK / NACK; any other
- *     type that is not a board-bound command NACK UNKNOWN_COMMAND; malformed frames dropped.
+ *     type that is not a board-bound command NACK UNKNOWN_COMMAND; malformed frames dropped;
+ *     REPORT_ACK and RESEND go to the window.
+ *
+ * Numbering and writing frames are tx.c's job; the window of held reports (section 8:
+ * holding, REPORT_ACK, WINDOW, resend bursts, the RESEND guard) is window.c's.
  *
  * Work per byte received is bounded: the decoder's, plus at the end of a frame one pass over
  * the window (REPORT_ACK) or one resend burst (RESEND), both at most BOARD_WINDOW reports.
@@ -22,40 +22,14 @@
 #include "hal.h"
 #include "inputs.h"
 #include "proto.h"
-
-#define SEQ_HALF 0x8000u
-#define ALL_NUMBERS 0x10000u
+#include "tx.h"
+#include "window.h"
 
 static const char DEFAULT_ID[] = "qihe-board";
 
-/* -- freestanding helpers ------------------------------------------------------------- */
-
-static void zero(void *dst, size_t n)
-{
-    uint8_t *d = dst;
-    for (size_t i = 0; i < n; i++)
-        d[i] = 0;
-}
-
-/* a at or after b on the wrapping millisecond clock */
-static bool reached(uint32_t now, uint32_t at) { return (int32_t)(now - at) >= 0; }
-
-/* REPORT_ACK(ack) covers seq: seq is at or before ack in sequence order, wrap included. */
-static bool covers(uint16_t ack, uint16_t seq) { return (uint16_t)(ack - seq) < SEQ_HALF; }
-
-static size_t id_length(const char *id)
-{
-    size_t n = 0;
-    if (id == NULL)
-        return 0;
-    while (id[n] != '\0' && n <= QP_MAX_ID)
-        n++;
-    return n;
-}
-
 static bool id_valid(const char *id)
 {
-    size_t n = id_length(id);
+    size_t n = board_id_length(id);
     if (n < 1 || n > QP_MAX_ID)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -73,7 +47,7 @@ static bool id_valid(const char *id)
 board_config_t board_default_config(void)
 {
     board_config_t cfg;
-    zero(&cfg, sizeof cfg);
+    board_zero(&cfg, sizeof cfg);
     cfg.device_id = DEFAULT_ID;
     cfg.seats = 4;
     cfg.counter = true;
@@ -88,258 +62,27 @@ board_config_t board_default_config(void)
     return cfg;
 }
 
-static bool holding(const board_t *b) { return b->cfg.retransmit_ms != 0; }
-
 static uint32_t interval_ms(const board_t *b) { return (uint32_t)b->interval_s * 1000u; }
-
-/* -- the window (section 8) ------------------------------------------------------------ */
-
-static void held_remove(board_t *b, uint16_t at)
-{
-    for (uint16_t i = at; i + 1u < b->held_count; i++)
-        b->held[i] = b->held[i + 1u];
-    b->held_count--;
-}
-
-/* seq was put on a frame: reports now 256 numbers old fall out, as does the pending WINDOW. */
-static void window_numbered(board_t *b, uint16_t seq)
-{
-    if (!holding(b))
-        return;
-    uint16_t old = 0;
-    while (old < b->held_count && (uint16_t)(seq - b->held[old].seq) >= BOARD_HOLD_HORIZON)
-        old++;
-    if (old > 0) {
-        for (uint16_t i = old; i < b->held_count; i++)
-            b->held[i - old] = b->held[i];
-        b->held_count = (uint16_t)(b->held_count - old);
-        b->dropped += old;
-    }
-    if (b->held_count == 0)
-        b->deadline_set = false;
-    if (b->pending_set && (uint16_t)(seq - b->pending_seq) >= BOARD_HOLD_HORIZON)
-        b->pending_set = false; /* too old to tell from a future number: send another */
-}
-
-/* A new report went out: hold it; when full, give up the oldest HEARTBEAT, else the oldest. */
-static void window_produce(board_t *b, const board_report_t *r, uint32_t now)
-{
-    if (!holding(b))
-        return;
-    if (b->held_count == 0) {
-        b->deadline_ms = now + b->cfg.retransmit_ms;
-        b->deadline_set = true;
-    }
-    b->held[b->held_count++] = *r;
-    if (b->held_count <= b->cfg.window)
-        return;
-    uint16_t victim = 0;
-    for (uint16_t i = 0; i < b->held_count; i++) {
-        if (b->held[i].type == QP_HEARTBEAT) {
-            victim = i;
-            break;
-        }
-    }
-    held_remove(b, victim);
-    b->dropped++;
-}
-
-static void window_ack(board_t *b, uint16_t ack, uint32_t now)
-{
-    uint16_t kept = 0;
-    for (uint16_t i = 0; i < b->held_count; i++) {
-        if (!covers(ack, b->held[i].seq))
-            b->held[kept++] = b->held[i];
-    }
-    uint16_t forgotten = (uint16_t)(b->held_count - kept);
-    b->held_count = kept;
-    b->stats.acked += forgotten;
-    if (forgotten > 0) { /* progress: the timer starts again */
-        b->deadline_set = kept > 0;
-        b->deadline_ms = now + b->cfg.retransmit_ms;
-    }
-    if (b->pending_set && covers(ack, b->pending_seq)) {
-        b->confirmed = b->pending_count; /* the gateway stored that count */
-        b->pending_set = false;
-    }
-}
-
-/* A RESEND: expiry := min(expiry, max(now, last burst + timeout / 2)). */
-static void window_request(board_t *b, uint32_t now)
-{
-    if (!b->deadline_set)
-        return; /* holding nothing (or holding off): nothing to send */
-    uint32_t at = now;
-    if (b->burst_set) {
-        uint32_t guard_end = b->last_burst_ms + b->cfg.retransmit_ms / 2u;
-        if (!reached(now, guard_end))
-            at = guard_end;
-    }
-    if (!reached(at, b->deadline_ms))
-        b->deadline_ms = at;
-}
-
-/* -- sending --------------------------------------------------------------------------- */
-
-static void write_frame(board_t *b)
-{
-    size_t n = qp_encode_wire(&b->tx_frame, b->wire);
-    if (n > 0)
-        (void)hal_link_write(b->wire, n); /* a short write is noise: the window repairs it */
-}
-
-static uint16_t take_seq(board_t *b)
-{
-    uint16_t seq = b->next_seq;
-    b->next_seq = (uint16_t)(seq + 1u);
-    if (b->numbered < ALL_NUMBERS)
-        b->numbered++;
-    b->stats.frames_sent++;
-    window_numbered(b, seq);
-    return seq;
-}
-
-static void build_report(board_t *b, const board_report_t *r)
-{
-    qp_frame_t *f = &b->tx_frame;
-    f->type = r->type;
-    f->seq = r->seq;
-    switch (r->type) {
-    case QP_HELLO: {
-        size_t n = id_length(b->cfg.device_id);
-        f->m.hello.id_len = (uint8_t)n;
-        for (size_t i = 0; i < n; i++)
-            f->m.hello.device_id[i] = b->cfg.device_id[i];
-        f->m.hello.device_id[n] = '\0';
-        f->m.hello.firmware[0] = BOARD_FIRMWARE_MAJOR;
-        f->m.hello.firmware[1] = BOARD_FIRMWARE_MINOR;
-        f->m.hello.firmware[2] = BOARD_FIRMWARE_PATCH;
-        f->m.hello.report_interval_s = (uint16_t)r->a;
-        uint8_t count = 0;
-        for (uint16_t i = 1; i <= b->cfg.seats; i++)
-            f->m.hello.sensors[count++] = (qp_sensor_t){QP_KIND_SEAT, i};
-        if (b->cfg.counter)
-            f->m.hello.sensors[count++] = (qp_sensor_t){QP_KIND_PEOPLE, BOARD_COUNTER_INDEX};
-        if (b->cfg.door)
-            f->m.hello.sensors[count++] = (qp_sensor_t){QP_KIND_DOOR, BOARD_DOOR_INDEX};
-        f->m.hello.sensor_count = count;
-        f->m.hello.boot = b->boot;
-        break;
-    }
-    case QP_SEAT:
-        f->m.seat.seat = r->index;
-        f->m.seat.occupied = r->flag != 0;
-        break;
-    case QP_PEOPLE:
-        f->m.people.counter = r->index;
-        f->m.people.in_total = r->a;
-        f->m.people.out_total = r->b;
-        break;
-    case QP_DOOR:
-        f->m.door.door = r->index;
-        f->m.door.open = r->flag != 0;
-        break;
-    case QP_HEARTBEAT:
-        f->m.heartbeat.uptime_s = r->a;
-        f->m.heartbeat.supply_mv = (uint16_t)r->b;
-        break;
-    case QP_FAULT:
-        f->m.fault.sensor.kind = r->kind;
-        f->m.fault.sensor.index = r->index;
-        f->m.fault.code = r->code;
-        f->m.fault.active = r->flag != 0;
-        break;
-    default:
-        break;
-    }
-}
-
-/* Number a new report, send it, hold it. */
-static void send_report(board_t *b, board_report_t *r, uint32_t now)
-{
-    r->seq = take_seq(b);
-    build_report(b, r);
-    write_frame(b);
-    window_produce(b, r, now);
-}
-
-static void send_reply(board_t *b, uint8_t type, uint16_t ref_seq, uint8_t reason)
-{
-    qp_frame_t *f = &b->tx_frame;
-    f->type = type;
-    f->seq = take_seq(b);
-    if (type == QP_ACK) {
-        f->m.ack.ref_seq = ref_seq;
-    } else {
-        f->m.nack.ref_seq = ref_seq;
-        f->m.nack.reason = reason;
-        b->stats.nacks++;
-    }
-    write_frame(b);
-}
-
-/* WINDOW: numbered first (which may let the oldest held report fall out), then the map. */
-static void send_window(board_t *b)
-{
-    qp_frame_t *f = &b->tx_frame;
-    uint16_t seq = take_seq(b);
-    f->type = QP_WINDOW;
-    f->seq = seq;
-    f->m.window.boot = b->boot;
-    f->m.window.dropped = b->dropped;
-    zero(f->m.window.held, sizeof f->m.window.held);
-    for (uint16_t i = 0; i < b->held_count; i++) {
-        uint16_t back = (uint16_t)(seq - 1u - b->held[i].seq);
-        if (back < BOARD_HOLD_HORIZON)
-            f->m.window.held[back >> 3] |= (uint8_t)(1u << (back & 7u));
-    }
-    write_frame(b);
-    b->stats.windows++;
-    /* The first WINDOW with a count is the one to confirm: an ack covering it covers the
-     * later ones too. */
-    if (!b->pending_set || b->pending_count != b->dropped) {
-        b->pending_set = true;
-        b->pending_seq = seq;
-        b->pending_count = b->dropped;
-    }
-}
-
-/* The timer expired (or a RESEND made it): WINDOW, then every held report oldest first. */
-static void resend_if_due(board_t *b, uint32_t now)
-{
-    if (!b->deadline_set || !reached(now, b->deadline_ms))
-        return;
-    b->deadline_ms = now + b->cfg.retransmit_ms;
-    b->last_burst_ms = now;
-    b->burst_set = true;
-    b->stats.bursts++;
-    send_window(b);
-    for (uint16_t i = 0; i < b->held_count; i++) {
-        build_report(b, &b->held[i]);
-        write_frame(b);
-        b->stats.resent++;
-    }
-}
 
 /* -- reports --------------------------------------------------------------------------- */
 
 static void report_seat(board_t *b, uint16_t index, bool occupied, uint32_t now)
 {
     board_report_t r = {.type = QP_SEAT, .index = index, .flag = occupied};
-    send_report(b, &r, now);
+    tx_send_report(b, &r, now);
 }
 
 static void report_door(board_t *b, bool open, uint32_t now)
 {
     board_report_t r = {.type = QP_DOOR, .index = BOARD_DOOR_INDEX, .flag = open};
-    send_report(b, &r, now);
+    tx_send_report(b, &r, now);
 }
 
 static void report_people(board_t *b, uint32_t now)
 {
     board_report_t r = {
         .type = QP_PEOPLE, .index = BOARD_COUNTER_INDEX, .a = b->in_total, .b = b->out_total};
-    send_report(b, &r, now);
+    tx_send_report(b, &r, now);
 }
 
 /* SUPPLY_LOW is about the board; the protocol has no board kind, so it goes on the counter,
@@ -363,13 +106,13 @@ static void report_supply_fault(board_t *b, bool active, uint32_t now)
 {
     board_report_t r = {.type = QP_FAULT, .code = QP_FAULT_SUPPLY_LOW, .flag = active};
     if (supply_sensor(b, &r.kind, &r.index))
-        send_report(b, &r, now);
+        tx_send_report(b, &r, now);
 }
 
 static void heartbeat(board_t *b, uint32_t now)
 {
     board_report_t r = {.type = QP_HEARTBEAT, .a = b->uptime_s, .b = hal_supply_mv()};
-    send_report(b, &r, now);
+    tx_send_report(b, &r, now);
     if (b->cfg.counter) /* the totals again: a lost PEOPLE is repaired within a period */
         report_people(b, now);
 }
@@ -417,7 +160,7 @@ static void sample_inputs(board_t *b, uint32_t now)
 
 void board_init(board_t *b, const board_config_t *cfg, uint32_t now_ms)
 {
-    zero(b, sizeof *b);
+    board_zero(b, sizeof *b);
     b->cfg = *cfg;
     if (!id_valid(b->cfg.device_id))
         b->cfg.device_id = DEFAULT_ID;
@@ -452,7 +195,7 @@ void board_init(board_t *b, const board_config_t *cfg, uint32_t now_ms)
     /* HELLO, then what a gateway needs to know the present state (as the emulator's
      * power_up: every seat, the door, the supply fault, a heartbeat, the counter). */
     board_report_t hello = {.type = QP_HELLO, .a = b->interval_s};
-    send_report(b, &hello, now_ms);
+    tx_send_report(b, &hello, now_ms);
     for (uint16_t i = 0; i < b->cfg.seats; i++)
         report_seat(b, (uint16_t)(i + 1u), b->seat[i].stable, now_ms);
     if (b->cfg.door)
@@ -505,23 +248,7 @@ static void on_malformed(board_t *b, int error)
     uint8_t type;
     uint16_t seq;
     if (failed_header(b, &type, &seq) && !board_bound(type))
-        send_reply(b, QP_NACK, seq, QP_NACK_UNKNOWN_COMMAND);
-}
-
-static void on_report_ack(board_t *b, uint16_t ack, uint32_t now)
-{
-    b->stats.report_acks++;
-    if (!holding(b))
-        return;
-    /* An ack for a number not used since the reset was meant for an earlier boot. */
-    bool used = b->numbered >= ALL_NUMBERS || ack < b->numbered;
-    if (!used) {
-        b->stats.stale_acks++;
-        return;
-    }
-    window_ack(b, ack, now);
-    if (b->dropped != b->confirmed)
-        send_window(b); /* acks that keep coming keep the timer from firing: say it now */
+        tx_send_reply(b, QP_NACK, seq, QP_NACK_UNKNOWN_COMMAND);
 }
 
 static void identify(board_t *b, uint8_t seconds, uint32_t now)
@@ -540,45 +267,45 @@ static void on_frame(board_t *b, uint32_t now)
     b->stats.rx_frames++;
     switch (f->type) {
     case QP_REPORT_ACK: /* not a command: never answered */
-        on_report_ack(b, f->m.report_ack.seq, now);
+        b->stats.report_acks++;
+        window_report_ack(b, f->m.report_ack.seq, now);
         return;
     case QP_RESEND: /* not a command either: its answer is a burst, at the end of board_rx */
         b->stats.resend_requests++;
-        if (holding(b))
-            window_request(b, now);
+        window_request(b, now);
         return;
     case QP_PING:
         b->stats.commands++;
-        send_reply(b, QP_ACK, ref, 0);
+        tx_send_reply(b, QP_ACK, ref, 0);
         return;
     case QP_SET_REPORT_INTERVAL: {
         uint16_t s = f->m.set_report_interval.seconds;
         b->stats.commands++;
         if (s < BOARD_MIN_INTERVAL_S || s > BOARD_MAX_INTERVAL_S) {
-            send_reply(b, QP_NACK, ref, QP_NACK_BAD_ARGUMENT);
+            tx_send_reply(b, QP_NACK, ref, QP_NACK_BAD_ARGUMENT);
             return;
         }
         b->interval_s = s;
         b->next_heartbeat_ms = now + interval_ms(b);
-        send_reply(b, QP_ACK, ref, 0);
+        tx_send_reply(b, QP_ACK, ref, 0);
         return;
     }
     case QP_IDENTIFY: {
         uint8_t s = f->m.identify.seconds;
         b->stats.commands++;
-        send_reply(b, QP_ACK, ref, 0);
+        tx_send_reply(b, QP_ACK, ref, 0);
         identify(b, s, now);
         return;
     }
     case QP_REBOOT:
         b->stats.commands++;
-        send_reply(b, QP_ACK, ref, 0);
+        tx_send_reply(b, QP_ACK, ref, 0);
         b->halted = true;
         hal_led(false);
         hal_reboot();
         return;
     default: /* a well-formed frame of a type the board does not take */
-        send_reply(b, QP_NACK, ref, QP_NACK_UNKNOWN_COMMAND);
+        tx_send_reply(b, QP_NACK, ref, QP_NACK_UNKNOWN_COMMAND);
         return;
     }
 }
@@ -598,7 +325,7 @@ void board_rx(board_t *b, const uint8_t *data, size_t len, uint32_t now_ms)
             b->rx_head_len = 0;
     }
     if (!b->halted)
-        resend_if_due(b, now_ms); /* a RESEND made the burst due now */
+        window_resend_if_due(b, now_ms); /* a RESEND made the burst due now */
 }
 
 /* -- time ------------------------------------------------------------------------------ */
@@ -615,26 +342,27 @@ void board_tick(board_t *b, uint32_t now_ms)
 
     sample_inputs(b, now_ms);
 
-    if (reached(now_ms, b->next_heartbeat_ms)) {
+    if (board_reached(now_ms, b->next_heartbeat_ms)) {
         b->next_heartbeat_ms += interval_ms(b);
-        if (reached(now_ms, b->next_heartbeat_ms)) /* fell behind (a stall): no catch-up burst */
+        /* fell behind (a stall): no catch-up burst */
+        if (board_reached(now_ms, b->next_heartbeat_ms))
             b->next_heartbeat_ms = now_ms + interval_ms(b);
         heartbeat(b, now_ms);
     }
 
     if (b->identifying) {
-        if (reached(now_ms, b->identify_until_ms)) {
+        if (board_reached(now_ms, b->identify_until_ms)) {
             b->identifying = false;
             b->led = false;
             hal_led(false);
-        } else if (reached(now_ms, b->blink_next_ms)) {
+        } else if (board_reached(now_ms, b->blink_next_ms)) {
             b->blink_next_ms += BOARD_BLINK_MS;
             b->led = !b->led;
             hal_led(b->led);
         }
     }
 
-    resend_if_due(b, now_ms);
+    window_resend_if_due(b, now_ms);
 }
 
 /* -- accessors ------------------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 /*
  * struct board: everything a board holds, fixed at build time (board.h sizes it). Ports
- * allocate one statically; only board.c looks inside.
+ * allocate one statically; only the board's modules look inside: board.c (boot, inputs,
+ * commands, receiving), tx.c (numbering and writing frames) and window.c (held reports).
  */
 #ifndef QIHE_BOARD_STATE_H
 #define QIHE_BOARD_STATE_H
@@ -15,6 +16,9 @@
  * was sent with; its id, sensors and boot number do not change within a boot), so a
  * resend is byte-identical at 16 bytes a report instead of a 257-byte frame buffer.
  */
+/* b->numbered stops here: from then on every sequence number has been used this boot. */
+#define BOARD_ALL_NUMBERS 0x10000u
+
 typedef struct {
     uint32_t a;     /* PEOPLE in_total, HEARTBEAT uptime_s, HELLO report_interval_s */
     uint32_t b;     /* PEOPLE out_total, HEARTBEAT supply_mv */
@@ -77,5 +81,30 @@ struct board {
 
     board_stats_t stats;
 };
+
+/* -- small helpers the board's modules share (freestanding: no libc) ------------------- */
+
+static inline void board_zero(void *dst, size_t n)
+{
+    uint8_t *d = dst;
+    for (size_t i = 0; i < n; i++)
+        d[i] = 0;
+}
+
+/* now at or after at on the wrapping millisecond clock */
+static inline bool board_reached(uint32_t now, uint32_t at) { return (int32_t)(now - at) >= 0; }
+
+/* Reports are held for REPORT_ACK (section 8 on). */
+static inline bool board_holding(const board_t *b) { return b->cfg.retransmit_ms != 0; }
+
+static inline size_t board_id_length(const char *id)
+{
+    size_t n = 0;
+    if (id == NULL)
+        return 0;
+    while (id[n] != '\0' && n <= QP_MAX_ID)
+        n++;
+    return n;
+}
 
 #endif
