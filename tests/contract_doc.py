@@ -5,7 +5,9 @@ Each field table follows a ``<!-- fields: NAME -->`` marker: ``common`` (every r
 reading kind, ``status``, ``batch`` and ``refusal`` (an item of ``outbox.refusals``). A type
 cell is one of the types of the doc's "Types, and what is refused" table, optionally followed
 by ``, optional`` and ``, default X``. The patterns of ``id``, ``version`` and ``fault code``
-are read from that table too, so the doc is the only source here.
+are read from that table too, so the doc is the only source here. A kind whose section says
+"an `X` reading carries at least one of `a`, `b` and `c`" gets at least one of those optional
+fields in every payload generated for it (``AT_LEAST_ONE``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,19 @@ def _type_patterns() -> dict[str, str]:
 PATTERNS = _type_patterns()
 
 
+def _at_least_one() -> dict[str, tuple[str, ...]]:
+    """Kind → optional fields of which the doc requires at least one (``air``)."""
+    found = {}
+    for match in re.finditer(
+        r"an\s+`([a-z]+)`\s+reading\s+carries\s+at\s+least\s+one\s+of\s+([^;:.]+)", DOC
+    ):
+        found[match[1]] = tuple(re.findall(r"`([a-z_0-9]+)`", match[2]))
+    return found
+
+
+AT_LEAST_ONE = _at_least_one()
+
+
 def model_fields(name: str) -> list[Field]:
     """The fields of a reading kind (common ones first), or of ``status``/``batch``/``refusal``."""
     if name in ("status", "batch", "refusal"):
@@ -135,6 +150,11 @@ def valid_values(
         return st.integers(int(low[1]), INT64_MAX)
     if type_ == "number ≥ 0":
         return st.integers(0, 10**9) | st.floats(0, 1e12, allow_nan=False, allow_infinity=False)
+    if type_ == "number":
+        return st.integers(-(10**9), 10**9) | st.floats(allow_nan=False, allow_infinity=False)
+    if (span := re.fullmatch(r"number (\d+)–(\d+)", type_)) is not None:
+        low, high = int(span[1]), int(span[2])
+        return st.integers(low, high) | st.floats(low, high, allow_nan=False, allow_infinity=False)
     if type_ == "boolean":
         return st.booleans()
     if type_ in PATTERNS:
@@ -171,6 +191,12 @@ def payloads(
         document[field.name] = draw(
             valid_values(field.type, kind=name, site=site or "s", gateway=gateway or "g")
         )
+    some = AT_LEAST_ONE.get(name, ())
+    if some and not any(field in document for field in some):
+        # The doc's "at least one of": a payload without any is refused, so give it one.
+        chosen = draw(st.sampled_from(some))
+        field_type = next(f.type for f in model_fields(name) if f.name == chosen)
+        document[chosen] = draw(valid_values(field_type, kind=name))
     if name == "batch":
         # Every reading of a batch is the batch's site and gateway (the doc's "meaning").
         for reading in document["readings"]:
@@ -212,6 +238,11 @@ def refused_values(type_: str) -> list[Any]:
         return [*other_types, True, float(low), str(low), low - 1, INT64_MAX + 1]
     if type_ == "number ≥ 0":
         return [*other_types, True, "1.5", -0.5, -1]
+    if type_ == "number":
+        return [*other_types, True, "1.5"]
+    if (span := re.fullmatch(r"number (\d+)–(\d+)", type_)) is not None:
+        low, high = int(span[1]), int(span[2])
+        return [*other_types, True, str(low), low - 0.5, high + 0.5, high + 1]
     if type_ == "boolean":
         return [*other_types, 1, 0, "true", "false"]
     if type_ in PATTERNS:
@@ -241,6 +272,7 @@ def wrong_field_cases(name: str) -> list[tuple[str, Any]]:
 
 
 __all__ = [
+    "AT_LEAST_ONE",
     "DOC",
     "EARLIEST",
     "LATEST",

@@ -33,6 +33,8 @@ from central.influx.config import InfluxV1Config
 from devstack import InfluxdProcess, MosquittoProcess, free_port
 from qihe.backoff import Backoff
 from qihe.contract import (
+    AirReading,
+    BatteryReading,
     DeviceReading,
     DoorReading,
     FaultReading,
@@ -702,6 +704,8 @@ def test_docs_example_query_answers_on_real_influxdb(
             for hours in (0, 2)  # a difference needs two hours
         ),
         status_point(GatewayStatus(site=SITE, gateway="gw1", state="online", session=3, ts=at)),
+        reading_point(AirReading(sensor="air-1", ts=at, co2_ppm=870, temperature_c=22.4, **ids)),
+        reading_point(BatteryReading(sensor="front-door", ts=at, percent=64, **ids)),
     ]  # fmt: skip
     body = "\n".join(encode_line(p) for p in points)
     response = httpx.post(f"{influxd.url}/write", params={"db": influx_db}, content=body)

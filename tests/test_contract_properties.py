@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from qihe.contract import (
+    AirReading,
+    BatteryReading,
     DeviceReading,
     DoorReading,
     FaultReading,
@@ -59,6 +61,8 @@ READING_MODELS: dict[str, type[BaseModel]] = {
     "link": LinkReading,
     "outbox": OutboxReading,
     "system": SystemReading,
+    "air": AirReading,
+    "battery": BatteryReading,
 }
 #: An item of ``outbox.refusals``, as the model declares it.
 REFUSAL_MODEL: type[BaseModel] = typing.get_args(OutboxReading.model_fields["refusals"].annotation)[

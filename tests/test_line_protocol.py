@@ -207,6 +207,20 @@ READING_LINES = [
         "mem_available_bytes=3221225472i,mem_total_bytes=4124626944i,cpu_temp_c=48.312,load_1m=0.42"
         " 1795827900000000000",
     ),
+    (
+        '{"schema": 1, "kind": "air", "site": "qibin-taoyuan", "gateway": "gw1",'
+        ' "device": "air-1", "sensor": "air-1", "ts": "2026-11-28T01:06:00Z",'
+        ' "temperature_c": 22.4, "humidity_pct": 41.5, "co2_ppm": 870}',
+        "air,device=air-1,gateway=gw1,sensor=air-1,site=qibin-taoyuan"
+        " temperature_c=22.4,humidity_pct=41.5,co2_ppm=870.0 1795827960000000000",
+    ),
+    (
+        '{"schema": 1, "kind": "battery", "site": "qibin-taoyuan", "gateway": "gw1",'
+        ' "device": "front-door", "sensor": "front-door", "ts": "2026-11-28T01:07:00Z",'
+        ' "percent": 64}',
+        "battery,device=front-door,gateway=gw1,sensor=front-door,site=qibin-taoyuan"
+        " percent=64i 1795828020000000000",
+    ),
 ]
 
 

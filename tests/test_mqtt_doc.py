@@ -144,5 +144,5 @@ def test_ids_that_could_escape_a_topic_level_are_refused(hostile: str) -> None:
 def test_every_reading_kind_is_either_retained_state_or_periodic_telemetry() -> None:
     from qihe.contract import PERIODIC_KINDS, RETAINED_KINDS
 
-    assert {"heartbeat", "link", "outbox", "system"} == PERIODIC_KINDS
+    assert {"heartbeat", "link", "outbox", "system", "air", "battery"} == PERIODIC_KINDS
     assert set(READING_KINDS) == PERIODIC_KINDS | RETAINED_KINDS

@@ -23,6 +23,8 @@ from central.influx.line_protocol import (
     series_key,
 )
 from qihe.contract import (
+    AirReading,
+    BatteryReading,
     DeviceReading,
     DoorReading,
     FaultReading,
@@ -175,6 +177,19 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
                 system["cpu_temp_c"] = reading.cpu_temp_c
             system["load_1m"] = reading.load_1m
             return system
+        case AirReading():
+            # Floats always (a sensor's 870 ppm and 870.5 ppm are one field type in InfluxDB),
+            # and only what the sensor measured.
+            air: dict[str, FieldValue] = {}
+            if reading.temperature_c is not None:
+                air["temperature_c"] = float(reading.temperature_c)
+            if reading.humidity_pct is not None:
+                air["humidity_pct"] = float(reading.humidity_pct)
+            if reading.co2_ppm is not None:
+                air["co2_ppm"] = float(reading.co2_ppm)
+            return air
+        case BatteryReading():
+            return {"percent": reading.percent}
         case _:
             assert_never(reading)
 

@@ -27,6 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -35,6 +36,8 @@ from qihe.contract.errors import PayloadError
 __all__ = [
     "ID_PATTERN",
     "READING_KINDS",
+    "AirReading",
+    "BatteryReading",
     "DeviceReading",
     "DoorReading",
     "FaultReading",
@@ -219,7 +222,9 @@ class FaultReading(_ReadingBase):
     kind: Literal["fault"] = "fault"
     code: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
     active: bool
-    target_kind: Annotated[Literal["seat", "people", "door"] | None, NOT_NULL] = None
+    target_kind: Annotated[
+        Literal["seat", "people", "door", "motion", "air", "battery"] | None, NOT_NULL
+    ] = None
     target: Annotated[Ident | None, NOT_NULL] = None
 
 
@@ -252,7 +257,7 @@ class LinkReading(_ReadingBase):
 #: What a refused publish was: a reading kind, or the gateway's ``backlog`` or ``status`` topic.
 RefusedKind = Literal[
     "seat", "people", "door", "motion", "heartbeat", "fault", "device", "link", "outbox",
-    "system", "backlog", "status",
+    "system", "air", "battery", "backlog", "status",
 ]  # fmt: skip
 
 
@@ -311,6 +316,35 @@ class SystemReading(_ReadingBase):
     load_1m: _FiniteNonNegative
 
 
+#: A finite measurement of either sign.
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class AirReading(_ReadingBase):
+    """The air of a room from an environment sensor (Modbus RTU, Zigbee): any of temperature,
+    relative humidity and CO₂, as the sensor measures them; at least one."""
+
+    kind: Literal["air"] = "air"
+    temperature_c: Annotated[_Finite | None, NOT_NULL] = None
+    humidity_pct: Annotated[
+        Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None, NOT_NULL
+    ] = None
+    co2_ppm: Annotated[_FiniteNonNegative | None, NOT_NULL] = None
+
+    @model_validator(mode="after")
+    def _measures_something(self) -> AirReading:
+        if self.temperature_c is None and self.humidity_pct is None and self.co2_ppm is None:
+            raise ValueError("an air reading carries temperature_c, humidity_pct or co2_ppm")
+        return self
+
+
+class BatteryReading(_ReadingBase):
+    """The battery of a wireless sensor (Zigbee), in percent as the sensor reports it."""
+
+    kind: Literal["battery"] = "battery"
+    percent: Annotated[int, Field(ge=0, le=100)]
+
+
 Reading = Annotated[
     SeatReading
     | PeopleReading
@@ -321,7 +355,9 @@ Reading = Annotated[
     | DeviceReading
     | LinkReading
     | OutboxReading
-    | SystemReading,
+    | SystemReading
+    | AirReading
+    | BatteryReading,
     Field(discriminator="kind"),
 ]
 
@@ -336,6 +372,8 @@ READING_KINDS: tuple[str, ...] = (
     "link",
     "outbox",
     "system",
+    "air",
+    "battery",
 )
 
 _READING_ADAPTER: TypeAdapter[Reading] = TypeAdapter(Reading)

@@ -34,8 +34,8 @@ VERSION_LEVEL = "v1"
 #: Kinds whose last value is the present state: published retained so late subscribers see it.
 RETAINED_KINDS: frozenset[str] = frozenset({"seat", "door", "motion", "people", "fault", "device"})
 
-#: The rest is periodic telemetry (heartbeat, link, outbox, system): the next one comes anyway,
-#: so it is not retained, and a full outbox drops it first.
+#: The rest is periodic telemetry (heartbeat, link, outbox, system, air, battery): the next
+#: one comes anyway, so it is not retained, and a full outbox drops it first.
 PERIODIC_KINDS: frozenset[str] = frozenset(READING_KINDS) - RETAINED_KINDS
 
 _ID = re.compile(ID_PATTERN)
