@@ -51,6 +51,10 @@ class LiveConfig(StrictModel):
     #: A board that missed this many report intervals (its HELLO gives the interval) has
     #: its seats shown as unknown.
     device_silent_intervals: Annotated[float, Field(ge=1, le=100)] = 3.0
+    #: An air sensor with no reading for this long is shown as stale (``sensor_silent``).
+    #: Modbus sensors are polled every few seconds; a Zigbee sensor that reports only on
+    #: change (Aqara: about hourly in a still room) needs more.
+    air_stale_after: Duration = timedelta(minutes=30)
     #: How often the passing of time alone is checked (silences, opening hours).
     refresh_interval: Duration = timedelta(seconds=1)
 

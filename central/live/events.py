@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 __all__ = ["EventKind", "LiveEvent"]
 
-EventKind = Literal["ready", "site", "seat", "door", "device", "alerts", "resync"]
+EventKind = Literal["ready", "site", "seat", "door", "device", "alerts", "air", "resync"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ class Subscription:
     def wants(self, event: LiveEvent) -> bool:
         if self.site is not None and event.site != self.site:
             return False
-        return self.seats or event.kind not in ("seat", "device", "alerts")
+        return self.seats or event.kind not in ("seat", "device", "alerts", "air")
 
 
 class EventHub:

@@ -58,7 +58,9 @@ class LiveService:
         self.state = LiveState(
             directory,
             started_at=clock(),
-            timeouts=Timeouts(config.gateway_silent_after, config.device_silent_intervals),
+            timeouts=Timeouts(
+                config.gateway_silent_after, config.device_silent_intervals, config.air_stale_after
+            ),
         )
         self.hub = EventHub(
             max_subscribers=config.http.max_streams, queue_size=config.http.stream_queue

@@ -24,7 +24,7 @@ recomputed only when its *context* changed: a gateway's state, or which boards a
 Time alone changes views only at known moments — a gateway's or a board's silence timing out,
 an opening-hours boundary — so each site keeps the earliest moment a silence can time out (its
 *deadline*), and a ``timed`` refresh looks only at sites past their deadline or whose opening
-hours now read differently.
+hours now read differently. Air sensors (temperature, humidity, CO₂) are :mod:`central.live.air`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 
 from central.alerts.model import Alert
 from central.facts import FactStore, SiteFacts
+from central.live.air import AirRoom
 from central.live.events import EventKind, LiveEvent
 from central.live.views import (
     DeviceView,
@@ -52,7 +53,7 @@ from central.live.views import (
     SiteSummary,
 )
 from central.sites import OpeningHours, SiteDirectory, SiteSpec
-from qihe.contract import FaultReading, GatewayStatus, Reading, SeatReading
+from qihe.contract import AirReading, FaultReading, GatewayStatus, Reading, SeatReading
 
 __all__ = ["LiveState", "Timeouts"]
 
@@ -69,6 +70,7 @@ _FACADE = set(SiteFacade.model_fields)
 class Timeouts:
     gateway_silent_after: timedelta = timedelta(seconds=180)
     device_silent_intervals: float = 3.0
+    air_stale_after: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ class _Site:
     place_gateways: set[str] = field(default_factory=set)
     door_labels: dict[Key, str] = field(default_factory=dict)
     facts: SiteFacts = field(default_factory=SiteFacts)
+    air: AirRoom = field(default_factory=AirRoom)
     # What was last published, to send only differences.
     shown_seats: dict[Key, _Shown] = field(default_factory=dict)
     shown_doors: dict[Key, DoorView] = field(default_factory=dict)
@@ -190,6 +193,8 @@ class LiveState:
             site.changed_seats[key] = None
             return
         site.others_changed = True
+        if isinstance(message, AirReading):
+            site.air.take(message, received_at)
         if isinstance(message, FaultReading) and (message.target_kind or "seat") == "seat":
             site.changed_seats[(message.gateway, message.target or message.sensor)] = None
 
@@ -257,6 +262,7 @@ class LiveState:
             doors=tuple(site.shown_doors.values()),
             devices=tuple(site.shown_devices[k] for k in sorted(site.shown_devices)),
             alerts=_newest_first(site),
+            air=site.air.views(),
         )
 
     def public(self, now: datetime) -> PublicSites:
@@ -362,6 +368,9 @@ class LiveState:
                 silent[key] = None
                 if deadline is None or at < deadline:
                     deadline = at
+        air_at = site.air.deadline(now, self.timeouts.air_stale_after)  # an air sensor's silence
+        if air_at is not None and (deadline is None or air_at < deadline):
+            deadline = air_at
         return _Context(gateways, silent), deadline
 
     def _refresh_site(
@@ -386,6 +395,10 @@ class LiveState:
                 events.append(self._event("door", site_id, {"door": door}))
             for device in self._device_views(site, context):
                 events.append(self._event("device", site_id, {"device": device}))
+        air = site.air.changed(
+            site.facts, context.gateways, context.silent, now, self.timeouts.air_stale_after
+        )
+        events.extend(self._event("air", site_id, {"air": view}) for view in air)
         if site.alerts_changed:
             site.alerts_changed = False
             events.append(self._event("alerts", site_id, {"alerts": _newest_first(site)}))

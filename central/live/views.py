@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from central.alerts.model import Alert
 
 __all__ = [
+    "AirView",
     "DeviceView",
     "DoorView",
     "GatewayView",
@@ -114,6 +115,25 @@ class DeviceView(_View):
     state: Literal["ok", "silent", "unknown"]
 
 
+class AirView(_View):
+    """The newest air of one sensor (a room): each value as its newest reading gave it."""
+
+    id: str
+    gateway: str
+    device: str
+    temperature_c: float | None
+    humidity_pct: float | None
+    co2_ppm: float | None
+    #: The newest air reading's timestamp.
+    ts: datetime
+    #: ``stale``: the values cannot be trusted now (``reason`` says why).
+    state: Literal["ok", "stale"]
+    #: ``gateway_offline``, ``gateway_silent``, ``offline`` (the device is unavailable),
+    #: ``device_silent``, ``sensor_silent`` (no reading for ``air_stale_after``) or the code
+    #: of a fault naming the sensor; None when ``ok``.
+    reason: str | None
+
+
 class Layout(_View):
     rows: int | None
     cols: int | None
@@ -135,6 +155,8 @@ class SiteDetail(_View):
     devices: tuple[DeviceView, ...]
     #: Firing maintenance alerts, newest first.
     alerts: tuple[Alert, ...] = ()
+    #: The air of each room (air sensors), by gateway and sensor.
+    air: tuple[AirView, ...] = ()
 
 
 class PublicSite(SiteFacade):

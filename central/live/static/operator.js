@@ -13,7 +13,7 @@
 import { t, bindLangButton, onLangChange, districtName, el, tickRelTimes } from "/static/i18n.js";
 import {
   buildCard, fillCard, alertCount, renderAlerts, clearAlerts, renderSeatMap, seatState, fillSeat, renderLegend,
-  showSeatInfo, renderDoors, renderGateways, renderDevices,
+  showSeatInfo, renderDoors, renderGateways, renderDevices, renderAir,
 } from "/static/site.js";
 
 const $ = (id) => document.getElementById(id);
@@ -77,7 +77,7 @@ function connect() {
   let ready = false;
   es.addEventListener("ready", () => { ready = true; if (gen === stream.gen) refetch(); });
   es.addEventListener("resync", () => gen === stream.gen && refetch());
-  for (const type of ["site", "seat", "door", "device", "alerts"]) {
+  for (const type of ["site", "seat", "door", "device", "alerts", "air"]) {
     es.addEventListener(type, (ev) => { if (gen === stream.gen) onEvent(type, ev.data); });
   }
   // EventSource would retry by itself, but gives up on HTTP errors and has no backoff: own it.
@@ -111,6 +111,7 @@ function applyEvent(type, data) {
   else if (type === "door") onDoor(data.site, data.door);
   else if (type === "device") onDevice(data.site, data.device);
   else if (type === "alerts") onAlerts(data.site, data.alerts);
+  else if (type === "air") onAir(data.site, data.air);
 }
 
 async function httpStatus(url) {
@@ -250,7 +251,7 @@ function resetSiteView() {
   state.seats.clear(); state.seatEls.clear(); state.doors.clear();
   state.mapKey = ""; state.selectedSeat = null;
   $("seatmap").replaceChildren();
-  for (const id of ["legend", "doors", "gateways", "devices"]) $(id).replaceChildren();
+  for (const id of ["legend", "doors", "gateways", "devices", "air"]) $(id).replaceChildren();
   clearAlerts();
   $("site-head").replaceChildren(el("p", { class: "muted", text: t("loading") }));
   $("site-error").hidden = true;
@@ -280,6 +281,7 @@ function renderSite() {
   renderDoors(state.doors);
   renderGateways(d.site);
   renderDevices(d.devices);
+  renderAir(d.air);
 }
 
 $("seatmap").addEventListener("click", (ev) => {
@@ -355,6 +357,16 @@ function onDevice(siteId, device) {
   devices.sort((a, b) => `${a.gateway}/${a.id}`.localeCompare(`${b.gateway}/${b.id}`));
   state.detail.devices = devices;
   renderDevices(devices); // a site has a handful of boards: redrawing the table is simplest
+}
+
+/** An air sensor's new view replaces its old one (a site has a few rooms: redraw the list). */
+function onAir(siteId, air) {
+  if (state.view.name !== "site" || siteId !== state.view.id || !state.detail) return;
+  const list = (state.detail.air || []).filter((a) => !(a.id === air.id && a.gateway === air.gateway));
+  list.push(air);
+  list.sort((a, b) => `${a.gateway}/${a.id}`.localeCompare(`${b.gateway}/${b.id}`));
+  state.detail.air = list;
+  renderAir(list);
 }
 
 /** `alerts` carries the site's complete current list (newest first): it replaces the old one. */

@@ -1,6 +1,6 @@
 // How a site is drawn on the operator page: its card (on the overview, and as the header of the
 // site view) and the panels of the site view (alerts, seat map and legend, doors, gateways,
-// sensor boards).
+// sensor boards, the air of each room).
 //
 // Only DOM building from the model that operator.js keeps: no network, no timers. API strings
 // only ever become text (el() / textContent), never markup.
@@ -222,7 +222,34 @@ export function showSeatInfo(state) {
   state.seatEls.get(state.selectedSeat)?.setAttribute("aria-pressed", "true");
 }
 
-// ---- doors, gateways, sensor boards --------------------------------------------------------
+// ---- air, doors, gateways, sensor boards ---------------------------------------------------
+
+const CO2_HIGH_PPM = 1000; // the co2_high alert's default threshold (config/alerts.yaml)
+
+function airValue(key, value, text, high = false) {
+  return el("span", { class: high ? "air-value num low" : "air-value num", data: { value: key } },
+    el("span", { class: "muted", text: `${t(`air.${key}`)} ` }), value == null ? "—" : text);
+}
+
+function airItem(a) {
+  const stale = a.state !== "ok";
+  const when = el("span", { class: "when" });
+  setRel(when, a.ts, "time.rel");
+  return el("li", { class: stale ? "air stale" : "air", data: { air: a.id, state: stale ? "stale" : "ok" } },
+    el("span", { class: "name", text: a.id }),
+    airValue("temperature", a.temperature_c, `${Number(a.temperature_c).toFixed(1)} °C`),
+    airValue("humidity", a.humidity_pct, `${Math.round(Number(a.humidity_pct))} %`),
+    airValue("co2", a.co2_ppm, `${Math.round(Number(a.co2_ppm))} ppm`, a.co2_ppm >= CO2_HIGH_PPM),
+    ...(stale ? [el("span", { class: "badge", data: { state: "unknown" }, text: t("air.stale"),
+      title: tCode("reason", a.reason) })] : []),
+    when);
+}
+
+/** The open site's air sensors (SiteDetail.air): a stale one keeps its last values, marked 离线. */
+export function renderAir(air) {
+  const items = (Array.isArray(air) ? air : []).map(airItem);
+  $("air").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: t("site.noAir") })]));
+}
 
 function doorItem(door) {
   const st = ["open", "closed"].includes(door.state) ? door.state : "unknown";
