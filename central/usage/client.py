@@ -87,8 +87,8 @@ class SensorReadings:
     site: str
     gateway: str
     sensor: str
-    carried: tuple[datetime, dict[str, int]] | None
-    points: tuple[tuple[datetime, dict[str, int]], ...] = field(default=())
+    carried: tuple[datetime, dict[str, float]] | None
+    points: tuple[tuple[datetime, dict[str, float]], ...] = field(default=())
 
 
 class ReadingsSource(Protocol):
@@ -151,21 +151,23 @@ def _time_of(value: Any) -> datetime:
     return _EPOCH + timedelta(microseconds=value // 1000)
 
 
-def _fields_of(row: dict[str, Any], fields: Sequence[str]) -> dict[str, int] | None:
-    out: dict[str, int] = {}
+def _fields_of(row: dict[str, Any], fields: Sequence[str]) -> dict[str, float] | None:
+    out: dict[str, float] = {}
     for name in fields:
         value = row.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None  # a point without this field (another writer): not a reading of it
-        out[name] = int(value)
+        # As InfluxDB answered: integer fields (states, totals) stay integers, air's floats
+        # stay floats (a float 870.0 comes back as 870: the same number).
+        out[name] = value
     return out
 
 
 def _by_sensor(
     answer: list[Series], fields: Sequence[str]
-) -> dict[tuple[str, str], list[tuple[datetime, dict[str, int]]]]:
+) -> dict[tuple[str, str], list[tuple[datetime, dict[str, float]]]]:
     """The readings of ``fields`` in each series, by (gateway, sensor), in the answer's order."""
-    out: dict[tuple[str, str], list[tuple[datetime, dict[str, int]]]] = {}
+    out: dict[tuple[str, str], list[tuple[datetime, dict[str, float]]]] = {}
     for series in answer:
         points = out.setdefault((series.tags.get("gateway", ""), series.tags.get("sensor", "")), [])
         for row in series.rows():

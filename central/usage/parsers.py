@@ -95,6 +95,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     figure("stays", "seat visits: count, average and median stay", span)
     by(figure("doors", "door openings per period", span), "day")
     figure("attendance", "daily attendance of day-care centres", span)
+    air = figure("air", "indoor air: CO₂ (mean, peak, minutes over a level), temperature", span)
+    by(air, "hour")
+    air.add_argument(
+        "--co2-threshold",
+        type=float,
+        default=1000.0,
+        metavar="PPM",
+        help="count the minutes with CO₂ above this (default 1000 ppm)",
+    )
     typ = figure("typical", "typical busy times per weekday and hour (P25/P50/P75)")
     typ.add_argument(
         "--to",

@@ -85,7 +85,12 @@ def table_for(
     start = _moment(args.from_, zone, "--from", last_day=False)
     if end <= start:
         raise _InputError(f"--from {args.from_} is after --to {args.to}")
-    ask = figures.Ask(by=getattr(args, "by", None), per=getattr(args, "per", "site"))
+    co2_ppm = getattr(args, "co2_threshold", figures.Ask().co2_ppm)
+    if not 0 < co2_ppm < 100_000:
+        raise _InputError(f"--co2-threshold {co2_ppm:g}: must be above 0 and below 100000 ppm")
+    ask = figures.Ask(
+        by=getattr(args, "by", None), per=getattr(args, "per", "site"), co2_ppm=co2_ppm
+    )
     return figures.compute(figure, client, directory, sites, start, end, ask, now=now)
 
 

@@ -6,6 +6,7 @@ computed by one skeleton (:func:`~central.usage.figures.base.compute`) into a Ta
 - :mod:`~central.usage.figures.counts`: visitors, door openings, day-care attendance;
 - :mod:`~central.usage.figures.levels`: occupancy, peaks, typical busy times;
 - :mod:`~central.usage.figures.seats`: seat utilisation, stays;
+- :mod:`~central.usage.figures.air`: the air of the rooms (CO₂, temperature, humidity);
 - :mod:`~central.usage.figures.registry`: every figure by name.
 
 Every figure reads through a :class:`~central.usage.client.ReadingsSource` (InfluxDB selects
@@ -15,6 +16,7 @@ until the next reading), a counter across resets, or an interval. ``docs/statist
 each one.
 """
 
+from central.usage.figures.air import AIR
 from central.usage.figures.base import Ask, compute, sites_in
 from central.usage.figures.counts import ATTENDANCE, DOORS, VISITORS
 from central.usage.figures.levels import OCCUPANCY, PEAKS, TYPICAL
@@ -22,6 +24,7 @@ from central.usage.figures.registry import FIGURES
 from central.usage.figures.seats import STAYS, UTILISATION
 
 __all__ = [
+    "AIR",
     "ATTENDANCE",
     "DOORS",
     "FIGURES",

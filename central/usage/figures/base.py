@@ -49,11 +49,13 @@ _FUTURE = "范围尚未开始 / the range lies in the future: nothing to count"
 class Ask:
     """What a figure is asked besides the sites and the range. ``by``: the period of the rows
     (the figure's own default when None); ``per``: a row per site or per seat (utilisation);
-    ``weeks``: how many weeks before the end are looked at (typical)."""
+    ``weeks``: how many weeks before the end are looked at (typical); ``co2_ppm``: the CO₂
+    level whose minutes above are counted (air)."""
 
     by: Granularity | None = None
     per: Literal["site", "seat"] = "site"
     weeks: int = 4
+    co2_ppm: float = 1000.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ class SeatSteps(NamedTuple):
 
 def _steps(
     reading: SensorReadings | None,
-    value: Callable[[dict[str, int]], float],
+    value: Callable[[dict[str, float]], float],
     start: datetime,
     stop: datetime,
 ) -> list[Segment]:
@@ -53,7 +53,7 @@ def _steps(
     return held([(t, value(f)) for t, f in reading.points], carried, start, stop)
 
 
-def _occupied(fields: dict[str, int]) -> float:
+def _occupied(fields: dict[str, float]) -> float:
     return 1.0 if fields["occupied"] else 0.0
 
 
@@ -107,10 +107,10 @@ def _rises(reading: SensorReadings) -> tuple[list[tuple[datetime, float]], int]:
     """Visitors each reading in the range reports (its rise over the one before, across resets,
     by :func:`central.visitors.increases`), and how many resets were seen. Without a reading
     before the range the first one is only the baseline: what it counted may be from any time."""
-    totals = [f["in_total"] for _, f in reading.points]
+    totals = [int(f["in_total"]) for _, f in reading.points]
     times = [t for t, _ in reading.points]
     if reading.carried is not None:
-        totals.insert(0, reading.carried[1]["in_total"])
+        totals.insert(0, int(reading.carried[1]["in_total"]))
     else:
         times = times[1:]
     resets = sum(1 for a, b in pairwise(totals) if b < a)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from central.usage.figures.air import AIR
 from central.usage.figures.base import Figure
 from central.usage.figures.counts import ATTENDANCE, DOORS, VISITORS
 from central.usage.figures.levels import OCCUPANCY, PEAKS, TYPICAL
@@ -13,5 +14,7 @@ __all__ = ["FIGURES"]
 #: subcommand in :mod:`central.usage.parsers`).
 FIGURES: dict[str, Figure] = {
     figure.name: figure
-    for figure in (VISITORS, OCCUPANCY, UTILISATION, PEAKS, STAYS, DOORS, ATTENDANCE, TYPICAL)
-}
+    for figure in (
+        VISITORS, OCCUPANCY, UTILISATION, PEAKS, STAYS, DOORS, ATTENDANCE, TYPICAL, AIR
+    )
+}  # fmt: skip
