@@ -160,6 +160,32 @@ class BoardDropped(_OnGrowth):
     while the gateway could not store them): those readings may never arrive."""
 
 
+class Co2High(_Rule):
+    """The CO₂ of a room (an air sensor) above ``threshold_ppm`` for ``for``: air it. Cleared
+    once it is below ``threshold_ppm - hysteresis_ppm``."""
+
+    threshold_ppm: Annotated[float, Field(gt=0, le=100_000)] = 1000
+    hysteresis_ppm: Annotated[float, Field(ge=0)] = 100
+    for_: NonNegativeDuration = Field(default=timedelta(minutes=10), alias="for")
+    #: A CO₂ value older than this (no air reading since, on the receive clock) no longer
+    #: counts: a sensor that stopped reporting does not keep its alert up forever.
+    stale_after: PositiveDuration = timedelta(minutes=30)
+
+    @model_validator(mode="after")
+    def _clears_above_zero(self) -> Self:
+        if self.hysteresis_ppm >= self.threshold_ppm:
+            raise ValueError("hysteresis_ppm must be below threshold_ppm")
+        return self
+
+
+class BatteryLow(_Rule):
+    """A wireless sensor's battery (Zigbee) below ``percent``: replace it before it dies."""
+
+    percent: Annotated[int, Field(ge=1, le=100)] = 20
+    clear_above_percent: Annotated[int, Field(ge=1, le=100)] = 25
+    _levels: ClassVar[_Levels | None] = _Levels("percent", "clear_above_percent", below=True)
+
+
 class Rules(_Model):
     gateway_offline: GatewayOffline = GatewayOffline()
     device_silent: DeviceSilent = DeviceSilent()
@@ -174,6 +200,8 @@ class Rules(_Model):
     outbox_backlog: OutboxBacklog = OutboxBacklog()
     publish_refused: PublishRefused = PublishRefused()
     board_dropped: BoardDropped = BoardDropped()
+    co2_high: Co2High = Co2High()
+    battery_low: BatteryLow = BatteryLow()
 
     def rule(self, name: str) -> _Rule:
         """The settings of the rule called ``name`` (one of this model's fields)."""

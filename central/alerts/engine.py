@@ -27,6 +27,7 @@ from central.alerts.lifecycle import AlertBook, Dispatcher
 from central.alerts.model import Alert
 from central.alerts.routes import RouteWorker, build_worker
 from central.alerts.rules import Context, evaluate
+from central.alerts.sensors import SensorFacts
 from central.facts import DEFAULT_REPORT_INTERVAL, FactStore
 from central.site_feed import SiteFeed
 from central.sites import SiteDirectory
@@ -58,6 +59,7 @@ class AlertEngine:
         self._clock = clock
         self._feed = SiteFeed(config.mqtt, name="alerts", logger=log, clock=clock)
         self.facts = FactStore()
+        self.sensors = SensorFacts()
         names = {s.id: s.name for s in directory.sites}
         self.book = AlertBook(config, directory.zone, names)
         self.dispatcher = Dispatcher(config)
@@ -117,7 +119,9 @@ class AlertEngine:
         self.evaluating.clear()
 
     def _take(self, message: GatewayStatus | Reading, retained: bool) -> None:
-        self.facts.apply(message, self._clock(), retained=retained)
+        now = self._clock()
+        self.facts.apply(message, now, retained=retained)
+        self.sensors.apply(message, now)
 
     def _restore(self, topic: str, body: bytes, retained: bool) -> None:
         # Only what the broker kept (retained) is restored; the engine's own live publishes
@@ -153,6 +157,7 @@ class AlertEngine:
             now=now,
             listening_since=listening_since,
             active=self.book.active_ids(),
+            sensors=self.sensors,
         )
         step = self.book.step(evaluate(ctx), now, settled=now - listening_since >= self._settle)
         for alert in step.fired:

@@ -19,6 +19,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from central.alerts.config import DiskLow, DoorOpen, MemoryLow, Rules, SeatStuck
 from central.alerts.model import Severity, alert_id
+from central.alerts.sensors import SensorFacts
 from central.facts import FactStore, GatewayFacts, SiteFacts, Value
 from central.sites import OpeningHours, SiteDirectory, SiteSpec
 from qihe.contract import LinkReading, OutboxReading, SystemReading
@@ -54,6 +55,8 @@ class Context:
     listening_since: datetime
     #: Ids of alerts pending or firing.
     active: frozenset[str]
+    #: Bought sensors' CO₂ and battery levels.
+    sensors: SensorFacts = field(default_factory=SensorFacts)
 
     def spec(self, site: str) -> SiteSpec | None:
         return next((s for s in self.directory.sites if s.id == site), None)
@@ -154,7 +157,12 @@ _FAULTS_ZH = {
     "out_of_range": "读数超出范围",
     "supply_low": "供电不足",
     "other": "故障",
+    "offline": "离线（设备不可用）",
 }
+_KINDS_ZH = {
+    "seat": "座位传感器", "people": "人数计数器", "door": "门磁", "motion": "人体感应器",
+    "air": "空气传感器", "battery": "电池",
+}  # fmt: skip
 
 
 def _device_fault(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
@@ -162,7 +170,7 @@ def _device_fault(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condi
     for (gw_id, kind, sensor), fault in site.faults.items():
         labels = _ids(site_id, gw_id, device=fault.device, sensor=f"{kind}:{sensor}")
         labels["code"] = fault.code
-        what_zh = {"seat": "座位传感器", "people": "人数计数器", "door": "门磁"}.get(kind, kind)
+        what_zh = _KINDS_ZH.get(kind, kind)
         yield Condition(
             "device_fault", rule.severity, site_id, labels,
             f"{what_zh} {sensor} 报告故障：{_FAULTS_ZH.get(fault.code, fault.code)}",
@@ -428,6 +436,48 @@ def _board_dropped(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Cond
         )  # fmt: skip
 
 
+def _co2_high(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.co2_high
+    for (gw_id, sensor), level in ctx.sensors.co2(site_id).items():
+        if (
+            not _online(ctx, site, gw_id)
+            or ctx.now - level.heard >= rule.stale_after
+            or _faulty(site, gw_id, sensor)
+        ):
+            continue  # a value that cannot be trusted now (the live page shows it stale)
+        labels = _ids(site_id, gw_id, sensor=sensor)
+        active = alert_id("co2_high", labels) in ctx.active
+        ppm, limit = level.value, rule.threshold_ppm
+        if ppm > limit or (active and ppm >= limit - rule.hysteresis_ppm):
+            yield Condition(
+                "co2_high", rule.severity, site_id, labels,
+                f"{sensor} 二氧化碳浓度 {ppm:.0f} ppm，超过 {limit:.0f} ppm，请开窗通风",
+                f"CO₂ at {sensor}: {ppm:.0f} ppm, above {limit:.0f} ppm: air the room",
+                value=round(ppm), gateway=gw_id, device=level.device, sensor=sensor,
+            )  # fmt: skip
+
+
+def _faulty(site: SiteFacts, gateway: str, sensor: str) -> bool:
+    """An active fault names the sensor as its target, of any kind: ``offline`` (Zigbee2MQTT
+    says the device is unavailable), ``no_response`` (a Modbus device). Not by device: a
+    Zigbee link's or a Modbus port's readings share one."""
+    return any(gw == gateway and target == sensor for (gw, _kind, target) in site.faults)
+
+
+def _battery_low(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.battery_low
+    for (gw_id, sensor), level in ctx.sensors.battery(site_id).items():
+        labels = _ids(site_id, gw_id, sensor=sensor)
+        active = alert_id("battery_low", labels) in ctx.active
+        if level.value < (rule.clear_above_percent if active else rule.percent):
+            yield Condition(
+                "battery_low", rule.severity, site_id, labels,
+                f"传感器 {sensor} 电池电量低：{level.value:.0f}%，请更换电池",
+                f"sensor {sensor} battery low: {level.value:.0f}%: replace it",
+                value=level.value, gateway=gw_id, device=level.device, sensor=sensor,
+            )  # fmt: skip
+
+
 def _drops(reading: OutboxReading) -> int:
     return reading.dropped_periodic + reading.dropped_state + reading.dropped_clock
 
@@ -446,5 +496,7 @@ _RULES: dict[str, Callable[[Context, str, SiteFacts], Iterator[Condition]]] = {
     "outbox_backlog": _outbox_backlog,
     "publish_refused": _publish_refused,
     "board_dropped": _board_dropped,
+    "co2_high": _co2_high,
+    "battery_low": _battery_low,
 }
 assert set(_RULES) == set(Rules.model_fields), "every configured rule has a function"
