@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge.outbox import DEFAULT_MAX_PENDING
+from edge.sources.modbus_config import ModbusConfig
+from edge.sources.zigbee_config import ZigbeeConfig
 from firmware_bridge.messages import DEVICE_ID_PATTERN
 from qihe.configfile import load_config_file
 from qihe.configtypes import StrictModel, TopicPrefix
@@ -108,6 +110,10 @@ class GatewayConfig(StrictModel):
     state_dir: Path = Path("/var/lib/qihe")
     serial: tuple[SerialPortConfig, ...] = ()
     gpio: tuple[GpioInputConfig, ...] = ()
+    #: Zigbee sensors through a Zigbee2MQTT instance at the site (docs/sensors.md).
+    zigbee: ZigbeeConfig | None = None
+    #: Modbus RTU sensors on RS485 buses (docs/sensors.md).
+    modbus: ModbusConfig | None = None
     outbox: OutboxConfig = OutboxConfig()
     clock: ClockConfig = ClockConfig()
     link_report_interval: timedelta = timedelta(seconds=60)
@@ -126,8 +132,15 @@ class GatewayConfig(StrictModel):
         sensors = [(g.kind, g.sensor) for g in self.gpio]
         if len(set(sensors)) != len(sensors):
             raise ValueError("gpio sensors must be unique per kind")
-        if not self.serial and not self.gpio:
-            raise ValueError("no sources: configure at least one serial port or gpio input")
+        if self.modbus is not None:
+            taken = {p.path for p in self.serial} & {p.path for p in self.modbus.ports}
+            if taken:
+                raise ValueError(f"a port is both serial and modbus: {sorted(taken)}")
+        if not self.serial and not self.gpio and self.zigbee is None and self.modbus is None:
+            raise ValueError(
+                "no sources: configure at least one serial port, gpio input, "
+                "zigbee or modbus device"
+            )
         return self
 
     @property

@@ -30,20 +30,24 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from edge.clock import ClockTrust, KernelClockSync
-from edge.config import BrokerConfig, GpioInputConfig, SerialPortConfig, load_gateway_config
+from edge.config import GpioInputConfig, SerialPortConfig, load_gateway_config
 from edge.refusals import STATE_FILE as REFUSALS_FILE
 from edge.refusals import read_refusals
+from edge.sources.modbus_config import ModbusDeviceConfig, ModbusPortConfig
+from edge.sources.modbus_profiles import ModbusProfile
 from firmware_bridge.codec import FrameDecoder, encode
 from firmware_bridge.errors import FrameError
 from firmware_bridge.messages import Frame, Ping
 from qihe.configfile import ConfigError
 from qihe.contract import TopicTree
+from qihe.mqtt import BrokerConnection
 
 __all__ = [
     "check_broker",
     "check_clock",
     "check_disk",
     "check_gpio",
+    "check_modbus",
     "check_outbox",
     "check_refusals",
     "check_serial",
@@ -251,6 +255,40 @@ def check_serial(config: SerialPortConfig, *, timeout: float) -> CheckResult:
     )
 
 
+def check_modbus(
+    port: ModbusPortConfig, device: ModbusDeviceConfig, profile: ModbusProfile
+) -> CheckResult:
+    """Ask one Modbus device for its first registers, within the port's own timeout."""
+    from edge.sources.modbus_bus import ModbusPortError, ModbusTimeoutError, probe_device
+    from edge.sources.modbus_rtu import ExceptionReply, ModbusFrameError
+
+    name = f"Modbus {port.name} 单元 unit {device.unit} ({device.sensor})"
+    try:
+        answer = probe_device(port, device, profile)
+    except ModbusPortError as exc:
+        return _failed(name, f"{port.path} 无法使用 cannot use ({exc})", _STOP_SERVICE)
+    except ModbusTimeoutError:
+        return _failed(
+            name,
+            f"{port.timeout.total_seconds():g}s 内无应答 no answer",
+            f"检查单元号、波特率 {port.baudrate}、A/B 接线和终端电阻 check the unit id, "
+            "the baud rate, the A/B wiring and the 120 Ω termination",
+        )
+    except ModbusFrameError as exc:
+        return _failed(
+            name,
+            f"应答损坏 garbled answer ({exc.kind})",
+            "检查波特率、校验位、A/B 接线和终端电阻 check baud rate, parity, A/B and termination",
+        )
+    if isinstance(answer, ExceptionReply):
+        return _failed(
+            name,
+            f"设备拒绝 refused: exception {answer.code} ({answer.text})",
+            f"检查档案 check the profile {device.profile} against the device's data sheet",
+        )
+    return _passed(name, f"应答 answered ({len(answer.values)} registers)")
+
+
 def check_gpio(config: GpioInputConfig, *, pin_factory: Any = None) -> CheckResult:
     from gpiozero import DigitalInputDevice, GPIOZeroError
 
@@ -284,11 +322,16 @@ def check_gpio(config: GpioInputConfig, *, pin_factory: Any = None) -> CheckResu
 # -- the broker ---------------------------------------------------------------------
 
 
-def check_broker(broker: BrokerConfig, *, client_id: str, timeout: float) -> CheckResult:
+def check_broker(
+    broker: BrokerConnection,
+    *,
+    client_id: str,
+    timeout: float,
+    name: str = "MQTT 代理 broker",
+) -> CheckResult:
     """Connect with the configured credentials and TLS; tell refused from unreachable."""
     from qihe.mqtt import paho_client
 
-    name = "MQTT 代理 broker"
     where = f"{broker.host}:{broker.port}" + (" (TLS)" if broker.tls else "")
     who = f" as {broker.username}" if broker.username else ""
     answered = threading.Event()
@@ -372,6 +415,21 @@ def run_doctor(
     checks += [partial(check_gpio, pin, pin_factory=pin_factory) for pin in config.gpio]
     client_id = f"qihe-doctor-{config.site}-{config.gateway}"
     checks.append(lambda: check_broker(config.broker, client_id=client_id, timeout=timeout))
+    if (modbus := config.modbus) is not None:
+        checks += [
+            partial(check_modbus, port, device, modbus.profile(device.profile))
+            for port in modbus.ports
+            for device in port.devices
+        ]
+    if (zigbee := config.zigbee) is not None:  # Zigbee2MQTT's broker at the site
+        checks.append(
+            lambda: check_broker(
+                zigbee.broker,
+                client_id=f"{client_id}-z2m",
+                timeout=timeout,
+                name="Zigbee2MQTT 代理 broker",
+            )
+        )
     failures = sum(not report(check()) for check in checks)
     if failures:
         print(f"{failures} 项未通过 check(s) failed", file=stream)

@@ -18,7 +18,9 @@ from edge.refusals import RefusalSnapshot, write_refusals
 from edge.sdnotify import Notifier, Watchdog
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
+from edge.sources.modbus import ModbusSource
 from edge.sources.serial import SerialSource
+from edge.sources.zigbee import ZigbeeSource
 from edge.system import HostProbe, SystemProbe, SystemProbeError
 from qihe.clock import Clock, utc_now
 from qihe.contract import PERIODIC_KINDS, OutboxReading, PublishRefusal, Reading, SystemReading
@@ -92,6 +94,34 @@ class Gateway:
                     clock=clock,
                 )
             )
+        self.zigbee_source = (
+            None
+            if config.zigbee is None
+            else ZigbeeSource(
+                config.zigbee,
+                site=config.site,
+                gateway=config.gateway,
+                emit=self._emit,
+                clock=clock,
+            )
+        )
+        if self.zigbee_source is not None:
+            self.sources.append(self.zigbee_source)
+        self.modbus_sources: list[ModbusSource] = []
+        if (modbus := config.modbus) is not None:
+            self.modbus_sources = [
+                ModbusSource(
+                    port,
+                    modbus,
+                    site=config.site,
+                    gateway=config.gateway,
+                    emit=self._emit,
+                    state_dir=config.state_dir,
+                    clock=clock,
+                )
+                for port in modbus.ports
+            ]
+        self.sources += self.modbus_sources
         self.system_probe = HostProbe(config.state_dir) if system_probe is None else system_probe
         self._system_failing = False
         self._refusals_written: RefusalSnapshot | None = None
@@ -121,7 +151,8 @@ class Gateway:
             readings=self._readings,
             queued=len(self.outbox),
             dropped=dict(self.outbox.dropped),
-            links={s.port.device: s.counters for s in self.serial_sources},
+            links={s.port.device: s.counters for s in self.serial_sources}
+            | {s.port.name: s.counters for s in self.modbus_sources},
             publisher=self.publisher.stats(),
         )
 
@@ -190,6 +221,10 @@ class Gateway:
             await asyncio.sleep(interval)
             for source in self.serial_sources:
                 self._emit(source.link_reading())
+            if self.zigbee_source is not None:
+                self._emit(self.zigbee_source.link_reading())
+            for bus in self.modbus_sources:
+                self._emit(bus.link_reading())
             self._emit(self._outbox_reading())
             await self.save_refusals()
             system = await self._system_reading()

@@ -26,7 +26,7 @@ serial: [{path: /dev/ttyUSB0, device: board-a}]
 def test_every_sample_gateway_config_loads(path: Path) -> None:
     config = load_gateway_config(path)
     assert isinstance(config, GatewayConfig)
-    assert config.serial or config.gpio
+    assert config.serial or config.gpio or config.zigbee or config.modbus
 
 
 def test_there_are_sample_configs_to_check() -> None:
