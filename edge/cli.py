@@ -50,6 +50,15 @@ def _describe(config: GatewayConfig) -> None:
         print(f"  serial {port.path} @ {port.baudrate} → device {port.device}")
     for pin in config.gpio:
         print(f"  gpio {pin.pin} → {pin.kind} {pin.sensor}")
+    for bus in config.modbus.ports if config.modbus else ():
+        for unit in bus.devices:
+            where = f"{bus.path} @ {bus.baudrate} unit {unit.unit}"
+            print(f"  modbus {where} → {unit.profile} {unit.sensor}")
+    if config.zigbee is not None:
+        zigbee = config.zigbee
+        print(f"  zigbee2mqtt {zigbee.broker.host}:{zigbee.broker.port} {zigbee.base_topic}/…")
+        for device in zigbee.devices:
+            print(f"  zigbee {device.friendly_name!r} → {device.sensor}")
 
 
 def _run(args: argparse.Namespace) -> int:
