@@ -11,6 +11,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central.consumer.config import ConsumerConfig
+from central.consumer.service import Consumer
 from devstack import InfluxdProcess, MosquittoProcess
 
 _counter = itertools.count(1)
@@ -73,3 +75,30 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
     folder = Path(__file__).resolve().parent.parent / "test-output" / request.node.name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def consumer(
+    mosquitto: MosquittoProcess,
+    influxd: InfluxdProcess,
+    influx_db: str,
+    topic_prefix: str,
+    unique_name: str,
+) -> Iterator[Consumer]:
+    """A running consumer from the test's topic prefix into its own InfluxDB database."""
+    config = ConsumerConfig.model_validate(
+        {
+            "mqtt": {
+                "host": mosquitto.host,
+                "port": mosquitto.port,
+                "client_id": f"consumer-{unique_name}",
+                "topic_prefix": topic_prefix,
+            },
+            "influx": {"api": "v1", "url": influxd.url, "database": influx_db},
+            "flush_interval": 0.2,
+        }
+    )
+    service = Consumer(config)
+    service.start()
+    yield service
+    service.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from central.consumer.config import ConsumerConfig
 from central.consumer.service import Consumer
 from central.visitors import increases
 from devstack import InfluxdProcess, MosquittoProcess
@@ -31,32 +30,6 @@ from tests.mqtt_helpers import running, wait_until
 SITE = "shancheng-xinyuan2"
 DEVICE = "xinyuan2-a"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture
-def consumer(
-    mosquitto: MosquittoProcess,
-    influxd: InfluxdProcess,
-    influx_db: str,
-    topic_prefix: str,
-    unique_name: str,
-) -> Iterator[Consumer]:
-    config = ConsumerConfig.model_validate(
-        {
-            "mqtt": {
-                "host": mosquitto.host,
-                "port": mosquitto.port,
-                "client_id": f"consumer-{unique_name}",
-                "topic_prefix": topic_prefix,
-            },
-            "influx": {"api": "v1", "url": influxd.url, "database": influx_db},
-            "flush_interval": 0.2,
-        }
-    )
-    consumer = Consumer(config)
-    consumer.start()
-    yield consumer
-    consumer.stop()
 
 
 def gateway_config(

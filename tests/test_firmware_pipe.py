@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from central.consumer.config import ConsumerConfig
 from central.consumer.service import Consumer
 from devstack import DevStackError, InfluxdProcess, MosquittoProcess
 from firmware_bridge.messages import Fault, Frame
@@ -48,32 +47,6 @@ async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def consumer(
-    mosquitto: MosquittoProcess,
-    influxd: InfluxdProcess,
-    influx_db: str,
-    topic_prefix: str,
-    unique_name: str,
-) -> Iterator[Consumer]:
-    config = ConsumerConfig.model_validate(
-        {
-            "mqtt": {
-                "host": mosquitto.host,
-                "port": mosquitto.port,
-                "client_id": f"consumer-{unique_name}",
-                "topic_prefix": topic_prefix,
-            },
-            "influx": {"api": "v1", "url": influxd.url, "database": influx_db},
-            "flush_interval": 0.2,
-        }
-    )
-    consumer = Consumer(config)
-    consumer.start()
-    yield consumer
-    consumer.stop()
 
 
 class FirmwarePipe:

@@ -36,7 +36,6 @@ from typing import Any, Self
 import pytest
 import yaml
 
-from central.consumer.config import ConsumerConfig
 from central.consumer.service import Consumer
 from devstack import InfluxdProcess, MosquittoProcess
 from edge.config import SerialPortConfig
@@ -534,32 +533,6 @@ def write_gateway_config(folder: Path, broker: MosquittoProcess, prefix: str, li
     path = folder / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@pytest.fixture
-def consumer(
-    mosquitto: MosquittoProcess,
-    influxd: InfluxdProcess,
-    influx_db: str,
-    topic_prefix: str,
-    unique_name: str,
-) -> Iterator[Consumer]:
-    config = ConsumerConfig.model_validate(
-        {
-            "mqtt": {
-                "host": mosquitto.host,
-                "port": mosquitto.port,
-                "client_id": f"consumer-{unique_name}",
-                "topic_prefix": topic_prefix,
-            },
-            "influx": {"api": "v1", "url": influxd.url, "database": influx_db},
-            "flush_interval": 0.2,
-        }
-    )
-    service = Consumer(config)
-    service.start()
-    yield service
-    service.stop()
 
 
 @pytest.mark.integration
