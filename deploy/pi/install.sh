@@ -156,6 +156,13 @@ if [[ -n "$CONFIG" ]]; then
     fi
     run install -o root -g "$USER_NAME" -m 0640 "$CONFIG" "$CONF"
 fi
+# The generic Modbus register maps (docs/sensors.md) the config may name; a profile already
+# there (a site's own, or one edited) is kept.
+run install -d -o root -g "$USER_NAME" -m 0750 "$CONF_DIR/modbus"
+for profile in "$HERE"/../../config/modbus/*.yaml; do
+    target="$CONF_DIR/modbus/$(basename "$profile")"
+    [[ -e "$target" ]] || run install -o root -g "$USER_NAME" -m 0640 "$profile" "$target"
+done
 have_config=0
 if [[ -e "$CONF" || ( $DRY_RUN -eq 1 && -n "$CONFIG" ) ]]; then
     have_config=1
