@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -578,6 +579,31 @@ async def test_stopping_the_service_ends_open_streams(
         await ended.wait()
     await listener
     await http.aclose()
+
+
+async def test_connections_to_the_live_service_send_without_nagles_delay(
+    mosquitto: MosquittoProcess, topic_prefix: str
+) -> None:
+    # The listener the service binds, accepted from as uvicorn does (loop.create_server):
+    # every stream's socket must have Nagle's algorithm off, or an event can wait up to
+    # 40 ms for the reader's delayed ACK.
+    listener = LiveService(live_config(mosquitto, topic_prefix), DIRECTORY)._bind()
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_connect(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=listener)
+    async with server:
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        try:
+            async with asyncio.timeout(10):
+                nodelay = await accepted
+        finally:
+            writer.close()
+    assert nodelay != 0
 
 
 @pytest.mark.parametrize("token", ["short", "淇河书屋的运营口令很长很长", "has spaces in it!"])

@@ -3,9 +3,10 @@
     python -m bench.city.generator PLAN
 
 PLAN is a JSON file: the broker (``host``, ``port``, ``prefix``, ``keepalive``), the
-gateways' ``inflight`` window, ``report_interval`` (s), ``occupied_share``, ``seed`` and this
-process's ``sites`` (``id``, ``devices``: [board id, seats]). Every site is one
-:class:`~bench.city.gateway.EmulatedGateway`, all driven by one ``selectors`` loop.
+gateways' ``inflight`` window, ``nodelay`` (``TCP_NODELAY`` on their sockets),
+``report_interval`` (s), ``occupied_share``, ``seed`` and this process's ``sites`` (``id``,
+``devices``: [board id, seats]). Every site is one :class:`~bench.city.gateway.EmulatedGateway`,
+all driven by one ``selectors`` loop.
 
 Protocol on the pipes, one JSON line each: the worker prints ``{"ready": true}``, then
 answers every command read from stdin: ``start`` (connect every gateway, which then sends
@@ -26,6 +27,7 @@ import os
 import random
 import selectors
 import signal
+import socket
 import sys
 import time
 from array import array
@@ -134,7 +136,9 @@ class Generator:
             gw.initial(per_board)
             gw.client.connect(host, port, keepalive=self.plan["keepalive"])
             sock = gw.client.socket()
-            assert sock is not None
+            assert isinstance(sock, socket.socket)
+            if self.plan.get("nodelay", False):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             gw.fd = sock.fileno()
             self.selector.register(gw.fd, selectors.EVENT_READ, gw)
             self._watch_write(gw)

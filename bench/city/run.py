@@ -15,7 +15,7 @@ from bench.city.ladder import shared_rates
 from bench.city.payload import check_seat_payload
 from bench.city.phases import City
 from bench.city.report import Results, initial_line, print_report, rows, write_json
-from bench.city.stack import cancel, raise_open_files
+from bench.city.stack import SAVES, cancel, raise_open_files
 from bench.harness import INTERRUPTED, machine, run_in_folder
 
 __all__ = ["main", "run_city"]
@@ -92,11 +92,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--generator-processes", type=int, default=1)
     parser.add_argument(
         "--persistence",
-        choices=("second", "deploy"),
+        choices=tuple(SAVES),
         default="second",
-        help="broker snapshots: every second, or after every change as deploy/mosquitto does",
+        help="broker snapshots: every second, after every change as deploy/mosquitto does, "
+        "or only when it stops",
     )
-    parser.add_argument("--nodelay", action="store_true", help="set_tcp_nodelay in the broker")
+    parser.add_argument(
+        "--nodelay",
+        action="store_true",
+        help="TCP_NODELAY in the broker (set_tcp_nodelay) and on the emulated gateways",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep logs and state under DIR")

@@ -32,6 +32,7 @@ from bench.harness import Child, proc_figures, site_entry
 from devstack import InfluxdProcess, MosquittoProcess, free_port
 
 __all__ = [
+    "SAVES",
     "START_TIMEOUT_S",
     "CityBroker",
     "CityStack",
@@ -50,24 +51,32 @@ START_TIMEOUT_S = 120.0
 # Configs -----------------------------------------------------------------------------------
 
 
+#: ``--persistence``: when the broker writes its snapshot (Mosquitto 2.0 persists by snapshots).
+SAVES = {
+    # Every second, as the devstack does (see the package's notes).
+    "second": ["autosave_interval 1"],
+    # After every change, as deploy/mosquitto/qihe.conf does.
+    "deploy": ["autosave_on_changes true", "autosave_interval 1"],
+    # Only when the broker stops: what the city costs without snapshots (with 32,000
+    # retained seats each one stalls the broker for tens of ms; docs/benchmarks.md).
+    "exit": ["autosave_interval 0"],
+}
+
+
 class CityBroker(MosquittoProcess):
     """Mosquitto with the limits of ``deploy/mosquitto/qihe.conf``, anonymous on loopback.
 
-    ``save_every_change`` is the deploy file's persistence (a snapshot after every change);
-    otherwise a snapshot every second, as the devstack does (see the module's notes).
+    ``persistence``: a key of :data:`SAVES`. ``nodelay``: ``set_tcp_nodelay true``.
     """
 
-    def __init__(self, folder: Path, *, save_every_change: bool, nodelay: bool) -> None:
+    def __init__(self, folder: Path, *, persistence: str, nodelay: bool) -> None:
         super().__init__(folder)
-        self.save_every_change = save_every_change
+        self.save = SAVES[persistence]
         self.nodelay = nodelay
 
     def config_text(self) -> str:
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
-        save = ["autosave_interval 1"]
-        if self.save_every_change:
-            save = ["autosave_on_changes true", "autosave_interval 1"]
         return "\n".join(
             [
                 *self.listener_config(),
@@ -79,7 +88,7 @@ class CityBroker(MosquittoProcess):
                 "max_inflight_messages 100",
                 "persistence true",
                 f"persistence_location {data}/",
-                *save,
+                *self.save,
                 "persistent_client_expiration 2d",
                 # One connection per gateway: no cap but the open-file limit (raised at start).
                 "max_connections -1",
@@ -213,7 +222,7 @@ class CityStack:
         self.seats = args.gateways * args.seats
         self.broker = CityBroker(
             folder / "mosquitto",
-            save_every_change=args.persistence == "deploy",
+            persistence=args.persistence,
             nodelay=args.nodelay,
         )
         self.influx = InfluxdProcess(folder / "influxd")
@@ -322,6 +331,7 @@ class CityStack:
                 "port": self.broker.port,
                 "prefix": PREFIX,
                 "inflight": args.inflight,
+                "nodelay": args.nodelay,
                 "keepalive": 30,
                 "report_interval": args.report_interval,
                 "occupied_share": 0.3,

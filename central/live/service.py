@@ -138,7 +138,12 @@ class LiveService:
     def _bind(self) -> socket.socket:
         http = self.config.http
         family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets accepted
+        # from a listener whose protocol says TCP. Without it, an event written while the
+        # previous one is still unacknowledged waits for the reader's delayed ACK (up to
+        # 40 ms on Linux): that was the p99 of seat change → live page at city scale
+        # (docs/benchmarks.md, "Nagle and the city's 41 ms").
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((http.host, http.port))
