@@ -21,7 +21,6 @@ from edge.sources.gpio import GpioSource
 from edge.sources.modbus import ModbusSource
 from edge.sources.serial import SerialSource
 from edge.sources.zigbee import ZigbeeSource
-from edge.stamp_journal import StampJournal
 from edge.system import HostProbe, SystemProbe, SystemProbeError
 from qihe.clock import Clock, utc_now
 from qihe.contract import PERIODIC_KINDS, OutboxReading, PublishRefusal, Reading, SystemReading
@@ -80,10 +79,6 @@ class Gateway:
                 emit=self._emit,
                 store=self.outbox,
                 clock=clock,
-                journal=StampJournal(
-                    config.state_dir / f"stamps-{port.device}",
-                    trusted=lambda: self.clock_guard.trusted,
-                ),
             )
             for port in config.serial
         ]
@@ -188,8 +183,6 @@ class Gateway:
             self.notifier.stopping("正在停止 stopping: flushing the outbox")
             self.notifier.close()
             await asyncio.shield(self.outbox.close())
-            for source in self.serial_sources:
-                source.close_journal()
 
     def _status_line(self) -> str:
         """One line for ``systemctl status``: Chinese first, then English."""

@@ -238,10 +238,7 @@ class MqttPublisher:
         once), then live readings always go before the next backlog batch, and
         the backlog drains oldest first in packed, non-retained batches.
 
-        Live readings go out as they are put, before the commit that stores them
-        (``Outbox.live``): a reading leaves the outbox once both are done, and the board is
-        acknowledged only after the commit (``docs/reliability.md``). They go in a sliding
-        window: at most ``max_inflight`` await
+        Live readings go out in a sliding window: at most ``max_inflight`` await
         their PUBACK at a time, in id order, and each is confirmed to the outbox as
         its own PUBACK arrives, so the link never idles while the slowest of a group
         is acknowledged. A broker that stops acknowledging while publishes wait for
@@ -282,7 +279,7 @@ class MqttPublisher:
                     while held.full:  # bounded memory: wait for retries to go out
                         wake.clear()
                         await wake.wait()
-                    live = await outbox.live(after=live_cursor, limit=window)
+                    live = await outbox.fetch(after=live_cursor, limit=window)
                     if live:
                         for row in live:
                             reason = held.reason(row)
@@ -317,7 +314,7 @@ class MqttPublisher:
                             continue
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
-                            await outbox.wait_new(live_cursor)
+                            await outbox.wait_committed(live_cursor)
         finally:
             self._held, self._backlog_held = None, 0
 

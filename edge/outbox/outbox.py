@@ -87,12 +87,6 @@ class Outbox:
         self._attempt_listeners: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._committed = asyncio.Event()
-        #: A dated reading was put (or restamped): the publisher's live path wakes.
-        self._arrived = asyncio.Event()
-        #: The id the next reading put gets (ids only ever grow; set at open).
-        self._next_id = 1
-        #: The rows of the commit under way (still readable by the publisher meanwhile).
-        self._in_commit: list[Row] = []
         #: Sequence state per board as last committed (loaded at open).
         self.sequence_state: dict[str, TrackerState] = {}
         self.dropped: Counter[str] = Counter()
@@ -110,7 +104,6 @@ class Outbox:
 
     async def open(self) -> None:
         sequences, drops = await self._run_in_thread(self._store.open)
-        self._next_id = self._store.last_id + 1
         self._open = True
         for device, state in sequences.items():
             self.sequence_state[device] = TrackerState.from_json(state)
@@ -137,8 +130,7 @@ class Outbox:
     # -- intake (event loop) ----------------------------------------------------
 
     def put(self, reading: Reading, *, untrusted_at: float | None = None) -> None:
-        """Accept a reading; it is stored with the next group commit, and readable at once
-        by :meth:`live` (the publisher sends it before it is stored).
+        """Accept a reading; it is stored with the next group commit.
 
         ``untrusted_at``: the monotonic time of a reading taken while the wall clock
         was not trusted. Such a reading is stored but not published until
@@ -147,12 +139,9 @@ class Outbox:
         periodic = int(reading.kind in PERIODIC_KINDS)
         boot = self._boot if untrusted_at is not None else None
         payload = encode_payload(reading)
-        row = (reading.kind, reading.sensor, periodic, payload, untrusted_at, boot, self._next_id)
-        self._next_id += 1
+        row = (reading.kind, reading.sensor, periodic, payload, untrusted_at, boot)
         dropped = self._pending.append(row)
         self.accepted += 1
-        if untrusted_at is None:
-            self._arrived.set()
         if dropped is not None:
             self._dropped_in_memory(Counter((dropped,)))
         if len(self._pending) >= self.commit_max and not self.failing_commits:
@@ -193,12 +182,8 @@ class Outbox:
         self._attempt_listeners.append(listener)
 
     def confirm(self, ids: Iterable[int]) -> None:
-        """The broker acknowledged these readings. One still waiting in memory is forgotten
-        at once, never written (nor held against ``max_pending`` while commits fail); a
-        stored one, or one in a commit under way, is deleted with the next commit."""
-        for row_id in ids:
-            if not self._pending.discard(row_id):
-                self._confirmed.add(row_id)
+        """The broker acknowledged these readings; they are deleted with the next commit."""
+        self._confirmed.update(ids)
 
     def __len__(self) -> int:
         return self._store.stored + self._pending.held - len(self._confirmed)
@@ -272,7 +257,6 @@ class Outbox:
             self._attempted()
             return
         rows = self._pending.take()
-        self._in_commit = rows
         confirmed, self._confirmed = self._confirmed, set()
         drops, self._unsaved_drops = self._unsaved_drops, Counter()
         # Snapshot on the loop, together with the rows: the two are consistent.
@@ -288,7 +272,6 @@ class Outbox:
             self._executor, self._store.commit, rows, confirmed, changed, drops
         )
         cancelled = await _wait_for_job(job)
-        self._in_commit = []
         try:
             dropped = job.result()
         except sqlite3.Error as exc:
@@ -308,12 +291,6 @@ class Outbox:
         self, exc: sqlite3.Error, rows: list[Row], confirmed: set[int], drops: Counter[str]
     ) -> None:
         """Disk full, read-only, locked: keep everything in memory (bounded), try again later."""
-        # Rows of the failed commit the broker acknowledged meanwhile: nothing left to store.
-        done = {row[6] for row in rows} & confirmed
-        if done:
-            self._pending.committed([row for row in rows if row[6] in done])
-            rows = [row for row in rows if row[6] not in done]
-            confirmed -= done
         dropped = self._pending.give_back(rows)
         if self._offset is not None:
             # The clock was trusted while these were in the failed commit: date them now.
@@ -374,31 +351,6 @@ class Outbox:
             self._committed.clear()
             await self._committed.wait()
 
-    async def live(self, *, after: int, limit: int) -> list[StoredReading]:
-        """The dated readings with an id above ``after``, oldest first, at most ``limit``:
-        from memory as soon as they are put (those of a commit under way too), not waiting
-        for the commit — the publisher sends a reading before it is stored. It stays in
-        the outbox until both its commit and its PUBACK (:meth:`confirm`) are done; a
-        reading acknowledged before its commit is never written (``docs/reliability.md``).
-
-        The store is read too only when it holds readings newer than ``after``: a publisher
-        that fell behind a commit (its window full, a reconnect), or readings restamped
-        once the clock is trusted."""
-        rows = [*_newer(self._in_commit, after), *self._pending.newer(after, limit)]
-        found = [StoredReading(r[6], r[0], r[1], r[3]) for r in rows if r[4] is None]
-        if after < self._store.last_id:
-            stored = await self.fetch(after=after, limit=limit)
-            found = sorted({r.id: r for r in (*stored, *found)}.values(), key=lambda r: r.id)
-        return found[:limit]
-
-    async def wait_new(self, after_id: int) -> None:
-        """Return once :meth:`live` has a reading newer than ``after_id``."""
-        while True:
-            self._arrived.clear()
-            if await self.live(after=after_id, limit=1):
-                return
-            await self._arrived.wait()
-
     async def fetch(
         self, *, after: int, upto: int | None = None, limit: int
     ) -> list[StoredReading]:
@@ -456,17 +408,8 @@ class Outbox:
         self._pending.rewrite(lambda row: dated(row, offset))
 
     async def _restamp_store(self, offset: float) -> None:
-        # Under the commit lock: no commit adds held readings between the count and the
-        # move, so the ids reserved here are exactly those the move gives.
-        try:
-            count = await self._run_in_thread(self._store.held_count)
-        except sqlite3.Error:
-            self._restamp_due = offset  # the store refuses reads too: after its next commit
-            return
-        first_id = self._next_id
-        self._next_id += count
         job = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._store.restamp, offset, first_id
+            self._executor, self._store.restamp, offset
         )
         cancelled = await _wait_for_job(job)
         try:
@@ -491,13 +434,8 @@ class Outbox:
             if moved:
                 log.info("restamped %d readings taken before the clock was set", moved)
                 self._committed.set()
-                self._arrived.set()
         if cancelled:
             raise asyncio.CancelledError
-
-
-def _newer(rows: list[Row], after: int) -> list[Row]:
-    return [row for row in rows if row[6] > after]
 
 
 async def _wait_for_job(job: asyncio.Future[Any]) -> bool:

@@ -24,19 +24,18 @@ from qihe.contract import restamp_payload
 
 __all__ = ["PendingQueue", "Row", "dated"]
 
-#: kind, sensor, periodic, payload, monotonic time and boot (both None once the clock is
-#: trusted), and the id the outbox gave the reading when it was put (its id in the store).
-Row = tuple[str, str, int, bytes, float | None, str | None, int]
+#: kind, sensor, periodic, payload, monotonic time and boot (both None once the clock is trusted)
+Row = tuple[str, str, int, bytes, float | None, str | None]
 
 
 def dated(row: Row, offset: float) -> Row:
     """A row held while the clock was not trusted, with its true time (``wall = monotonic +
     offset``) written into the payload; a dated row is returned as it is."""
-    kind, sensor, periodic, payload, mono, _, row_id = row
+    kind, sensor, periodic, payload, mono, _ = row
     if mono is None:
         return row
     true_time = datetime.fromtimestamp(mono + offset, UTC)
-    return (kind, sensor, periodic, restamp_payload(payload, true_time), None, None, row_id)
+    return (kind, sensor, periodic, restamp_payload(payload, true_time), None, None)
 
 
 #: Below this many holes the list is never compacted (cheap either way).
@@ -109,51 +108,6 @@ class PendingQueue:
                 break
             dropped[kind] += 1
         return dropped
-
-    def newer(self, after: int, limit: int) -> list[Row]:
-        """The waiting rows whose id is above ``after``, oldest first, at most ``limit``: the
-        cost is the rows returned, not the rows held."""
-        rows = self._rows
-        lo = self._first_above(after)
-        found: list[Row] = []
-        for index in range(lo, len(rows)):
-            row = rows[index]
-            if row is not None:
-                found.append(row)
-                if len(found) >= limit:
-                    break
-        return found
-
-    def discard(self, row_id: int) -> bool:
-        """Forget the waiting row with this id (the broker acknowledged it: nothing is left
-        to store); False if no row waiting has it."""
-        index = self._first_above(row_id - 1)
-        rows = self._rows
-        if index < len(rows):
-            row = rows[index]
-            if row is not None and row[6] == row_id:
-                self._hole(index, row)
-                return True
-        return False
-
-    def _first_above(self, after: int) -> int:
-        """The index of the first waiting row whose id is above ``after`` (rows are in id
-        order; a binary search, a hole probing forward to the next row), or the end."""
-        rows = self._rows
-        lo, hi = self._head, len(rows)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            probe = mid
-            while probe < hi and rows[probe] is None:
-                probe += 1
-            row = rows[probe] if probe < hi else None
-            if row is None or row[6] > after:
-                hi = mid
-            else:
-                lo = probe + 1
-        while lo < len(rows) and rows[lo] is None:
-            lo += 1
-        return lo
 
     def rewrite(self, change: Callable[[Row], Row]) -> None:
         """Replace every waiting row by ``change(row)`` (same kind, same periodicity)."""

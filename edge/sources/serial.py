@@ -16,7 +16,6 @@ from edge.config import SerialPortConfig
 from edge.normalise import FrameNormaliser, LinkCounters
 from edge.sequence import SequenceStore, TrackerState
 from edge.sources.base import Emit
-from edge.stamp_journal import StampJournal
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
 from firmware_bridge.messages import Frame, GatewayMessage, Hello, ReportAck, Resend, Window
@@ -43,7 +42,6 @@ class SerialSource:
         emit: Emit,
         store: SequenceStore,
         clock: Clock = utc_now,
-        journal: StampJournal | None = None,
     ) -> None:
         self.name = f"serial:{port.device}"
         self.port = port
@@ -64,9 +62,6 @@ class SerialSource:
         self._errors_said = OncePerKey()
         self._hello_ids_said = OncePerKey()
         self._board_dropped = 0
-        self._journal = journal
-        #: The journal's position when the outbox last took the board's state.
-        self._journal_mark = 0
 
     @property
     def counters(self) -> LinkCounters:
@@ -81,23 +76,9 @@ class SerialSource:
             return
         self._registered = True
         device = self.port.device
-        journal = self._journal
-        published = [] if journal is None else journal.open()
-        self._normaliser.restore(self._store.sequence_state.get(device), published)
-        if journal is not None:
-            self._normaliser.on_stamp = journal.record
-        self._store.track_sequence(device, self._state_to_store)
+        self._normaliser.restore(self._store.sequence_state.get(device))
+        self._store.track_sequence(device, lambda: self._normaliser.sequence_state)
         self._store.on_commit(self._on_commit)
-
-    def _state_to_store(self) -> TrackerState:
-        """The board's state for a commit; the stamps journalled so far go with it."""
-        if self._journal is not None:
-            self._journal_mark = self._journal.mark()
-        return self._normaliser.sequence_state
-
-    def close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
 
     def _on_commit(self, sequences: dict[str, TrackerState]) -> None:
         """Tell the board which of its reports are stored, so it can stop resending them.
@@ -106,8 +87,6 @@ class SerialSource:
         wire, the board's resends make us say it again.
         """
         state = sequences.get(self.port.device)
-        if state is not None and self._journal is not None:
-            self._journal.covered(self._journal_mark)
         link = self._link
         if state is None or link is None or not self._heard_since_ack:
             return
