@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiomqtt
+from paho.mqtt.client import topic_matches_sub
 
 from edge.config import GatewayConfig
 from edge.outbox import Outbox, StoredReading
@@ -42,7 +43,7 @@ from qihe.contract import (
 )
 from qihe.mqtt import MqttClient, PublishRefusedError, connect
 
-__all__ = ["MqttPublisher", "PublisherStats"]
+__all__ = ["MessageHandler", "MqttPublisher", "PublisherStats"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ _ACK_TIMEOUT = 10.0
 #: Opens one connection with the given Last Will; the client is connected inside the ``async
 #: with`` and the connection ends with it. A lost connection raises :class:`aiomqtt.MqttError`.
 Connect = Callable[[aiomqtt.Will], contextlib.AbstractAsyncContextManager[MqttClient]]
+
+#: Called on the event loop with the topic and payload of a message that came on a filter
+#: registered with :meth:`MqttPublisher.listen`; it must not block (schedule work instead).
+MessageHandler = Callable[[str, bytes], None]
 
 
 class _Flight:
@@ -140,6 +145,33 @@ class MqttPublisher:
         self._held: HeldReadings | None = None
         #: Readings of a refused backlog batch, waiting for its retry.
         self._backlog_held = 0
+        #: Topic filters the gateway listens on besides its status (commands, config).
+        self._listeners: list[tuple[str, MessageHandler]] = []
+        #: The connected client, while there is one (for :meth:`send`).
+        self._client: MqttClient | None = None
+
+    def listen(self, topic_filter: str, handler: MessageHandler) -> None:
+        """Subscribe to ``topic_filter`` (QoS 1) at every connection and hand each message
+        on it to ``handler``. Register before :meth:`run`."""
+        self._listeners.append((topic_filter, handler))
+
+    async def send(self, topic: str, payload: bytes, *, kind: str, retain: bool = False) -> bool:
+        """Publish one message at QoS 1 on the current connection, outside the outbox (a
+        command reply, a config report): True once acknowledged; False when there is no
+        connection, the connection failed, or the broker refused it (counted under ``kind``,
+        logged)."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=_ACK_TIMEOUT)
+        except PublishRefusedError as exc:
+            self.refusals.count(kind, exc)
+            return False
+        except aiomqtt.MqttError as exc:
+            log.info("未能发送 could not send %s: %s", topic, exc)
+            return False
+        return True
 
     def refusal_snapshot(self) -> RefusalSnapshot:
         """Refusals so far, and the readings held for a retry now (for the health reading)."""
@@ -208,10 +240,14 @@ class MqttPublisher:
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
+                self._client = None
 
     async def _serve(self, client: MqttClient, session: int) -> None:
         await self._publish_status(client, "online", session)
         await client.subscribe(self._status_topic, qos=1)
+        for topic_filter, _ in self._listeners:
+            await client.subscribe(topic_filter, qos=1)
+        self._client = client
         self._connects += 1
         self._backoff.reset()
         self.connected.set()
@@ -430,7 +466,11 @@ class MqttPublisher:
 
     async def _watch_status(self, client: MqttClient, session: int) -> None:
         async for message in client.messages:
-            if str(message.topic) != self._status_topic or not isinstance(message.payload, bytes):
+            if not isinstance(message.payload, bytes):
+                continue
+            topic = str(message.topic)
+            if topic != self._status_topic:
+                self._dispatch(topic, message.payload)
                 continue
             try:
                 status = parse_status(message.payload)
@@ -441,6 +481,11 @@ class MqttPublisher:
                 log.info("late Last Will of session %d seen; restating online", status.session)
                 await self._publish_status(client, "online", session)
                 self._will_corrections += 1
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        for topic_filter, handler in self._listeners:
+            if topic_matches_sub(topic_filter, topic):
+                handler(topic, payload)
 
     async def _say_offline(self, client: MqttClient, session: int) -> None:
         """A clean stop sends no Will, so say offline ourselves (best effort)."""
