@@ -282,7 +282,7 @@ def latency_details(windows: Sequence[LatencyWindow]) -> str:
 
     return (
         f"where the time goes (p50): board → broker {split('board_to_broker_p50')} "
-        f"(includes the wait for the outbox commit), broker → live page "
+        f"(published before the outbox commit), broker → live page "
         f"{split('broker_to_live_p50')}, broker → InfluxDB {split('broker_to_influx_p50')}; "
         f"{sum(x.influx_polls for x in windows)} InfluxDB polls"
     )

@@ -7,6 +7,7 @@ not become a second reading) and names each sensor ``{device}.{index}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -88,10 +89,17 @@ class FrameNormaliser:
         # The tracker stamps each new frame: unique, and in the board's order.
         self._sequence = SequenceTracker()
         self._tally = _Tally()
+        #: Told every new frame's (boot, seq, stamp) before its reading goes anywhere.
+        self.on_stamp: Callable[[int | None, int, int], None] | None = None
 
-    def restore(self, state: TrackerState | None) -> None:
-        """Continue the board's numbering from what the outbox stored before a restart."""
+    def restore(
+        self, state: TrackerState | None, journal: Sequence[tuple[int | None, int, int]] = ()
+    ) -> None:
+        """Continue the board's numbering from what the outbox stored before a restart, and
+        give resent frames the stamps in ``journal`` (``edge/stamp_journal.py``)."""
         self._sequence = SequenceTracker(state)
+        if journal:
+            self._sequence.plan(journal)
 
     @property
     def sequence_state(self) -> TrackerState:
@@ -137,6 +145,8 @@ class FrameNormaliser:
         if seen.stamp_us is None:  # a repeat: stored already
             self._tally.duplicates += 1
             return None
+        if self.on_stamp is not None:
+            self.on_stamp(self._sequence.boot, seq, seen.stamp_us)
         now = from_micros(seen.stamp_us)
         if isinstance(message, Window):  # what the board still holds: no reading
             self._sequence.window(seq, message.held, message.dropped)

@@ -35,7 +35,7 @@ left off. What a serial source needs of that store is :class:`SequenceStore`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -161,6 +161,36 @@ class SequenceTracker:
         self.lost = 0
         #: Gaps given up: too far behind, or a WINDOW said the board no longer holds them.
         self.given_up = 0
+        #: The stamps an earlier process published frames with before it was killed, by
+        #: (boot, seq): a resend of one gets its stamp again (:meth:`plan`).
+        self._plan: dict[tuple[int | None, int], int] = {}
+        self._plan_newest = 0
+
+    @property
+    def boot(self) -> int | None:
+        """The board's boot number, as far as the tracker knows it."""
+        return self._boot
+
+    def plan(self, journal: Sequence[tuple[int | None, int, int]]) -> None:
+        """Take the stamps an earlier process gave (``edge/stamp_journal.py``: boot, seq,
+        stamp, in the order given) after the state this tracker was restored from.
+
+        They are replayed on a copy of this tracker, so the numbers they skipped get the
+        stamps their gaps had too; a frame that comes again gets its old stamp, the same
+        InfluxDB point as the one published before the kill.
+        """
+        shadow = SequenceTracker(self.state)
+        planned: dict[tuple[int | None, int], int] = {}
+        for boot, seq, stamp in journal:
+            if boot is not None and boot != shadow._boot:
+                shadow.hello(boot, seq)
+            seen = shadow.observe(seq, stamp)
+            if seen.stamp_us is not None:
+                planned[(shadow._boot, seq)] = seen.stamp_us
+                self._plan_newest = seq
+        for gap, stamp in shadow._gaps.items():
+            planned.setdefault((shadow._boot, gap), stamp)
+        self._plan = planned
 
     @property
     def state(self) -> TrackerState:
@@ -248,6 +278,8 @@ class SequenceTracker:
         """
         last = self._last
         if last is None:
+            if self._plan:
+                received_us = self._plan.pop((self._boot, seq), received_us)
             self._last = seq
             if self._boot_start:
                 self._boot_start = False
@@ -259,6 +291,8 @@ class SequenceTracker:
         if ahead == 0:
             return _REPEAT
         if ahead < _HALF:
+            if self._plan:
+                received_us = self._planned(seq, received_us)
             stamp = self._stamp(received_us, ahead)
             skipped = ahead - 1
             if skipped:
@@ -275,7 +309,10 @@ class SequenceTracker:
             if seq in self._counted:
                 self._counted.discard(seq)
                 self.lost -= 1
-            return Observation(Verdict.NEW, self._gaps.pop(seq))
+            stamp = self._gaps.pop(seq)
+            if self._plan:
+                stamp = self._plan.pop((self._boot, seq), stamp)
+            return Observation(Verdict.NEW, stamp)
         if _behind(last, seq) <= GIVE_UP_AFTER:
             return _REPEAT
         # The board restarted unseen: its boot is unknown until a WINDOW or its HELLO.
@@ -284,6 +321,14 @@ class SequenceTracker:
         stamp = self._stamp(received_us, GIVE_UP_AFTER)
         self._open_before(seq, stamp)
         return Observation(Verdict.RESTART, stamp)
+
+    def _planned(self, seq: int, received_us: int) -> int:
+        """The stamp an earlier process gave ``seq`` if it did, else ``received_us``; the plan
+        is forgotten once the numbering has moved well past it."""
+        stamp = self._plan.pop((self._boot, seq), received_us)
+        if GIVE_UP_AFTER < _behind(seq, self._plan_newest) < _HALF:
+            self._plan.clear()
+        return stamp
 
     def _stamp(self, received_us: int, reserve: int) -> int:
         """``received_us``, or ``reserve`` µs after the last stamp if that is later: the

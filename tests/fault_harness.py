@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from devstack import DevStackError, InfluxdProcess, MosquittoProcess
+from edge.sequence import TrackerState
 from firmware_bridge.emulator import BookHouseEmulator, EmulatorConfig, PtyPort
 from firmware_bridge.messages import Door, Fault, Frame, Heartbeat, Hello, People, Seat
 from tests.secure_broker import AclMosquitto
@@ -68,6 +69,7 @@ __all__ = [
     "consumer_killed",
     "database_locked_30s",
     "fill_filesystem",
+    "gateway_killed_before_commit",
     "gateway_killed_board_resending_slowly",
     "gateway_killed_repeatedly",
     "influxd_restarted",
@@ -276,6 +278,9 @@ class ScenarioResult:
     reported_board_dropped: int | None = None
     #: Produced readings of reports the board gave up (fate ``evicted``), by (sensor, seq).
     given_up: frozenset[tuple[str, int]] = frozenset()
+    #: Per gateway SIGKILL (gateway-kill-uncommitted): the board's frames the killed gateway
+    #: had stamped and handed to its publisher that its store had not committed.
+    uncommitted_at_kills: tuple[int, ...] = ()
 
     @property
     def recovery_seconds(self) -> float:
@@ -488,6 +493,7 @@ class Pipe:
         self._producer: asyncio.Task[None] | None = None
         self._occupied = [False] * seats
         self._started_at = 0.0
+        self.uncommitted_at_kills: list[int] = []
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -734,6 +740,28 @@ class Pipe:
     async def kill_gateway(self) -> None:
         await asyncio.to_thread(self.gateway.kill)
 
+    async def kill_gateway_counting_uncommitted(self) -> None:
+        """SIGKILL the gateway, then count what it published and had not committed."""
+        await self.kill_gateway()
+        self.uncommitted_at_kills.append(await asyncio.to_thread(self.uncommitted))
+
+    def uncommitted(self) -> int:
+        """Frames of the board the (killed) gateway journalled as published
+        (``edge/stamp_journal.py``) beyond the board's state its store last committed."""
+        con = sqlite3.connect(self.state_dir / "outbox.sqlite3")
+        try:
+            row = con.execute(
+                "SELECT state FROM device_sequence WHERE device = ?", (DEVICE,)
+            ).fetchone()
+        finally:
+            con.close()
+        last = None if row is None else TrackerState.from_json(row[0]).last
+        journal = self.state_dir / f"stamps-{DEVICE}"
+        seqs = [int(line.split()[1]) for line in journal.read_bytes().splitlines() if line]
+        if last is None:
+            return len(seqs)
+        return sum(1 for seq in seqs if 0 < (seq - last) % 0x10000 < 0x8000)
+
     async def start_gateway(self) -> None:
         await self.gateway.start()
 
@@ -801,6 +829,7 @@ class Pipe:
             board_dropped=self.emulator.state.window_dropped,
             reported_board_dropped=await self._wait_board_dropped_reported(drain_timeout),
             given_up=frozenset(self.given_up()),
+            uncommitted_at_kills=tuple(self.uncommitted_at_kills),
         )
 
     async def _wait_board_dropped_reported(self, timeout: float) -> int | None:
@@ -977,6 +1006,42 @@ async def gateway_killed_repeatedly(
         return await pipe.finish(scenario)
 
 
+async def gateway_killed_before_commit(
+    folder: Path, *, kills: int = 10, commit_interval: float = 2.0, seed: int = 20261207
+) -> ScenarioResult:
+    """The gateway SIGKILLed ``kills`` times right after publishing, before committing.
+
+    The gateway publishes a reading as it arrives and commits every ``commit_interval``
+    (2 s here, so the window is wide): each kill comes after the first commit of a
+    (re)start and before the second, with readings published and not stored. The board
+    resends them (never acknowledged), and the restarted gateway must give them the
+    stamps they were published with, or InfluxDB would hold them twice.
+    """
+    rng = random.Random(seed)
+    extra = {**_LINK_EVERY_S, "outbox": {"commit_interval": commit_interval}}
+    async with Pipe(
+        folder,
+        name="gateway-kill-uncommitted",
+        retransmit_after=RETRANSMIT_AFTER,
+        gateway_extra=extra,
+    ) as pipe:
+        for n in range(1, kills + 1):
+            # The gateway was (re)started just now: its first commit comes commit_interval
+            # after, its second twice that; strike between the two.
+            await asyncio.sleep(rng.uniform(commit_interval + 0.3, 2 * commit_interval - 0.3))
+            await pipe.inject(
+                f"gateway SIGKILL {n} before a commit",
+                pipe.kill_gateway_counting_uncommitted,
+                pipe.start_gateway,
+                down=rng.uniform(0.0, 0.5),
+                wait_recovery=False,
+            )
+        await asyncio.sleep(3)
+        return await pipe.finish(
+            f"gateway SIGKILLed {kills} times after publishing, before committing"
+        )
+
+
 async def gateway_killed_board_resending_slowly(folder: Path) -> ScenarioResult:
     return await gateway_killed_repeatedly(folder, retransmit_after=timedelta(seconds=2))
 
@@ -1058,10 +1123,19 @@ def _sd_gateway_extra(max_pending: int | None) -> dict[str, Any]:
 
 
 async def sd_card_full(
-    folder: Path, *, down: float = 60, max_pending: int | None = None, drain_timeout: float = 40
+    folder: Path,
+    *,
+    down: float = 60,
+    max_pending: int | None = None,
+    drain_timeout: float = 40,
+    broker_down: bool = False,
 ) -> ScenarioResult:
     """The gateway's state folder is a small tmpfs; a file takes every free byte of it for
-    ``down`` seconds, then goes. Needs root. ``max_pending``: the gateway's memory bound."""
+    ``down`` seconds, then goes. Needs root. ``max_pending``: the gateway's memory bound.
+
+    The gateway publishes readings before storing them, so with the broker up a failing
+    store holds (nearly) nothing in memory: ``broker_down`` stops Mosquitto for the same
+    time, so readings can go nowhere and the memory bound is passed."""
     async with mounted_tmpfs(folder / "sd-card") as card:
         extra = _sd_gateway_extra(max_pending)
         async with Pipe(
@@ -1071,9 +1145,13 @@ async def sd_card_full(
 
             async def fill() -> None:
                 await asyncio.to_thread(fill_filesystem, filler)
+                if broker_down:
+                    await pipe.stop_broker()
 
             async def free() -> None:
                 await asyncio.to_thread(filler.unlink)
+                if broker_down:
+                    await pipe.start_broker()
 
             await asyncio.sleep(3)
             await pipe.inject(
@@ -1088,10 +1166,16 @@ async def sd_card_full_60s(folder: Path) -> ScenarioResult:
 
 
 async def database_locked(
-    folder: Path, *, down: float = 30, max_pending: int | None = None, drain_timeout: float = 40
+    folder: Path,
+    *,
+    down: float = 30,
+    max_pending: int | None = None,
+    drain_timeout: float = 40,
+    broker_down: bool = False,
 ) -> ScenarioResult:
     """Another process holds ``BEGIN EXCLUSIVE`` on the gateway's outbox for ``down`` seconds
-    (this one, through its own connection): the gateway's reads work, its commits fail."""
+    (this one, through its own connection): the gateway's reads work, its commits fail.
+    ``broker_down``: Mosquitto stopped for the same time (as in :func:`sd_card_full`)."""
     extra = _sd_gateway_extra(max_pending)
     async with Pipe(folder, name="db-locked", gateway_extra=extra) as pipe:
         holder: list[sqlite3.Connection] = []
@@ -1113,9 +1197,13 @@ async def database_locked(
 
         async def fault() -> None:
             await asyncio.to_thread(lock)
+            if broker_down:
+                await pipe.stop_broker()
 
         async def repair() -> None:
             await asyncio.to_thread(unlock)
+            if broker_down:
+                await pipe.start_broker()
 
         await asyncio.sleep(3)
         await pipe.inject(
@@ -1211,6 +1299,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         gateway_killed_repeatedly,
         "3 s of readings, then 10 times: a seeded random 0.2-2.5 s, gateway SIGKILLed, restarted"
         " 0-1 s later (not waiting for it to catch up); 3 s more",
+        needs_retransmit=True,
+    ),
+    Scenario(
+        "gateway-kill-uncommitted",
+        gateway_killed_before_commit,
+        "commits every 2 s; 10 times: the gateway SIGKILLed after the first commit of its"
+        " (re)start and before the second, with readings published and not stored, restarted"
+        " 0-0.5 s later",
         needs_retransmit=True,
     ),
     Scenario(

@@ -31,6 +31,7 @@ from tests.fault_harness import (
     compare,
     consumer_killed,
     database_locked,
+    gateway_killed_before_commit,
     gateway_killed_board_resending_slowly,
     gateway_killed_repeatedly,
     influxd_restarted,
@@ -165,6 +166,18 @@ async def test_no_reading_is_lost_or_doubled_when_the_gateway_is_sigkilled_ten_t
     assert_every_reading_landed_once_in_order(result)
 
 
+@pytest.mark.integration
+async def test_readings_published_before_a_commit_the_sigkill_prevented_land_once_in_order(
+    tmp_path: Path,
+) -> None:
+    result = await gateway_killed_before_commit(tmp_path, kills=10)
+    assert len(result.faults) == 10
+    # Every kill struck with readings published and not stored: the window was hit.
+    assert len(result.uncommitted_at_kills) == 10, result.describe()
+    assert min(result.uncommitted_at_kills) > 0, result.uncommitted_at_kills
+    assert_every_reading_landed_once_in_order(result)
+
+
 # -- the SD card refuses commits: a full filesystem, a locked outbox ----------------------------
 
 #: The gateway's memory bound in these tests: small, so a short fault passes it.
@@ -198,8 +211,11 @@ def assert_every_reading_not_dropped_landed_once_in_order(result: ScenarioResult
 async def test_readings_held_while_the_sd_card_is_full_land_once_or_are_counted_dropped(
     tmp_path: Path,
 ) -> None:
-    # 15 s of a full card (the bench scenario: 60 s) at ~17 readings/s pass a bound of 100.
-    result = await sd_card_full(tmp_path, down=15, max_pending=SMALL_BOUND, drain_timeout=10)
+    # 15 s of a full card (the bench scenario: 60 s) at ~17 readings/s pass a bound of 100,
+    # the broker down meanwhile: readings published before their commit would not wait.
+    result = await sd_card_full(
+        tmp_path, down=15, max_pending=SMALL_BOUND, drain_timeout=40, broker_down=True
+    )
     assert_every_reading_not_dropped_landed_once_in_order(result)
 
 
@@ -208,8 +224,11 @@ async def test_readings_held_while_the_sd_card_is_full_land_once_or_are_counted_
 async def test_readings_held_while_the_outbox_is_locked_land_once_or_are_counted_dropped(
     tmp_path: Path,
 ) -> None:
-    # 10 s of a lock (the bench scenario: 30 s) at ~17 readings/s pass a bound of 100.
-    result = await database_locked(tmp_path, down=10, max_pending=SMALL_BOUND, drain_timeout=10)
+    # 10 s of a lock (the bench scenario: 30 s) at ~17 readings/s pass a bound of 100, the
+    # broker down meanwhile (as above).
+    result = await database_locked(
+        tmp_path, down=10, max_pending=SMALL_BOUND, drain_timeout=40, broker_down=True
+    )
     assert_every_reading_not_dropped_landed_once_in_order(result)
 
 

@@ -69,3 +69,42 @@ def test_many_drops_keep_order_and_count_through_compaction() -> None:
     ]
     assert dropped.total() == 49_000
     assert dropped["heartbeat"] == len(range(0, 50_000, 3))
+
+
+def with_id(kind: str, row_id: int, *, periodic: bool = False) -> Row:
+    return (kind, f"s{row_id}", int(periodic), b"{}", None, None, row_id)
+
+
+def test_the_bound_spares_rows_handed_to_the_publisher_while_others_are_left() -> None:
+    """A row the publisher was handed may be in flight, its PUBACK on the way: dropping it
+    would count as lost a reading that lands. The bound drops the others first."""
+    queue = PendingQueue(bound=4)
+    queue.append(with_id("link", 1, periodic=True))
+    queue.append(with_id("seat", 2))
+    queue.append(with_id("link", 3, periodic=True))
+    queue.append(with_id("seat", 4))
+    queue.handed = 2
+    assert queue.append(with_id("seat", 5)) == "link"  # id 3, not the handed id 1
+    assert queue.append(with_id("seat", 6)) == "seat"  # id 4, not the handed id 2
+    assert [r[6] for r in queue.newer(0, 10)] == [1, 2, 5, 6]
+
+
+def test_when_everything_held_was_handed_the_newcomer_goes() -> None:
+    queue = PendingQueue(bound=2)
+    queue.append(with_id("seat", 1))
+    queue.append(with_id("link", 2, periodic=True))
+    queue.handed = 2
+    assert queue.append(with_id("seat", 3)) == "seat"
+    assert [r[6] for r in queue.newer(0, 10)] == [1, 2]
+
+
+def test_a_failed_commit_given_back_keeps_the_bound_even_if_it_must_drop_a_handed_row() -> None:
+    queue = PendingQueue(bound=3)
+    for row_id in (1, 2, 3):
+        queue.append(with_id("seat", row_id))
+    rows = queue.take()
+    queue.handed = 3
+    queue.bound = 2  # as if the rows came back to a smaller room
+    assert queue.give_back(rows) == Counter({"seat": 1})
+    assert queue.held == 2
+    assert [r[6] for r in queue.newer(0, 10)] == [2, 3]

@@ -87,6 +87,12 @@ class Outbox:
         self._attempt_listeners: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._committed = asyncio.Event()
+        #: A dated reading was put (or restamped): the publisher's live path wakes.
+        self._arrived = asyncio.Event()
+        #: The id the next reading put gets (ids only ever grow; set at open).
+        self._next_id = 1
+        #: The rows of the commit under way (still readable by the publisher meanwhile).
+        self._in_commit: list[Row] = []
         #: Sequence state per board as last committed (loaded at open).
         self.sequence_state: dict[str, TrackerState] = {}
         self.dropped: Counter[str] = Counter()
@@ -104,6 +110,7 @@ class Outbox:
 
     async def open(self) -> None:
         sequences, drops = await self._run_in_thread(self._store.open)
+        self._next_id = self._store.last_id + 1
         self._open = True
         for device, state in sequences.items():
             self.sequence_state[device] = TrackerState.from_json(state)
@@ -130,7 +137,8 @@ class Outbox:
     # -- intake (event loop) ----------------------------------------------------
 
     def put(self, reading: Reading, *, untrusted_at: float | None = None) -> None:
-        """Accept a reading; it is stored with the next group commit.
+        """Accept a reading; it is stored with the next group commit, and readable at once
+        by :meth:`live` (the publisher sends it before it is stored).
 
         ``untrusted_at``: the monotonic time of a reading taken while the wall clock
         was not trusted. Such a reading is stored but not published until
@@ -139,9 +147,12 @@ class Outbox:
         periodic = int(reading.kind in PERIODIC_KINDS)
         boot = self._boot if untrusted_at is not None else None
         payload = encode_payload(reading)
-        row = (reading.kind, reading.sensor, periodic, payload, untrusted_at, boot)
+        row = (reading.kind, reading.sensor, periodic, payload, untrusted_at, boot, self._next_id)
+        self._next_id += 1
         dropped = self._pending.append(row)
         self.accepted += 1
+        if untrusted_at is None:
+            self._arrived.set()
         if dropped is not None:
             self._dropped_in_memory(Counter((dropped,)))
         if len(self._pending) >= self.commit_max and not self.failing_commits:
@@ -182,8 +193,12 @@ class Outbox:
         self._attempt_listeners.append(listener)
 
     def confirm(self, ids: Iterable[int]) -> None:
-        """The broker acknowledged these readings; they are deleted with the next commit."""
-        self._confirmed.update(ids)
+        """The broker acknowledged these readings. One still waiting in memory is forgotten
+        at once, never written (nor held against ``max_pending`` while commits fail); a
+        stored one, or one in a commit under way, is deleted with the next commit."""
+        for row_id in ids:
+            if not self._pending.discard(row_id):
+                self._confirmed.add(row_id)
 
     def __len__(self) -> int:
         return self._store.stored + self._pending.held - len(self._confirmed)
@@ -254,9 +269,10 @@ class Outbox:
             stored = dict(self.sequence_state)
             for listener in self._listeners:
                 listener(stored)
-            self._attempted()
+            await self._probe()
             return
         rows = self._pending.take()
+        self._in_commit = rows
         confirmed, self._confirmed = self._confirmed, set()
         drops, self._unsaved_drops = self._unsaved_drops, Counter()
         # Snapshot on the loop, together with the rows: the two are consistent.
@@ -272,6 +288,7 @@ class Outbox:
             self._executor, self._store.commit, rows, confirmed, changed, drops
         )
         cancelled = await _wait_for_job(job)
+        self._in_commit = []
         try:
             dropped = job.result()
         except sqlite3.Error as exc:
@@ -279,6 +296,24 @@ class Outbox:
         else:
             self._pending.committed(rows)
             self._commit_worked(dropped, rows, sequences)
+        self._attempted()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _probe(self) -> None:
+        """A tick with nothing to write still asks the store for its write lock (writing
+        nothing, so no card wear): readings published before their commit can leave every
+        tick empty, and the watchdog must still see a store that hangs or refuses (a locked
+        file, a card gone bad) — a commit would meet the same when the broker goes away."""
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._store.probe)
+        cancelled = await _wait_for_job(job)
+        try:
+            job.result()
+        except sqlite3.Error as exc:
+            self._commit_failed(exc, [], set(), Counter())
+        else:
+            if self.failing_commits:
+                self._commit_worked(Counter(), [], {})
         self._attempted()
         if cancelled:
             raise asyncio.CancelledError
@@ -291,6 +326,12 @@ class Outbox:
         self, exc: sqlite3.Error, rows: list[Row], confirmed: set[int], drops: Counter[str]
     ) -> None:
         """Disk full, read-only, locked: keep everything in memory (bounded), try again later."""
+        # Rows of the failed commit the broker acknowledged meanwhile: nothing left to store.
+        done = {row[6] for row in rows} & confirmed
+        if done:
+            self._pending.committed([row for row in rows if row[6] in done])
+            rows = [row for row in rows if row[6] not in done]
+            confirmed -= done
         dropped = self._pending.give_back(rows)
         if self._offset is not None:
             # The clock was trusted while these were in the failed commit: date them now.
@@ -351,6 +392,34 @@ class Outbox:
             self._committed.clear()
             await self._committed.wait()
 
+    async def live(self, *, after: int, limit: int) -> list[StoredReading]:
+        """The dated readings with an id above ``after``, oldest first, at most ``limit``:
+        from memory as soon as they are put (those of a commit under way too), not waiting
+        for the commit — the publisher sends a reading before it is stored. It stays in
+        the outbox until both its commit and its PUBACK (:meth:`confirm`) are done; a
+        reading acknowledged before its commit is never written (``docs/reliability.md``).
+
+        The store is read too only when it holds readings newer than ``after``: a publisher
+        that fell behind a commit (its window full, a reconnect), or readings restamped
+        once the clock is trusted."""
+        rows = [*_newer(self._in_commit, after), *self._pending.newer(after, limit)]
+        found = [StoredReading(r[6], r[0], r[1], r[3]) for r in rows if r[4] is None]
+        if after < self._store.last_id:
+            stored = await self.fetch(after=after, limit=limit)
+            found = sorted({r.id: r for r in (*stored, *found)}.values(), key=lambda r: r.id)
+        found = found[:limit]
+        if found and found[-1].id > self._pending.handed:
+            self._pending.handed = found[-1].id
+        return found
+
+    async def wait_new(self, after_id: int) -> None:
+        """Return once :meth:`live` has a reading newer than ``after_id``."""
+        while True:
+            self._arrived.clear()
+            if await self.live(after=after_id, limit=1):
+                return
+            await self._arrived.wait()
+
     async def fetch(
         self, *, after: int, upto: int | None = None, limit: int
     ) -> list[StoredReading]:
@@ -408,8 +477,17 @@ class Outbox:
         self._pending.rewrite(lambda row: dated(row, offset))
 
     async def _restamp_store(self, offset: float) -> None:
+        # Under the commit lock: no commit adds held readings between the count and the
+        # move, so the ids reserved here are exactly those the move gives.
+        try:
+            count = await self._run_in_thread(self._store.held_count)
+        except sqlite3.Error:
+            self._restamp_due = offset  # the store refuses reads too: after its next commit
+            return
+        first_id = self._next_id
+        self._next_id += count
         job = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._store.restamp, offset
+            self._executor, self._store.restamp, offset, first_id
         )
         cancelled = await _wait_for_job(job)
         try:
@@ -434,8 +512,13 @@ class Outbox:
             if moved:
                 log.info("restamped %d readings taken before the clock was set", moved)
                 self._committed.set()
+                self._arrived.set()
         if cancelled:
             raise asyncio.CancelledError
+
+
+def _newer(rows: list[Row], after: int) -> list[Row]:
+    return [row for row in rows if row[6] > after]
 
 
 async def _wait_for_job(job: asyncio.Future[Any]) -> bool:

@@ -24,18 +24,19 @@ from qihe.contract import restamp_payload
 
 __all__ = ["PendingQueue", "Row", "dated"]
 
-#: kind, sensor, periodic, payload, monotonic time and boot (both None once the clock is trusted)
-Row = tuple[str, str, int, bytes, float | None, str | None]
+#: kind, sensor, periodic, payload, monotonic time and boot (both None once the clock is
+#: trusted), and the id the outbox gave the reading when it was put (its id in the store).
+Row = tuple[str, str, int, bytes, float | None, str | None, int]
 
 
 def dated(row: Row, offset: float) -> Row:
     """A row held while the clock was not trusted, with its true time (``wall = monotonic +
     offset``) written into the payload; a dated row is returned as it is."""
-    kind, sensor, periodic, payload, mono, _ = row
+    kind, sensor, periodic, payload, mono, _, row_id = row
     if mono is None:
         return row
     true_time = datetime.fromtimestamp(mono + offset, UTC)
-    return (kind, sensor, periodic, restamp_payload(payload, true_time), None, None)
+    return (kind, sensor, periodic, restamp_payload(payload, true_time), None, None, row_id)
 
 
 #: Below this many holes the list is never compacted (cheap either way).
@@ -55,6 +56,10 @@ class PendingQueue:
         self._live = 0
         #: Rows handed to a commit that has not returned yet.
         self.in_commit = 0
+        #: The newest id handed to the publisher: a row at or below it may be in flight, its
+        #: PUBACK on the way, so the bound drops such a row only when nothing else is left
+        #: (dropping it would count as lost a reading that lands).
+        self.handed = 0
 
     def __len__(self) -> int:
         """Rows waiting for a commit (not counting those of a commit under way)."""
@@ -75,8 +80,9 @@ class PendingQueue:
         if kind is None and not row[2]:
             kind = self._drop_oldest()
         if kind is None:
-            # The newcomer is the only periodic reading, or everything is in a commit under
-            # way (it may be stored by now): the newcomer goes.
+            # The newcomer is the only periodic reading not handed to the publisher, or
+            # everything is in a commit under way (it may be stored by now) or in flight (it
+            # may land): the newcomer goes.
             return row[0]
         self._push(row)
         return kind
@@ -109,6 +115,51 @@ class PendingQueue:
             dropped[kind] += 1
         return dropped
 
+    def newer(self, after: int, limit: int) -> list[Row]:
+        """The waiting rows whose id is above ``after``, oldest first, at most ``limit``: the
+        cost is the rows returned, not the rows held."""
+        rows = self._rows
+        lo = self._first_above(after)
+        found: list[Row] = []
+        for index in range(lo, len(rows)):
+            row = rows[index]
+            if row is not None:
+                found.append(row)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def discard(self, row_id: int) -> bool:
+        """Forget the waiting row with this id (the broker acknowledged it: nothing is left
+        to store); False if no row waiting has it."""
+        index = self._first_above(row_id - 1)
+        rows = self._rows
+        if index < len(rows):
+            row = rows[index]
+            if row is not None and row[6] == row_id:
+                self._hole(index, row)
+                return True
+        return False
+
+    def _first_above(self, after: int) -> int:
+        """The index of the first waiting row whose id is above ``after`` (rows are in id
+        order; a binary search, a hole probing forward to the next row), or the end."""
+        rows = self._rows
+        lo, hi = self._head, len(rows)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            probe = mid
+            while probe < hi and rows[probe] is None:
+                probe += 1
+            row = rows[probe] if probe < hi else None
+            if row is None or row[6] > after:
+                hi = mid
+            else:
+                lo = probe + 1
+        while lo < len(rows) and rows[lo] is None:
+            lo += 1
+        return lo
+
     def rewrite(self, change: Callable[[Row], Row]) -> None:
         """Replace every waiting row by ``change(row)`` (same kind, same periodicity)."""
         self._rows = [None if row is None else change(row) for row in self._rows]
@@ -122,26 +173,45 @@ class PendingQueue:
         self._live += 1
 
     def _drop_one(self) -> str | None:
-        """Drop the oldest periodic row, else the oldest row; its kind, or None if empty."""
-        return self._drop_periodic() or self._drop_oldest()
+        """Drop the oldest periodic row, else the oldest row, sparing those handed to the
+        publisher while others are left; its kind, or None if empty."""
+        return (
+            self._drop_periodic()
+            or self._drop_oldest()
+            or self._drop_periodic(spare=False)
+            or self._drop_oldest(spare=False)
+        )
 
-    def _drop_periodic(self) -> str | None:
+    def _drop_periodic(self, *, spare: bool = True) -> str | None:
         rows = self._rows
-        while self._periodic:
-            index = self._periodic.popleft()
+        periodic = self._periodic
+        spared: list[int] = []
+        victim: tuple[int, Row] | None = None
+        while periodic:
+            index = periodic.popleft()
             row = rows[index]
-            if row is not None:  # else: already gone as the oldest of any kind
-                return self._hole(index, row)
-        return None
+            if row is None:  # already gone as the oldest of any kind
+                continue
+            if spare and self.handed and row[6] <= self.handed:
+                spared.append(index)  # at most the publisher's window of them
+                continue
+            victim = (index, row)
+            break
+        periodic.extendleft(reversed(spared))
+        return None if victim is None else self._hole(*victim)
 
-    def _drop_oldest(self) -> str | None:
+    def _drop_oldest(self, *, spare: bool = True) -> str | None:
         rows = self._rows
-        while self._head < len(rows):
-            index = self._head
-            self._head += 1
+        index = self._head
+        while index < len(rows):
             row = rows[index]
-            if row is not None:
+            if row is not None and not (spare and self.handed and row[6] <= self.handed):
+                if index == self._head:
+                    self._head += 1
                 return self._hole(index, row)
+            if row is None and index == self._head:
+                self._head += 1
+            index += 1
         return None
 
     def _hole(self, index: int, row: Row) -> str:

@@ -124,7 +124,8 @@ class OutboxStore:
         sequences: Mapping[str, str],
         memory_drops: Counter[str],
     ) -> Counter[str]:
-        """One transaction: delete the ``confirmed`` readings, insert ``rows``, store the
+        """One transaction: delete the ``confirmed`` readings, insert ``rows`` with their ids
+        (a row the broker acknowledged before this commit is not written at all), store the
         boards' ``sequences``, keep within ``max_readings`` (the oldest periodic telemetry
         goes first, then the oldest reading) and count the drops, this commit's and
         ``memory_drops``. Returns what the bound dropped, by kind."""
@@ -133,18 +134,18 @@ class OutboxStore:
         dropped: Counter[str] = Counter()
         con.execute("BEGIN IMMEDIATE")
         try:
+            new = [row for row in rows if row[6] not in confirmed]
             if confirmed:
                 deleted = con.executemany(
                     "DELETE FROM outbox WHERE id BETWEEN ? AND ?", _runs(confirmed)
                 ).rowcount
                 stored -= deleted
-            first_id = self.last_id + 1
             con.executemany(
-                "INSERT INTO outbox (id, kind, sensor, periodic, payload, mono, boot) "
+                "INSERT INTO outbox (kind, sensor, periodic, payload, mono, boot, id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(first_id + i, *row) for i, row in enumerate(rows)],
+                new,
             )
-            stored += len(rows)
+            stored += len(new)
             con.executemany(
                 "INSERT INTO device_sequence (device, state) VALUES (?, ?) "
                 "ON CONFLICT (device) DO UPDATE SET state = excluded.state",
@@ -167,9 +168,17 @@ class OutboxStore:
         except BaseException:
             _rollback(con)
             raise
-        self.last_id += len(rows)
+        if rows:
+            self.last_id = max(self.last_id, rows[-1][6])
         self.stored = stored
         return dropped
+
+    def probe(self) -> None:
+        """Take the write lock and let it go, writing nothing: raises what a commit would
+        (locked past the busy timeout, the file gone bad); hangs where a commit would hang."""
+        con = self._connection()
+        con.execute("BEGIN IMMEDIATE")
+        _rollback(con)
 
     def fetch(self, after: int, upto: int | None, limit: int) -> list[StoredReading]:
         """Dated readings with ``after < id <= upto`` (the newest if None), oldest first."""
@@ -201,9 +210,16 @@ class OutboxStore:
         )
         return [StoredReading(*row) for row in rows]
 
-    def restamp(self, offset: float) -> tuple[int, int]:
+    def held_count(self) -> int:
+        """Readings of this boot held for the clock (what :meth:`restamp` will move)."""
+        sql = "SELECT COUNT(*) FROM outbox WHERE mono IS NOT NULL AND boot = ?"
+        row = self._connection().execute(sql, (self._boot,)).fetchone()
+        return int(row[0])
+
+    def restamp(self, offset: float, first_id: int) -> tuple[int, int]:
         """Date the held readings of this boot (``wall = monotonic + offset``) and move them
-        to the end; drop and count those of an earlier boot. Returns (dated, dropped)."""
+        to the end, ids from ``first_id`` on; drop and count those of an earlier boot.
+        Returns (dated, dropped)."""
         con = self._connection()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -213,10 +229,12 @@ class OutboxStore:
                 (self._boot,),
             ).fetchall()
             con.executemany("DELETE FROM outbox WHERE id = ?", [(row[0],) for row in held])
-            first_id = self.last_id + 1
             con.executemany(
                 "INSERT INTO outbox (id, kind, sensor, periodic, payload) VALUES (?, ?, ?, ?, ?)",
-                [(first_id + i, *dated(row[1:], offset)[:4]) for i, row in enumerate(held)],
+                [
+                    (first_id + i, *dated((*row[1:], row[0]), offset)[:4])
+                    for i, row in enumerate(held)
+                ],
             )
             dropped = con.execute(
                 "DELETE FROM outbox WHERE mono IS NOT NULL AND boot != ?", (self._boot,)
@@ -227,7 +245,8 @@ class OutboxStore:
             _rollback(con)
             raise
         self.stored -= dropped
-        self.last_id += len(held)
+        if held:
+            self.last_id = max(self.last_id, first_id + len(held) - 1)
         return len(held), dropped
 
 
