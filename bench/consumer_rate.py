@@ -2,7 +2,8 @@
 InfluxDB's own ``/write`` rate on this machine in the same run.
 
     .venv/bin/python -m bench.consumer_rate --runs 3 --json /tmp/consumer_rate.json \\
-        [--keep DIR] [--profile DIR] [--packed 100000] [--single 30000] [--batch-size 5000]
+        [--keep DIR] [--profile DIR] [--packed 100000] [--single 30000] [--batch-size 5000] \\
+        [--in-flight 2] [--gzip]
 
 One private Mosquitto (queue limits as ``deploy/mosquitto/qihe.conf`` sets them: no
 message-count limit, 2 GB of queued bytes per client, so the consumer's session loses
@@ -349,8 +350,12 @@ def consumer_config(
     client_id: str,
     db: str,
     batch_size: int = 5000,
+    *,
+    in_flight: int = 2,
+    gzip: bool = False,
 ) -> dict[str, Any]:
-    """The sample config's batching (config/consumer.yaml), pointed at the private servers."""
+    """The sample config's batching (config/consumer.yaml), pointed at the private servers;
+    ``in_flight`` and ``gzip`` as ``--in-flight`` and ``--gzip`` ask."""
     return {
         "mqtt": {
             "host": broker.host,
@@ -359,8 +364,15 @@ def consumer_config(
             "topic_prefix": prefix,
             "session_expiry": 3600,
         },
-        "influx": {"api": "v1", "url": influxd.url, "database": db, "create_database": True},
+        "influx": {
+            "api": "v1",
+            "url": influxd.url,
+            "database": db,
+            "create_database": True,
+            "gzip": gzip,
+        },
         "batch_size": batch_size,
+        "writes_in_flight": in_flight,
         "flush_interval": 1,
         "flush_idle": 0.05,
         "max_pending": 10000,
@@ -428,6 +440,7 @@ class _TimedWriter:
     def __init__(self, inner: Any, started: list[float]) -> None:
         self._inner = inner
         self._started = started
+        self._lock = threading.Lock()  # several write slots at once
         self.first: float | None = None
         self.seconds = 0.0
         self.writes = 0
@@ -441,13 +454,16 @@ class _TimedWriter:
 
     def write(self, lines: Sequence[str]) -> None:
         began = time.perf_counter()
-        if self.first is None:
-            self.first = began - self._started[0]
+        with self._lock:
+            if self.first is None:
+                self.first = began - self._started[0]
         try:
             self._inner.write(lines)
         finally:
-            self.seconds += time.perf_counter() - began
-            self.writes += 1
+            took = time.perf_counter() - began
+            with self._lock:
+                self.seconds += took  # overlapping writes add up: more than the wall time
+                self.writes += 1
 
     def close(self) -> None:
         self._inner.close()
@@ -595,6 +611,8 @@ async def profile_all(
             shape,
             messages,
             batch_size=args.batch_size,
+            in_flight=args.in_flight,
+            gzip=args.gzip,
             profile=out,
         )
         summary = summarise_profile(out / f"{shape}.collapsed", out / f"{shape}.txt")
@@ -698,6 +716,8 @@ def _thread_role(frames: list[str]) -> str:
     joined = ";".join(frames)
     if "_run_writer" in joined or "_supervise" in joined:
         return "writer thread"
+    if "_write (" in joined and "consumer/service.py" in joined:
+        return "write slots"
     if "loop_forever" in joined or "_thread_main" in joined:
         return "network thread"
     if "_worker_main" in joined:
@@ -733,6 +753,8 @@ async def one_shape(
     messages: list[Message],
     *,
     batch_size: int,
+    in_flight: int = 2,
+    gzip: bool = False,
     profile: Path | None = None,
 ) -> ConsumerRun:
     tree = TopicTree(name)
@@ -745,7 +767,9 @@ async def one_shape(
     busy = await asyncio.to_thread(influx_write_seconds, influxd)
     result = await run_consumer(
         folder,
-        consumer_config(broker, influxd, name, client_id, db, batch_size),
+        consumer_config(
+            broker, influxd, name, client_id, db, batch_size, in_flight=in_flight, gzip=gzip
+        ),
         shape=shape,
         messages=len(messages),
         points=points,
@@ -782,7 +806,15 @@ async def run_all(args: argparse.Namespace, keep: Path) -> list[RunFigures]:
                     else:
                         messages = work.packed if step == "packed" else work.single  # and paho
                         figures[step] = await one_shape(
-                            keep, broker, influxd, name, step, messages, batch_size=args.batch_size
+                            keep,
+                            broker,
+                            influxd,
+                            name,
+                            step,
+                            messages,
+                            batch_size=args.batch_size,
+                            in_flight=args.in_flight,
+                            gzip=args.gzip,
                         )
                 result = RunFigures(**figures)
                 results.append(result)
@@ -822,7 +854,6 @@ def rows(results: list[RunFigures], args: argparse.Namespace) -> list[Row]:
     single = [r.single.rate for r in results]
     paho = [r.paho.rate for r in results]
     limit = median(raw)
-    paho_rate = median(paho) or 0.0
     label = f"InfluxDB raw /write ({RAW_BATCH:,}-point batches), same run"
     return [
         Row(
@@ -832,7 +863,7 @@ def rows(results: list[RunFigures], args: argparse.Namespace) -> list[Row]:
             "points/s",
             limit=limit,
             limit_label=label,
-            target=Target("ratio", ">=", 0.5),
+            target=Target("ratio", ">=", 0.8),
             runs=packed,
         ),
         Row(
@@ -840,12 +871,13 @@ def rows(results: list[RunFigures], args: argparse.Namespace) -> list[Row]:
             f"consumer, one reading per message ({args.single:,} points)",
             median(single),
             "points/s",
-            limit=limit,
-            limit_label=label,
+            limit=median(paho),
+            limit_label="paho-mqtt client alone draining the same messages, same run",
+            target=Target("ratio", ">=", 0.8),
             runs=single,
             note=(
-                "one MQTT message and PUBACK per point (the live path, not the bulk one): "
-                f"paho-mqtt alone drains {paho_rate:,.0f} such messages/s here"
+                "one MQTT message and PUBACK per point (the live path, not the bulk one); "
+                "its ceiling is the MQTT client's own cost per message, not InfluxDB"
             ),
         ),
         Row(
@@ -891,6 +923,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=5000,
         help="the consumer's batch_size, points per request (default: the sample config's)",
+    )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=2,
+        help="the consumer's writes_in_flight, batches written at once (default: the config's)",
+    )
+    parser.add_argument(
+        "--gzip", action="store_true", help="the consumer compresses its write requests"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep logs and data under DIR")

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from central.broker import MqttConfig
 from central.influx.config import InfluxConfig
 from qihe.configtypes import Duration, StrictModel
+from qihe.metrics import MetricsConfig
 
 __all__ = ["ConsumerConfig"]
 
@@ -30,6 +31,10 @@ class ConsumerConfig(StrictModel):
     #: Write a batch early once no message arrived for this long (see docs/influxdb.md:
     #: the broker stops sending when its in-flight window of unacked messages is full).
     flush_idle: Duration = timedelta(milliseconds=50)
+    #: Batches written at once (each on its own HTTP connection): the next batch is sent while
+    #: InfluxDB still works on the one before. Acknowledgements stay in message order: a batch
+    #: is acked only once it and every batch taken before it are written.
+    writes_in_flight: int = Field(default=2, ge=1, le=8)
     #: Bound of received messages held in memory awaiting a batch; also sent to the
     #: broker as our MQTT Receive Maximum so it never sends more than we hold.
     max_pending: int = Field(default=10_000, ge=1, le=1_000_000)
@@ -42,6 +47,8 @@ class ConsumerConfig(StrictModel):
     #: At stop, how long to keep trying to flush what is pending before leaving it
     #: unacked (the broker redelivers it next time).
     stop_timeout: Duration = timedelta(seconds=10)
+    #: Prometheus ``/metrics`` (off when absent; loopback unless an address is given).
+    metrics: MetricsConfig | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -1,6 +1,7 @@
 """Deliver one batch: write its points (splitting it when InfluxDB refuses some) and publish
-dead letters for every refused message. Once :meth:`BatchFlusher.flush` returns, every message
-of the batch is done and may be acked; :class:`~central.retry.GiveUpError` means none is.
+dead letters for every refused message. Once :meth:`BatchFlusher.write` and then
+:meth:`BatchFlusher.dead_letter` have returned, every message of the batch is done and may be
+acked; :class:`~central.retry.GiveUpError` means none is.
 """
 
 from __future__ import annotations
@@ -145,11 +146,17 @@ class BatchFlusher:
         self._dead_letters = dead_letters
         self._log_first = log_first
 
-    def flush(self, batch: Sequence[Delivery]) -> None:
+    def write(self, batch: Sequence[Delivery]) -> list[Refused]:
+        """Write every point of ``batch`` InfluxDB takes; return the messages refused, each
+        with its reason: the invalid ones, then those whose point InfluxDB refused."""
         refused = [(d, d.reason) for d in batch if d.reason is not None]
         valid = [d for d in batch if d.line is not None]
         if valid:
             refused += self._write_splitting(valid)
+        return refused
+
+    def dead_letter(self, refused: Sequence[Refused]) -> None:
+        """Publish ``refused`` as dead letters; return once the broker took them all."""
         if refused and self._dead_letters is not None:
             self._dead_letters.publish(refused)
             self._counters.add(dead_lettered=len(refused))

@@ -1,12 +1,13 @@
 """The central consumer: MQTT readings → InfluxDB, acknowledged only once InfluxDB has them.
 
-Two threads: paho's network loop (``on_message`` validates and queues) and one
-writer thread (batches, writes, dead-letters, acks)::
+Threads: paho's network loop (``on_message`` validates and queues), one writer thread
+(takes batches) and ``writes_in_flight`` write slots (write, dead-letter; acks in order)::
 
-    broker ──PUBLISH──▶ on_message ──▶ bounded queue ──▶ writer: batch ─▶ InfluxDB
-       ▲                 (validate,                        │  (retry with backoff,
-       └──────PUBACK──── topic check)                      │   split on 400)
-                        ◀──────── ack(mid) after the batch ┘─▶ dead-letter topic
+    broker ──PUBLISH──▶ on_message ──▶ bounded queue ──▶ writer: batch ─▶ slots ─▶ InfluxDB
+       ▲                 (validate,                                         │  (retry with
+       └──────PUBACK──── topic check)                                       │   backoff,
+                        ◀──── ack(mid), in message order, once a batch and   │   split on 400)
+                              every batch before it are written (window.py) ┘─▶ dead letters
 
 Delivery is at-least-once end to end: a message is acked after its point is
 stored (or its dead letter confirmed by the broker). Anything not acked — a crash,
@@ -23,6 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
 from typing import Any, Self
 
@@ -31,19 +33,22 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from central.consumer.batching import BatchQueue
+from central.consumer.batching import POLL_S, BatchQueue
 from central.consumer.config import ConsumerConfig
 from central.consumer.deadletter import PublishTracker
 from central.consumer.flush import BatchFlusher, DeadLetterPublisher, classify_failure
 from central.consumer.intake import Delivery, to_delivery
 from central.consumer.retry import GiveUpError, Retrier
 from central.consumer.stats import ConsumerStats, Counters
+from central.consumer.window import AckWindow, Ticket
 from central.errors import ConsumerStartError, InfluxWriteError
 from central.influx import PointWriter, open_writer
+from central.metrics import ConsumerMetrics
 from central.refusal_log import RefusalLog
 from qihe.backoff import Backoff
 from qihe.clock import Clock, utc_now
 from qihe.contract import TopicTree
+from qihe.metrics import MetricsError
 from qihe.mqtt import message_topic, paho_client, refusal, session_properties
 from qihe.once import Once, OncePerKey
 
@@ -78,12 +83,17 @@ class Consumer:
             config.max_pending, weight=lambda delivery: delivery.points
         )
         self._counters = Counters()
+        #: ``/metrics`` when the config asks for it (docs/metrics.md).
+        self._metrics = (
+            None if config.metrics is None else ConsumerMetrics(config.metrics, self.stats)
+        )
         self._refused_topics = OncePerKey()  # points InfluxDB refused, logged once per topic
         self._refusals = RefusalLog(log, "consumer", clock=clock)
         self._tracker = PublishTracker()
         self._dead_letter_topic = self._tree.dead_letter(config.mqtt.client_id)
         self._client: mqtt.Client | None = None
-        self._flusher: BatchFlusher | None = None
+        # One flusher (and retrier) per write slot: a retrier keeps the state of one failure.
+        self._flushers: queue.SimpleQueue[BatchFlusher] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._subscribed = threading.Event()
@@ -97,11 +107,16 @@ class Consumer:
         self._ack_lock = threading.Lock()
         self._connection = 0
         self._connected = False
-        self._retrier = Retrier(
+        self._rng = rng or random.Random()
+        self._retrier = self._new_retrier()  # the writer thread's (prepare)
+
+    def _new_retrier(self) -> Retrier:
+        config = self._config
+        return Retrier(
             Backoff(
                 config.retry_min_delay.total_seconds(),
                 config.retry_max_delay.total_seconds(),
-                rng or random.Random(),
+                self._rng,
             ),
             classify=lambda exc: classify_failure(exc, self._counters),
             give_up_at=lambda: self._stop_deadline,
@@ -124,6 +139,8 @@ class Consumer:
             raise ConsumerStartError(problem) from exc
         if self._writer is None:
             self._writer = open_writer(self._config.influx)
+        if self._metrics is not None:
+            self._writer = self._metrics.timed(self._writer)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -131,23 +148,33 @@ class Consumer:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         self._client = client
-        dead_letters = None
-        if self._config.dead_letter:
-            topic = self._tree.dead_letter(mqtt_config.client_id)
-            dead_letters = DeadLetterPublisher(
-                client, topic, self._tracker, self._retrier, self._counters
+        for _ in range(self._config.writes_in_flight):
+            retrier = self._new_retrier()
+            dead_letters = None
+            if self._config.dead_letter:
+                topic = self._tree.dead_letter(mqtt_config.client_id)
+                dead_letters = DeadLetterPublisher(
+                    client, topic, self._tracker, retrier, self._counters
+                )
+            self._flushers.put(
+                BatchFlusher(
+                    self._writer,
+                    retrier,
+                    self._counters,
+                    dead_letters=dead_letters,
+                    log_first=self._refused_topics.first,
+                )
             )
-        self._flusher = BatchFlusher(
-            self._writer,
-            self._retrier,
-            self._counters,
-            dead_letters=dead_letters,
-            log_first=self._refused_topics.first,
-        )
         self._thread = threading.Thread(
             target=self._supervise, name="qihe-consumer-writer", daemon=True
         )
         self._thread.start()
+        if self._metrics is not None:
+            try:
+                self._metrics.start()
+            except MetricsError as exc:
+                self.stop()
+                raise ConsumerStartError(str(exc)) from exc
         client.connect_async(
             mqtt_config.host,
             mqtt_config.port,
@@ -181,9 +208,15 @@ class Consumer:
             thread.join(grace + self._config.influx.timeout.total_seconds() + 1.0)
         client.disconnect()
         client.loop_stop()
+        # The flushers hold the client (dead letters): drop them so it goes now, its sockets
+        # closed by its finaliser, not later by the garbage collector.
+        while not self._flushers.empty():
+            self._flushers.get_nowait()
         self._refusals.flush()
         if self._writer is not None:
             self._writer.close()
+        if self._metrics is not None:
+            self._metrics.stop()
         self._client = None
         self._thread = None
 
@@ -387,31 +420,63 @@ class Consumer:
             log.warning("%s", exc)
             return
         config = self._config
-        while True:
-            batch = self._queue.take(
-                size=config.batch_size,
-                interval=config.flush_interval.total_seconds(),
-                idle=config.flush_idle.total_seconds(),
-                closing=self._closing,
-            )
-            self._refusals.tick()
-            if batch:
-                if not self._flush(batch):
-                    return  # shutting down with InfluxDB failing: leave the rest unacked
-            elif self._closing.is_set():
-                return
-
-    def _flush(self, batch: list[Delivery]) -> bool:
-        """Write, dead-letter and ack one batch; False when shutdown ended the retries first."""
-        assert self._flusher is not None
+        window: AckWindow[list[Delivery]] = AckWindow(config.writes_in_flight, self._release)
+        slots = ThreadPoolExecutor(
+            max_workers=config.writes_in_flight, thread_name_prefix="qihe-consumer-write"
+        )
         try:
-            self._flusher.flush(batch)
+            while not (window.stalled or self._failed.is_set()):
+                # A full window: every slot busy, or written batches waiting behind a retry.
+                if not window.wait_for_room(POLL_S):
+                    self._refusals.tick()
+                    continue
+                batch = self._queue.take(
+                    size=config.batch_size,
+                    interval=config.flush_interval.total_seconds(),
+                    idle=config.flush_idle.total_seconds(),
+                    closing=self._closing,
+                )
+                self._refusals.tick()
+                if batch:
+                    slots.submit(self._write, window, window.add(batch))
+                elif self._closing.is_set():
+                    break
+        finally:
+            # Each write in flight ends by itself: written, or given up at the stop deadline.
+            slots.shutdown(wait=True)
+
+    def _write(self, window: AckWindow[list[Delivery]], ticket: Ticket[list[Delivery]]) -> None:
+        """One write slot's work: one batch. Its acks wait for the batches taken before it."""
+        try:
+            window.finish(ticket, written=self._flush(window, ticket))
+        except Exception:
+            log.exception("consumer writer failed; pending messages stay unacked")
+            self._failed.set()
+            window.finish(ticket, written=False)
+
+    def _flush(self, window: AckWindow[list[Delivery]], ticket: Ticket[list[Delivery]]) -> bool:
+        """Write and dead-letter one batch; False when shutdown ended the retries first, or
+        an earlier batch will never be released (then neither is this one)."""
+        batch = ticket.batch
+        flusher = self._flushers.get()  # one per slot: never waits
+        try:
+            refused = flusher.write(batch)
+            if refused:
+                # Dead letters in message order: after those of every earlier batch.
+                if not window.wait_turn(ticket):
+                    return False
+                flusher.dead_letter(refused)
         except GiveUpError as exc:
             log.warning("%s; leaving %d messages unacked for redelivery", exc, len(batch))
             return False
+        finally:
+            self._flushers.put(flusher)
+        return True
+
+    def _release(self, batch: list[Delivery]) -> None:
+        """Ack one written batch (called in the order batches were taken)."""
         self._ack(batch)
         self._counters.add(batches=1)
-        return True
 
     def _ack(self, batch: Sequence[Delivery]) -> None:
         client = self._client

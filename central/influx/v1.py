@@ -8,6 +8,7 @@ find the bad lines; writing the good ones again is harmless (same points).
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 
 import httpx
@@ -30,6 +31,9 @@ class InfluxV1Writer(SessionOwner):
         super().__init__(config, transport=transport)
         self._config = config
         self._params = {"db": config.database, "precision": "ns"}
+        self._headers = dict(_HEADERS)
+        if config.gzip:
+            self._headers["Content-Encoding"] = "gzip"
         if config.retention_policy is not None:
             self._params["rp"] = config.retention_policy
 
@@ -49,6 +53,9 @@ class InfluxV1Writer(SessionOwner):
 
     def write(self, lines: Sequence[str]) -> None:
         body = "\n".join([*lines, ""]).encode()  # every line ends with a newline
+        if self._config.gzip:
+            # Level 1: the fastest; line protocol still shrinks about tenfold.
+            body = gzip.compress(body, compresslevel=1)
         try:
             self._post(body)
         except InfluxWriteError as exc:
@@ -64,6 +71,6 @@ class InfluxV1Writer(SessionOwner):
             "/write",
             params=self._params,
             content=body,
-            headers=_HEADERS,
+            headers=self._headers,
             error=InfluxWriteError,
         )
