@@ -109,6 +109,8 @@ class SiteFacts:
     gateways: dict[str, GatewayFacts] = field(default_factory=dict)
     devices: dict[Key, DeviceFacts] = field(default_factory=dict)
     seats: dict[Key, Value] = field(default_factory=dict)
+    #: The presence channel of the seats that have one (``central/seat_state.py``).
+    presence: dict[Key, Value] = field(default_factory=dict)
     doors: dict[Key, Value] = field(default_factory=dict)
     counters: dict[Key, tuple[int, int, datetime]] = field(default_factory=dict)
     #: Active faults by (gateway, target kind, target sensor).
@@ -160,6 +162,10 @@ class FactStore:
         match message:
             case SeatReading():
                 _newest(site.seats, key, message.occupied, message.ts, message.device)
+                if message.presence is not None:
+                    _newest(site.presence, key, message.presence, message.ts, message.device)
+                elif key in site.presence and message.ts >= site.presence[key].ts:
+                    del site.presence[key]  # the seat has no presence channel (any more)
             case DoorReading():
                 _newest(site.doors, key, message.open, message.ts, message.device)
             case PeopleReading():

@@ -3,6 +3,9 @@
 One :class:`FrameNormaliser` per serial link. It tracks the board's sequence
 numbers (a gap is lost frames, the same number again is a duplicate that must
 not become a second reading) and names each sensor ``{device}.{index}``.
+
+A seat with a presence channel (SEAT_PRESENCE, ``docs/protocol.md``) is published with
+both channels; its plain SEAT frames carry the presence last heard since the board's HELLO.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from firmware_bridge.messages import (
     Hello,
     People,
     Seat,
+    SeatPresence,
     SensorKind,
     Window,
 )
@@ -89,6 +93,8 @@ class FrameNormaliser:
         # The tracker stamps each new frame: unique, and in the board's order.
         self._sequence = SequenceTracker()
         self._tally = _Tally()
+        #: Seat index -> presence last heard (SEAT_PRESENCE) since the board's HELLO.
+        self._presence: dict[int, bool] = {}
         #: Told every new frame's (boot, seq, stamp) before its reading goes anywhere.
         self.on_stamp: Callable[[int | None, int, int], None] | None = None
 
@@ -138,6 +144,7 @@ class FrameNormaliser:
         message = frame.message
         if isinstance(message, Hello):
             self._sequence.hello(message.boot, frame.seq)
+            self._presence.clear()  # a new boot says each seat's presence again
         elif isinstance(message, Window):
             self._sequence.window_boot(message.boot)
         seq = frame.seq
@@ -160,7 +167,17 @@ class FrameNormaliser:
         }
         match message:
             case Seat(seat, occupied):
-                return SeatReading(sensor=self.sensor_id(seat), occupied=occupied, **base)
+                return SeatReading(
+                    sensor=self.sensor_id(seat),
+                    occupied=occupied,
+                    presence=self._presence.get(seat),
+                    **base,
+                )
+            case SeatPresence(seat, occupied, present):
+                self._presence[seat] = present
+                return SeatReading(
+                    sensor=self.sensor_id(seat), occupied=occupied, presence=present, **base
+                )
             case People(counter, in_total, out_total):
                 return PeopleReading(
                     sensor=self.sensor_id(counter), in_total=in_total, out_total=out_total, **base

@@ -56,6 +56,7 @@ from firmware_bridge.messages import (
     ReportAck,
     Resend,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
     SetReportInterval,
@@ -242,6 +243,9 @@ _LAYOUTS: dict[MessageType, _Layout[Any]] = {
         Fault, sensor=_SENSOR_REF, code=_enum(FaultCode), active=_flag("fault active")
     ),
     MessageType.WINDOW: _struct(Window, boot=_U32, dropped=_U32, held=_BITMAP),
+    MessageType.SEAT_PRESENCE: _struct(
+        SeatPresence, seat=_U16, occupied=_flag("seat state"), present=_flag("presence")
+    ),
     MessageType.PING: _struct(Ping),
     MessageType.SET_REPORT_INTERVAL: _struct(SetReportInterval, seconds=_U16),
     MessageType.IDENTIFY: _struct(Identify, seconds=_U8),

@@ -39,6 +39,7 @@ __all__ = [
     "ReportAck",
     "Resend",
     "Seat",
+    "SeatPresence",
     "SensorKind",
     "SensorRef",
     "SetReportInterval",
@@ -65,6 +66,7 @@ class MessageType(IntEnum):
     HEARTBEAT = 0x05
     FAULT = 0x06
     WINDOW = 0x07
+    SEAT_PRESENCE = 0x08
     PING = 0x40
     SET_REPORT_INTERVAL = 0x41
     IDENTIFY = 0x42
@@ -157,6 +159,22 @@ class Seat:
     def __post_init__(self) -> None:
         _check("seat", self.seat, 0, _U16)
         _check_flag("occupied", self.occupied)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatPresence:
+    """Both channels of a seat that has a presence channel (an mmWave radar above the desk)
+    besides its occupancy channel: ``occupied`` as in :class:`Seat`, ``present`` whether
+    someone is there. Occupied and not present is a seat left with things on it (暂离)."""
+
+    seat: int
+    occupied: bool
+    present: bool
+
+    def __post_init__(self) -> None:
+        _check("seat", self.seat, 0, _U16)
+        _check_flag("occupied", self.occupied)
+        _check_flag("present", self.present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +342,7 @@ class Nack:
 
 
 #: Board → gateway, held by the board until a REPORT_ACK covers them (when it retransmits).
-Report = Hello | Seat | People | Door | Heartbeat | Fault
+Report = Hello | Seat | People | Door | Heartbeat | Fault | SeatPresence
 #: Everything a gateway sends: commands, answered ACK or NACK (PING, SET_REPORT_INTERVAL,
 #: IDENTIFY, REBOOT), and requests that are never answered (REPORT_ACK, RESEND).
 GatewayMessage = Ping | SetReportInterval | Identify | Reboot | ReportAck | Resend

@@ -34,6 +34,7 @@ from firmware_bridge.messages import (
     ReportAck,
     Resend,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
     SetReportInterval,
@@ -91,6 +92,12 @@ def _struct(name: str, *fields: tuple[str, Any]) -> type[ctypes.Structure]:
 
 
 QpSeat = _struct("QpSeat", ("seat", ctypes.c_uint16), ("occupied", ctypes.c_bool))
+QpSeatPresence = _struct(
+    "QpSeatPresence",
+    ("seat", ctypes.c_uint16),
+    ("occupied", ctypes.c_bool),
+    ("present", ctypes.c_bool),
+)
 QpPeople = _struct(
     "QpPeople",
     ("counter", ctypes.c_uint16),
@@ -117,6 +124,7 @@ class QpMessages(ctypes.Union):
     _fields_: ClassVar = [
         ("hello", QpHello),
         ("seat", QpSeat),
+        ("seat_presence", QpSeatPresence),
         ("people", QpPeople),
         ("door", QpDoor),
         ("heartbeat", QpHeartbeat),
@@ -163,6 +171,9 @@ FRAME_OFFSETS: list[tuple[str | int, ...]] = [
     ("m", "hello", "boot"),
     ("m", "seat", "seat"),
     ("m", "seat", "occupied"),
+    ("m", "seat_presence", "seat"),
+    ("m", "seat_presence", "occupied"),
+    ("m", "seat_presence", "present"),
     ("m", "people", "counter"),
     ("m", "people", "in_total"),
     ("m", "people", "out_total"),
@@ -364,6 +375,9 @@ def to_c(frame: Frame) -> QpFrame:
             m.hello.boot = message.boot
         case Seat():
             m.seat.seat, m.seat.occupied = message.seat, message.occupied
+        case SeatPresence():
+            p = m.seat_presence
+            p.seat, p.occupied, p.present = message.seat, message.occupied, message.present
         case People():
             m.people.counter = message.counter
             m.people.in_total, m.people.out_total = message.in_total, message.out_total
@@ -400,6 +414,7 @@ _TYPE_OF: dict[type[Any], int] = {
     Heartbeat: MessageType.HEARTBEAT,
     Fault: MessageType.FAULT,
     Window: MessageType.WINDOW,
+    SeatPresence: MessageType.SEAT_PRESENCE,
     Ping: MessageType.PING,
     SetReportInterval: MessageType.SET_REPORT_INTERVAL,
     Identify: MessageType.IDENTIFY,
@@ -424,6 +439,9 @@ def _hello_of_c(h: QpHello) -> Hello:
 _FROM_C: dict[int, Callable[[QpMessages], Message]] = {
     MessageType.HELLO: lambda m: _hello_of_c(m.hello),
     MessageType.SEAT: lambda m: Seat(m.seat.seat, m.seat.occupied),
+    MessageType.SEAT_PRESENCE: lambda m: SeatPresence(
+        m.seat_presence.seat, m.seat_presence.occupied, m.seat_presence.present
+    ),
     MessageType.PEOPLE: lambda m: People(m.people.counter, m.people.in_total, m.people.out_total),
     MessageType.DOOR: lambda m: Door(m.door.door, m.door.open),
     MessageType.HEARTBEAT: lambda m: Heartbeat(m.heartbeat.uptime_s, m.heartbeat.supply_mv),

@@ -50,6 +50,7 @@ from firmware_bridge.messages import (
     ReportAck,
     Resend,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
     SetReportInterval,
@@ -71,6 +72,7 @@ EXAMPLES: dict[str, Frame] = {
     "hello_no_sensors": Frame(0, Hello("b7", (0, 1, 0), 600)),
     "seat_occupied": Frame(1, Seat(12, True)),
     "seat_free": Frame(2, Seat(12, False)),
+    "seat_presence_away": Frame(13, SeatPresence(12, True, False)),
     "people": Frame(3, People(1, 1234, 1201)),
     "door_open": Frame(4, Door(1, True)),
     "door_closed": Frame(5, Door(1, False)),
@@ -108,6 +110,7 @@ TYPE_OF = {
     Ack: MessageType.ACK,
     Nack: MessageType.NACK,
     Window: MessageType.WINDOW,
+    SeatPresence: MessageType.SEAT_PRESENCE,
 }
 
 examples = pytest.mark.parametrize("frame", EXAMPLES.values(), ids=EXAMPLES.keys())
@@ -271,7 +274,9 @@ MALFORMED: dict[str, tuple[bytes, type[FrameError]]] = {
     "version_0": (framed(b"\x00" + SEAT_HEAD[1:]), UnsupportedVersionError),
     "version_2": (framed(b"\x02" + SEAT_HEAD[1:]), UnsupportedVersionError),
     "type_0x00": (framed(bytes.fromhex("01 00 0001")), UnknownTypeError),
-    "type_0x08": (framed(bytes.fromhex("01 08 0001")), UnknownTypeError),
+    "type_0x09": (framed(bytes.fromhex("01 09 0001")), UnknownTypeError),
+    "seat_presence_payload_short": (framed(bytes.fromhex("01 08 0001 000C 01")), PayloadError),
+    "seat_presence_present_0x02": (framed(bytes.fromhex("01 08 0001 000C 01 02")), PayloadError),
     "window_payload_short": (framed(bytes.fromhex("01 07 0001") + bytes(39)), PayloadError),
     "window_payload_long": (framed(bytes.fromhex("01 07 0001") + bytes(41)), PayloadError),
     "type_0x46": (framed(bytes.fromhex("01 46 0001")), UnknownTypeError),

@@ -37,6 +37,7 @@ from firmware_bridge.messages import (
     ReportAck,
     Resend,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
     SetReportInterval,
@@ -65,6 +66,7 @@ def hellos(draw: st.DrawFn) -> Hello:
 messages: st.SearchStrategy[Message] = st.one_of(
     hellos(),
     st.builds(Seat, u16, st.booleans()),
+    st.builds(SeatPresence, u16, st.booleans(), st.booleans()),
     st.builds(People, u16, u32, u32),
     st.builds(Door, u16, st.booleans()),
     st.builds(Heartbeat, u32, u16),

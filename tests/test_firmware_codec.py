@@ -52,6 +52,7 @@ from firmware_bridge.messages import (
     ReportAck,
     Resend,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
     SetReportInterval,
@@ -301,6 +302,9 @@ def raw_c_frames(draw: st.DrawFn) -> QpFrame:
             m.hello.boot = draw(u32)
         case MessageType.SEAT:
             m.seat.seat, m.seat.occupied = draw(u16), draw(st.booleans())
+        case MessageType.SEAT_PRESENCE:
+            p = m.seat_presence
+            p.seat, p.occupied, p.present = draw(u16), draw(st.booleans()), draw(st.booleans())
         case MessageType.PEOPLE:
             m.people.counter, m.people.in_total, m.people.out_total = draw(st.tuples(u16, u32, u32))
         case MessageType.DOOR:
@@ -461,6 +465,7 @@ def _random_frame(rng: random.Random) -> Frame:
             rng.randrange(1 << 32),
         ),
         lambda: Seat(rng.randrange(0x10000), rng.random() < 0.5),
+        lambda: SeatPresence(rng.randrange(0x10000), rng.random() < 0.5, rng.random() < 0.5),
         lambda: People(rng.randrange(0x10000), rng.randrange(1 << 32), rng.randrange(1 << 32)),
         lambda: Door(rng.randrange(3), rng.random() < 0.5),
         lambda: Heartbeat(rng.randrange(1 << 32), rng.randrange(0x10000)),

@@ -42,6 +42,7 @@ from firmware_bridge.messages import (
     ReportAck,
     Resend,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
     SetReportInterval,
@@ -123,6 +124,7 @@ _CONSTRUCTORS: dict[str, type[Any]] = {
         Ack,
         Nack,
         Window,
+        SeatPresence,
     )
 }
 _ENUMS: dict[str, type[IntEnum]] = {e.__name__: e for e in (SensorKind, FaultCode, NackReason)}

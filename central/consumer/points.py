@@ -84,7 +84,7 @@ def reading_line(reading: Reading) -> str:
         reading.kind, reading.site, reading.gateway, reading.device, reading.sensor
     )
     if type(reading) is SeatReading:
-        fields = _SEAT_FIELDS[reading.occupied]
+        fields = _SEAT_FIELDS[reading.occupied, reading.presence]
     else:
         fields = encode_fields(_reading_fields(reading))
     if reading.seq is not None:
@@ -118,7 +118,9 @@ def status_point(status: GatewayStatus) -> Point:
 def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
     match reading:
         case SeatReading():
-            return {"occupied": int(reading.occupied)}
+            if reading.presence is None:  # a seat without a presence channel
+                return {"occupied": int(reading.occupied)}
+            return {"occupied": int(reading.occupied), "presence": int(reading.presence)}
         case PeopleReading():
             return {"in_total": reading.in_total, "out_total": reading.out_total}
         case DoorReading():
@@ -194,15 +196,19 @@ def _reading_fields(reading: Reading) -> dict[str, FieldValue]:
             assert_never(reading)
 
 
-def _seat_fields() -> dict[bool, str]:
-    """A seat reading's field set (``seq`` aside) by its state, as the general path writes it."""
+def _seat_fields() -> dict[tuple[bool, bool | None], str]:
+    """A seat reading's field set (``seq`` aside) by its occupancy and presence (``None``: no
+    presence channel), as the general path writes it."""
     seat = SeatReading(
         site="s", gateway="g", device="d", sensor="s", ts=datetime(1970, 1, 1, tzinfo=UTC),
         occupied=False,
     )  # fmt: skip
     return {
-        occupied: encode_fields(_reading_fields(seat.model_copy(update={"occupied": occupied})))
+        (occupied, presence): encode_fields(
+            _reading_fields(seat.model_copy(update={"occupied": occupied, "presence": presence}))
+        )
         for occupied in (False, True)
+        for presence in (None, False, True)
     }
 
 

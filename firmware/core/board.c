@@ -3,7 +3,8 @@
  * (firmware_bridge/emulator/board.py, model.py) as the reference:
  *
  *   - boot: numbering from 0, HELLO first, then the state of every sensor and a heartbeat;
- *   - reports: SEAT / DOOR on a debounced change, PEOPLE on every counted crossing and after
+ *   - reports: SEAT / DOOR on a debounced change (a seat with a presence channel: SEAT_PRESENCE
+ *     on a change of either channel, just before the SEAT), PEOPLE on every counted crossing and after
  *     every HEARTBEAT, HEARTBEAT every report interval, FAULT SUPPLY_LOW raised and cleared
  *     with hysteresis on the counter, else the door, never a seat;
  *   - commands: PING, SET_REPORT_INTERVAL, IDENTIFY, REBOOT answered ACK / NACK; any other
@@ -72,6 +73,13 @@ static void report_seat(board_t *b, uint16_t index, bool occupied, uint32_t now)
     tx_send_report(b, &r, now);
 }
 
+static void report_seat_presence(board_t *b, uint16_t index, bool occupied, bool present,
+                                 uint32_t now)
+{
+    board_report_t r = {.type = QP_SEAT_PRESENCE, .index = index, .flag = occupied, .code = present};
+    tx_send_report(b, &r, now);
+}
+
 static void report_door(board_t *b, bool open, uint32_t now)
 {
     board_report_t r = {.type = QP_DOOR, .index = BOARD_DOOR_INDEX, .flag = open};
@@ -130,9 +138,19 @@ static void sample_inputs(board_t *b, uint32_t now)
 {
     uint16_t debounce = b->cfg.debounce_ms;
     for (uint16_t i = 0; i < b->cfg.seats; i++) {
+        uint16_t index = (uint16_t)(i + 1u);
         in_debounce_t *seat = &b->seat[i];
-        if (in_debounce_update(seat, hal_seat_raw((uint16_t)(i + 1u)), now, debounce))
-            report_seat(b, (uint16_t)(i + 1u), seat->stable, now);
+        bool taken = in_debounce_update(seat, hal_seat_raw(index), now, debounce);
+        /* SEAT_PRESENCE first: a gateway then never sees the new occupancy with the old
+         * presence (docs/protocol.md); SEAT still follows, for gateways that predate it. */
+        if (i < b->cfg.presence_seats) {
+            in_debounce_t *here = &b->presence[i];
+            bool moved = in_debounce_update(here, hal_presence_raw(index), now, debounce);
+            if (taken || moved)
+                report_seat_presence(b, index, seat->stable, here->stable, now);
+        }
+        if (taken)
+            report_seat(b, index, seat->stable, now);
     }
     if (b->cfg.door && in_debounce_update(&b->door, hal_door_raw(), now, debounce))
         report_door(b, b->door.stable, now);
@@ -166,6 +184,8 @@ void board_init(board_t *b, const board_config_t *cfg, uint32_t now_ms)
         b->cfg.device_id = DEFAULT_ID;
     if (b->cfg.seats > BOARD_MAX_SEATS)
         b->cfg.seats = BOARD_MAX_SEATS;
+    if (b->cfg.presence_seats > b->cfg.seats)
+        b->cfg.presence_seats = b->cfg.seats;
     if (b->cfg.window == 0 || b->cfg.window > BOARD_WINDOW)
         b->cfg.window = BOARD_WINDOW;
     b->interval_s = b->cfg.report_interval_s;
@@ -182,6 +202,8 @@ void board_init(board_t *b, const board_config_t *cfg, uint32_t now_ms)
     /* The levels at power-up are the state (nothing to debounce against). */
     for (uint16_t i = 0; i < b->cfg.seats; i++)
         in_debounce_init(&b->seat[i], hal_seat_raw((uint16_t)(i + 1u)), now_ms);
+    for (uint16_t i = 0; i < b->cfg.presence_seats; i++)
+        in_debounce_init(&b->presence[i], hal_presence_raw((uint16_t)(i + 1u)), now_ms);
     in_debounce_init(&b->door, b->cfg.door && hal_door_raw(), now_ms);
     bool outer = b->cfg.counter && hal_beam_raw(0);
     bool inner = b->cfg.counter && hal_beam_raw(1);
@@ -196,8 +218,12 @@ void board_init(board_t *b, const board_config_t *cfg, uint32_t now_ms)
      * power_up: every seat, the door, the supply fault, a heartbeat, the counter). */
     board_report_t hello = {.type = QP_HELLO, .a = b->interval_s};
     tx_send_report(b, &hello, now_ms);
-    for (uint16_t i = 0; i < b->cfg.seats; i++)
+    for (uint16_t i = 0; i < b->cfg.seats; i++) {
+        if (i < b->cfg.presence_seats)
+            report_seat_presence(b, (uint16_t)(i + 1u), b->seat[i].stable, b->presence[i].stable,
+                                 now_ms);
         report_seat(b, (uint16_t)(i + 1u), b->seat[i].stable, now_ms);
+    }
     if (b->cfg.door)
         report_door(b, b->door.stable, now_ms);
     if (low)

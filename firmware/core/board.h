@@ -1,7 +1,8 @@
 /*
  * The board: what docs/protocol.md asks of a sensor board, on top of proto.h and hal.h.
  *
- * Sequence numbers, HELLO with its boot number, reports (seats, entrance counter with
+ * Sequence numbers, HELLO with its boot number, reports (seats, with a presence channel
+ * SEAT_PRESENCE too, entrance counter with
  * direction, door, heartbeat with supply voltage, SUPPLY_LOW faults), the window of held
  * reports with REPORT_ACK, WINDOW, resend bursts and RESEND, and the commands PING,
  * SET_REPORT_INTERVAL, IDENTIFY and REBOOT answered with ACK/NACK.
@@ -56,6 +57,8 @@
 typedef struct {
     const char *device_id;      /* ^[a-z0-9][a-z0-9_-]{0,31}$; an invalid one becomes "qihe-board" */
     uint16_t seats;             /* 0..BOARD_MAX_SEATS, indexes 1..seats */
+    uint16_t presence_seats;    /* seats 1..presence_seats also have a presence channel:
+                                   SEAT_PRESENCE (0..seats; default 0) */
     bool counter;               /* an entrance beam pair: PEOPLE counter 1 */
     bool door;                  /* a door contact: DOOR 1 */
     uint16_t report_interval_s; /* heartbeat period, BOARD_MIN_INTERVAL_S..BOARD_MAX_INTERVAL_S */

@@ -25,9 +25,9 @@ typedef struct {
     uint16_t seq;   /* its number, from its first sending */
     uint16_t index; /* SEAT, DOOR, PEOPLE, FAULT sensor index */
     uint8_t type;   /* QP_HELLO .. QP_FAULT */
-    uint8_t flag;   /* SEAT occupied, DOOR open, FAULT active */
+    uint8_t flag;   /* SEAT and SEAT_PRESENCE occupied, DOOR open, FAULT active */
     uint8_t kind;   /* FAULT sensor kind */
-    uint8_t code;   /* FAULT code */
+    uint8_t code;   /* FAULT code, SEAT_PRESENCE present */
 } board_report_t;
 
 struct board {
@@ -46,6 +46,7 @@ struct board {
 
     /* inputs */
     in_debounce_t seat[BOARD_MAX_SEATS];
+    in_debounce_t presence[BOARD_MAX_SEATS]; /* seats 1..presence_seats */
     in_debounce_t door;
     in_debounce_t beam[2]; /* 0 outer, 1 inner */
     in_beams_t crossing;

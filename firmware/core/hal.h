@@ -27,6 +27,9 @@ uint32_t hal_boot_number(void);
  * Seat and door: true = occupied / open. Beams: true = the beam is interrupted;
  * beam 0 is the outer one (street side), beam 1 the inner one (room side). */
 bool hal_seat_raw(uint16_t index); /* index 1..seats */
+/* A seat's presence channel (an mmWave radar above the desk): true = someone is there.
+ * Read only for seats 1..presence_seats (board_config_t); a port without one returns false. */
+bool hal_presence_raw(uint16_t index);
 bool hal_beam_raw(uint8_t beam);
 bool hal_door_raw(void);
 uint16_t hal_supply_mv(void);

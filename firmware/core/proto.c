@@ -90,6 +90,8 @@ typedef struct {
 /* docs/protocol.md, section 6: every type but HELLO, fields in wire order. */
 static const layout_t LAYOUTS[] = {
     { QP_SEAT, 2, { F(FT_U16, seat.seat), F(FT_FLAG, seat.occupied) } },
+    { QP_SEAT_PRESENCE, 3, { F(FT_U16, seat_presence.seat), F(FT_FLAG, seat_presence.occupied),
+                             F(FT_FLAG, seat_presence.present) } },
     { QP_PEOPLE, 3, { F(FT_U16, people.counter), F(FT_U32, people.in_total), F(FT_U32, people.out_total) } },
     { QP_DOOR, 2, { F(FT_U16, door.door), F(FT_FLAG, door.open) } },
     { QP_HEARTBEAT, 2, { F(FT_U32, heartbeat.uptime_s), F(FT_U16, heartbeat.supply_mv) } },

@@ -19,7 +19,7 @@
 
 typedef enum {
     QP_HELLO = 0x01, QP_SEAT = 0x02, QP_PEOPLE = 0x03, QP_DOOR = 0x04, QP_HEARTBEAT = 0x05,
-    QP_FAULT = 0x06, QP_WINDOW = 0x07,
+    QP_FAULT = 0x06, QP_WINDOW = 0x07, QP_SEAT_PRESENCE = 0x08,
     QP_PING = 0x40, QP_SET_REPORT_INTERVAL = 0x41, QP_IDENTIFY = 0x42, QP_REBOOT = 0x43,
     QP_REPORT_ACK = 0x44, QP_RESEND = 0x45,
     QP_ACK = 0x80, QP_NACK = 0x81,
@@ -54,6 +54,7 @@ typedef struct {
             uint8_t sensor_count; qp_sensor_t sensors[QP_MAX_SENSORS]; uint32_t boot;
         } hello;
         struct { uint16_t seat; bool occupied; } seat;
+        struct { uint16_t seat; bool occupied, present; } seat_presence;
         struct { uint16_t counter; uint32_t in_total, out_total; } people;
         struct { uint16_t door; bool open; } door;
         struct { uint32_t uptime_s; uint16_t supply_mv; } heartbeat;

@@ -59,6 +59,11 @@ void tx_build_report(board_t *b, const board_report_t *r)
         f->m.seat.seat = r->index;
         f->m.seat.occupied = r->flag != 0;
         break;
+    case QP_SEAT_PRESENCE:
+        f->m.seat_presence.seat = r->index;
+        f->m.seat_presence.occupied = r->flag != 0;
+        f->m.seat_presence.present = r->code != 0;
+        break;
     case QP_PEOPLE:
         f->m.people.counter = r->index;
         f->m.people.in_total = r->a;

@@ -9,6 +9,7 @@
 static uint32_t now_ms;
 static uint32_t boot_number = 1;
 static bool seats[HAL_FAKE_SEATS + 1];
+static bool presence[HAL_FAKE_SEATS + 1];
 static bool beams[2];
 static bool door;
 static uint16_t supply_mv = 5000;
@@ -32,6 +33,7 @@ size_t hal_link_write(const uint8_t *data, size_t len)
 
 uint32_t hal_boot_number(void) { return boot_number; }
 bool hal_seat_raw(uint16_t index) { return index <= HAL_FAKE_SEATS && seats[index]; }
+bool hal_presence_raw(uint16_t index) { return index <= HAL_FAKE_SEATS && presence[index]; }
 bool hal_beam_raw(uint8_t beam) { return beam < 2 && beams[beam]; }
 bool hal_door_raw(void) { return door; }
 uint16_t hal_supply_mv(void) { return supply_mv; }
@@ -44,6 +46,11 @@ void hal_fake_set_seat(uint16_t index, bool occupied)
 {
     if (index <= HAL_FAKE_SEATS)
         seats[index] = occupied;
+}
+void hal_fake_set_presence(uint16_t index, bool present)
+{
+    if (index <= HAL_FAKE_SEATS)
+        presence[index] = present;
 }
 void hal_fake_set_beam(uint8_t beam, bool interrupted)
 {

@@ -13,6 +13,7 @@ void hal_fake_reset(void);
 void hal_fake_set_millis(uint32_t ms);
 void hal_fake_set_boot_number(uint32_t boot);
 void hal_fake_set_seat(uint16_t index, bool occupied);
+void hal_fake_set_presence(uint16_t index, bool present);
 void hal_fake_set_beam(uint8_t beam, bool interrupted);
 void hal_fake_set_door(bool open);
 void hal_fake_set_supply_mv(uint16_t mv);

@@ -12,6 +12,7 @@ static const size_t OFFSETS[] = {
     OFF(m.hello.report_interval_s), OFF(m.hello.sensor_count), OFF(m.hello.sensors),
     OFF(m.hello.sensors[1].index), OFF(m.hello.boot),
     OFF(m.seat.seat), OFF(m.seat.occupied),
+    OFF(m.seat_presence.seat), OFF(m.seat_presence.occupied), OFF(m.seat_presence.present),
     OFF(m.people.counter), OFF(m.people.in_total), OFF(m.people.out_total),
     OFF(m.door.door), OFF(m.door.open),
     OFF(m.heartbeat.uptime_s), OFF(m.heartbeat.supply_mv),

@@ -47,6 +47,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument(
         "--no-door", dest="door", action="store_false", help="no door contact: no DOOR reports"
     )
+    p.add_argument(
+        "--presence-seats",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seats 1..N also have a presence channel (mmWave radar): SEAT_PRESENCE",
+    )
+    p.add_argument(
+        "--lunch-away",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share (0..1) of students seated over lunch who leave their books 40-100 min",
+    )
     p.add_argument("--speed", type=float, default=60.0, help="sim seconds per real second")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-interval", type=int, default=60, metavar="S", help="heartbeat, sim s")
@@ -77,6 +91,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         "seats": args.seats,
         "counter": args.counter,
         "door": args.door,
+        "presence_seats": args.presence_seats,
+        "lunch_away": args.lunch_away,
         "speed": args.speed,
         "seed": args.seed,
         "report_interval_s": args.report_interval,

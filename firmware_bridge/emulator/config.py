@@ -34,6 +34,11 @@ class EmulatorConfig(BaseModel):
     #: several boards has them on one; the others have seats only (``False``, ``False``).
     counter: bool = True
     door: bool = True
+    #: Seats 1..presence_seats also have a presence channel (SEAT_PRESENCE).
+    presence_seats: Annotated[int, Field(ge=0, le=MAX_SEATS)] = 0
+    #: Share of the students seated over lunch who go out 11:30–12:00 for 40–100 minutes
+    #: and leave their books on the seat (暂离, then 占座).
+    lunch_away: Annotated[float, Field(ge=0, le=1)] = 0.0
     #: Simulated seconds per real second.
     speed: Annotated[float, Field(gt=0, le=1_000_000)] = 60.0
     seed: int = 0
@@ -72,6 +77,8 @@ class EmulatorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.presence_seats > self.seats:
+            raise ValueError(f"presence_seats={self.presence_seats} exceeds seats={self.seats}")
         bad = [seat for seat in self.stuck_seats if not 1 <= seat <= self.seats]
         if bad:
             raise ValueError(f"stuck_seats {bad} are outside 1..{self.seats}")

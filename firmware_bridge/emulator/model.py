@@ -9,6 +9,13 @@ A board need not have the entrance's sensors: without ``counter`` it sends no
 PEOPLE reports, without ``door`` no DOOR reports, and its HELLO lists only what
 it has. The crowd is the same either way (same seed, same seats taken).
 
+Seats 1..``presence_seats`` also have a presence channel (an mmWave radar above the desk):
+the board sends SEAT_PRESENCE for them, before SEAT when the occupancy changes. With
+``lunch_away`` that share of the students seated over lunch go out between 11:30 and 12:00
+(local time) and leave their books for 40–100 minutes (暂离; held while empty, 占座, once
+past the grace): the seat stays occupied while nobody is there. The lunch draws come from a
+random stream of their own, so the crowd is the same with or without them.
+
 :meth:`BookHouseModel.step` advances the clock and returns the reports the board
 would send, in order. The result depends only on the seed, the start time and
 the sequence of calls — not on how the time is sliced into steps. No I/O here.
@@ -19,7 +26,7 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import IntEnum
 
 from firmware_bridge.emulator.profile import OpeningHours, SupplyCurve, VisitorProfile
@@ -32,6 +39,7 @@ from firmware_bridge.messages import (
     People,
     Report,
     Seat,
+    SeatPresence,
     SensorKind,
     SensorRef,
 )
@@ -58,6 +66,8 @@ class _Ev(IntEnum):
     HEARTBEAT = 10
     DOOR_CLOSE = 11
     STUCK_REPORT = 12
+    AWAY = 5
+    BACK = 6
 
 
 # (time, insertion order, kind, argument): insertion order breaks ties deterministically.
@@ -82,6 +92,8 @@ class HouseState:
     uptime_s: int
     report_interval_s: int
     simulating: bool
+    #: Whether someone is at each seat, as its presence channel sees it (seats with one).
+    present: tuple[bool, ...] = ()
 
 
 @dataclass(slots=True)
@@ -116,11 +128,20 @@ class BookHouseModel:
         stuck_report_after: timedelta = timedelta(minutes=30),
         counter: bool = True,
         door: bool = True,
+        presence_seats: int = 0,
+        lunch_away: float = 0.0,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         if seats < 1:
             raise ValueError(f"seats={seats}; a house has at least one seat")
+        if not 0 <= presence_seats <= seats:
+            raise ValueError(f"presence_seats={presence_seats} is outside 0..{seats}")
+        self._presence_seats = presence_seats
+        self._lunch_away = lunch_away
+        self._lunch_rng = random.Random(f"lunch-{seed}")
+        self._here = [False] * seats  # someone at the seat (what a presence channel sees)
+        self._reported_here = [False] * seats
         self._rng = random.Random(seed)
         self._hours = hours or OpeningHours()
         self._profile = profile or VisitorProfile()
@@ -198,6 +219,7 @@ class BookHouseModel:
             seats=tuple(self._reported),
             seated=tuple(owner is not None for owner in self._owner),
             stuck=tuple(sorted(self._stuck)),
+            present=tuple(self._reported_here[: self._presence_seats]),
             in_total=self._counts.in_total,
             out_total=self._counts.out_total,
             inside=self._counts.inside,
@@ -257,6 +279,11 @@ class BookHouseModel:
                     out.append(Door(_DOOR, False))
             case _Ev.STUCK_REPORT:
                 self._report_stuck(arg, out)
+            case _Ev.AWAY | _Ev.BACK:
+                seat = self._visitors.get(arg)
+                if seat is not None and self._owner[seat] == arg:
+                    self._here[seat] = kind == _Ev.BACK
+                    self._report_seat(seat, out)
 
     # -- the crowd -------------------------------------------------------------
 
@@ -293,10 +320,26 @@ class BookHouseModel:
         closing = self._hours.closing_time(now) - rng.uniform(0.0, 900.0)
         leave = min(now + stay, closing)
         self._visitors[visitor] = None
+        if student and self._lunch_away > 0:
+            leave = self._lunch(visitor, now, leave, closing)
         if student:
             self._push(self._crowd, now + rng.uniform(20.0, 90.0), _Ev.SIT, visitor)
             self._push(self._crowd, leave - rng.uniform(20.0, 90.0), _Ev.STAND, visitor)
         self._push(self._crowd, leave, _Ev.LEAVE, visitor)
+
+    def _lunch(self, visitor: int, now: float, leave: float, closing: float) -> float:
+        """Maybe a lunch break with the books left on the seat; the (later) leaving time."""
+        rng = self._lunch_rng
+        noon = datetime.combine(self._hours.local(now).date(), time(11, 30), self._hours.tz)
+        away = noon.timestamp() + rng.uniform(0.0, 1800.0)
+        back = away + rng.uniform(40.0, 100.0) * 60.0
+        if not (now + 90.0 < away < leave - 600.0 and back < closing - 900.0):
+            return leave
+        if rng.random() >= self._lunch_away:
+            return leave
+        self._push(self._crowd, away, _Ev.AWAY, visitor)
+        self._push(self._crowd, back, _Ev.BACK, visitor)
+        return min(max(leave, back + rng.uniform(900.0, 3600.0)), closing)
 
     def _sit(self, visitor: int, out: list[Report]) -> None:
         if visitor not in self._visitors:
@@ -307,6 +350,7 @@ class BookHouseModel:
         seat = self._rng.choice(free)
         self._owner[seat] = visitor
         self._visitors[visitor] = seat
+        self._here[seat] = True
         self._report_seat(seat, out)
 
     def _stand(self, visitor: int, out: list[Report]) -> None:
@@ -316,6 +360,7 @@ class BookHouseModel:
         self._visitors[visitor] = None
         if self._owner[seat] == visitor:  # not taken over by a manual change
             self._owner[seat] = None
+            self._here[seat] = False
             self._report_seat(seat, out)
 
     def _passage(self, *, entering: bool, out: list[Report]) -> None:
@@ -364,7 +409,13 @@ class BookHouseModel:
 
     def _report_seat(self, seat: int, out: list[Report]) -> None:
         reading = seat in self._stuck or self._owner[seat] is not None
-        if self._reported[seat] != reading:
+        changed = self._reported[seat] != reading
+        here = self._here[seat]
+        # SEAT_PRESENCE first: the SEAT after it then carries the new presence at the gateway.
+        if seat < self._presence_seats and (changed or self._reported_here[seat] != here):
+            self._reported_here[seat] = here
+            out.append(SeatPresence(seat + 1, reading, here))
+        if changed:
             self._reported[seat] = reading
             out.append(Seat(seat + 1, reading))
 
@@ -391,6 +442,23 @@ class BookHouseModel:
         """Someone sits down on (or leaves) seat ``seat`` (1-based) by hand, now."""
         index = self._seat_index(seat)
         self._owner[index] = _MANUAL if occupied else None
+        self._here[index] = occupied
+        out: list[Report] = []
+        self._report_seat(index, out)
+        return out
+
+    def set_presence(self, seat: int, present: bool) -> list[Report]:
+        """Someone is at seat ``seat`` (1-based), or nobody is, now, whatever is on the seat
+        (a student steps away and leaves the books: ``set_presence(seat, False)``).
+
+        Raises :class:`NoSuchSensorError` for a seat without a presence channel.
+        """
+        index = self._seat_index(seat)
+        if index >= self._presence_seats:
+            raise NoSuchSensorError(
+                f"seat {seat} has no presence channel (presence_seats={self._presence_seats})"
+            )
+        self._here[index] = present
         out: list[Report] = []
         self._report_seat(index, out)
         return out
@@ -469,7 +537,12 @@ class BookHouseModel:
 
         (The door and the counter only if the board has them.)
         """
-        out: list[Report] = [Seat(i + 1, occupied) for i, occupied in enumerate(self._reported)]
+        out: list[Report] = []
+        for i, occupied in enumerate(self._reported):
+            if i < self._presence_seats:
+                self._reported_here[i] = self._here[i]
+                out.append(SeatPresence(i + 1, occupied, self._here[i]))
+            out.append(Seat(i + 1, occupied))
         if self._door:
             out.append(Door(_DOOR, self._door_open))
         self._heartbeat(out)

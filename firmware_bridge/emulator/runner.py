@@ -97,6 +97,8 @@ class BookHouseEmulator:
             stuck_report_after=config.stuck_report_after,
             counter=config.counter,
             door=config.door,
+            presence_seats=config.presence_seats,
+            lunch_away=config.lunch_away,
         )
         self.model.set_supply(config.supply_mv)
         for seat in config.stuck_seats:
@@ -316,6 +318,15 @@ class BookHouseEmulator:
         """Seat ``seat`` (1-based) becomes occupied or free; its SEAT frame is sent at once."""
         self._advance()
         self._report(self.model.set_seat(seat, occupied))
+
+    def set_presence(self, seat: int, present: bool) -> None:
+        """Someone is at seat ``seat`` or nobody is (books stay); SEAT_PRESENCE is sent at once.
+
+        Raises :class:`~firmware_bridge.errors.NoSuchSensorError` for a seat without a
+        presence channel (beyond ``presence_seats``).
+        """
+        self._advance()
+        self._report(self.model.set_presence(seat, present))
 
     def count_people(self, *, entered: int = 0, left: int = 0) -> None:
         """People pass the entrance now; a PEOPLE frame (and door frames) per passage.

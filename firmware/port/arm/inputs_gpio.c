@@ -137,6 +137,14 @@ bool hal_seat_raw(uint16_t index)
     return pin_high(seat_pins[index - 1u]) != QIHE_SEAT_ACTIVE_LOW;
 }
 
+/* No presence channel is wired on the Black Pill (a radar module would take a pin per seat
+ * here): nobody is ever there, and the board runs with presence_seats 0. */
+bool hal_presence_raw(uint16_t index)
+{
+    (void)index;
+    return false;
+}
+
 bool hal_beam_raw(uint8_t beam)
 {
     if (beam > 1u) {

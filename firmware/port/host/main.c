@@ -1,8 +1,8 @@
 /*
  * qihe-board on a POSIX host: the firmware core on a pty, inputs from event lines on stdin.
  *
- *   qihe-board --link PATH --device NAME --seats N [--no-counter] [--no-door]
- *              [--interval S] [--retransmit MS] [--window N] [--debounce MS] [--boot N]
+ *   qihe-board --link PATH --device NAME --seats N [--presence-seats N] [--no-counter]
+ *              [--no-door] [--interval S] [--retransmit MS] [--window N] [--debounce MS] [--boot N]
  *              [--trace]
  *
  * One poll() loop: bytes from the pty go to board_rx, stdin lines to the simulator, and
@@ -33,12 +33,13 @@ static void on_signal(int sig) { stop_signal = sig; }
 static void usage(FILE *to)
 {
     fprintf(to,
-            "用法 usage: qihe-board --link PATH [--device NAME] [--seats N] [--no-counter]\n"
-            "            [--no-door] [--interval S] [--retransmit MS] [--window N]\n"
+            "用法 usage: qihe-board --link PATH [--device NAME] [--seats N] [--presence-seats N]\n"
+            "            [--no-counter] [--no-door] [--interval S] [--retransmit MS] [--window N]\n"
             "            [--debounce MS] [--boot N] [--trace]\n"
             "  --link PATH        create a pty and keep a symlink to its slave here\n"
             "  --device NAME      board id in HELLO (alias --device-id; default qihe-board)\n"
             "  --seats N          seat sensors 1..N, N in 0..%d (default 4)\n"
+            "  --presence-seats N seats 1..N also have a presence channel (default 0)\n"
             "  --no-counter       no entrance beam pair: no PEOPLE reports\n"
             "  --no-door          no door contact: no DOOR reports\n"
             "  --interval S       heartbeat period, %d..%d s (alias --report-interval; default 60)\n"
@@ -125,13 +126,14 @@ int main(int argc, char **argv)
 {
     board_config_t cfg = board_default_config();
     unsigned long v;
-    enum { O_DEVICE = 256, O_SEATS, O_NO_COUNTER, O_NO_DOOR, O_INTERVAL, O_RETRANSMIT, O_WINDOW,
+    enum { O_DEVICE = 256, O_SEATS, O_PRESENCE_SEATS, O_NO_COUNTER, O_NO_DOOR, O_INTERVAL, O_RETRANSMIT, O_WINDOW,
            O_DEBOUNCE, O_BOOT, O_TRACE, O_LINK, O_HELP };
     static const struct option options[] = {
         {"link", required_argument, NULL, O_LINK},
         {"device", required_argument, NULL, O_DEVICE},
         {"device-id", required_argument, NULL, O_DEVICE},
         {"seats", required_argument, NULL, O_SEATS},
+        {"presence-seats", required_argument, NULL, O_PRESENCE_SEATS},
         {"no-counter", no_argument, NULL, O_NO_COUNTER},
         {"no-door", no_argument, NULL, O_NO_DOOR},
         {"interval", required_argument, NULL, O_INTERVAL},
@@ -153,6 +155,11 @@ int main(int argc, char **argv)
             if (!number_arg("--seats", optarg, 0, BOARD_MAX_SEATS, &v))
                 return 2;
             cfg.seats = (uint16_t)v;
+            break;
+        case O_PRESENCE_SEATS:
+            if (!number_arg("--presence-seats", optarg, 0, BOARD_MAX_SEATS, &v))
+                return 2;
+            cfg.presence_seats = (uint16_t)v;
             break;
         case O_NO_COUNTER: cfg.counter = false; break;
         case O_NO_DOOR: cfg.door = false; break;

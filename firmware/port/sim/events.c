@@ -108,6 +108,10 @@ static void run_line(sim_t *s, const char *line, size_t len, uint32_t now)
         if (n != 3 || !number(w[1], s->seats, &v) || v == 0 || !level(w[2], &on))
             return refuse(s, line, len, "expected: seat INDEX 1|0 (INDEX 1..seats)");
         s->seat[v] = on;
+    } else if (is(w[0], "presence")) {
+        if (n != 3 || !number(w[1], s->seats, &v) || v == 0 || !level(w[2], &on))
+            return refuse(s, line, len, "expected: presence INDEX 1|0 (INDEX 1..seats)");
+        s->presence[v] = on;
     } else if (is(w[0], "beam")) {
         if (n == 2 && (is(w[1], "in") || is(w[1], "out")))
             start_crossing(s, is(w[1], "in"), now);

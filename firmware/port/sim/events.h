@@ -6,6 +6,7 @@
  * One event per line (LF or CR LF), words separated by spaces:
  *
  *   seat INDEX 1|0          seat INDEX (1..seats) taken / free
+ *   presence INDEX 1|0      someone at seat INDEX / nobody (its presence channel, if it has one)
  *   beam in|out             a person crosses the entrance: outer on, inner on, outer off,
  *                           inner off (in; the mirror image for out), SIM_BEAM_STEP_MS apart
  *   beam outer|inner 1|0    one beam blocked / clear (bounces, aborted crossings)
@@ -44,6 +45,7 @@ typedef void (*sim_error_fn)(void *ctx, const char *line, size_t len, const char
 typedef struct {
     uint16_t seats;
     bool seat[BOARD_MAX_SEATS + 1]; /* 1-based */
+    bool presence[BOARD_MAX_SEATS + 1]; /* 1-based: someone at the seat */
     bool beam[2];                   /* 0 outer, 1 inner */
     bool door;
     uint16_t supply_mv;
@@ -76,7 +78,7 @@ void sim_run(sim_t *s, uint32_t now_ms);
 bool sim_busy(const sim_t *s, uint32_t now_ms);
 
 /* The one simulator the HAL functions below read (port/sim/sim_hal.c): hal_seat_raw,
- * hal_beam_raw, hal_door_raw and hal_supply_mv. A port with real inputs for some of them
+ * hal_presence_raw, hal_beam_raw, hal_door_raw and hal_supply_mv. A port with real inputs for some of them
  * builds with -DSIM_NO_HAL and writes its own. */
 sim_t *sim_instance(void);
 
