@@ -16,9 +16,10 @@ APT_PACKAGES=(mosquitto influxdb influxdb-client python3-venv)
 # deployment tests check the units with systemd-analyze and the install script with shellcheck.
 # The firmware tests build the C board (firmware/) for the host with gcc (libc6-dev is only a
 # recommendation of gcc, and this script installs none) and for the STM32F4 with Debian's
-# gcc-arm-none-eabi, and run the ARM image in qemu-system-arm.
+# gcc-arm-none-eabi, and run the ARM image in qemu-system-arm. The metrics tests scrape the
+# services with Debian's Prometheus and check the sample rules with its promtool.
 TEST_APT_PACKAGES=(chromium fonts-wqy-microhei openssl systemd shellcheck
-    gcc libc6-dev make gcc-arm-none-eabi qemu-system-arm)
+    gcc libc6-dev make gcc-arm-none-eabi qemu-system-arm prometheus)
 
 say() { printf '\033[1m[qihe]\033[0m %s\n' "$*"; }
 

@@ -12,12 +12,15 @@ a managed block in the ``acl_file``, written so that provisioning again replaces
 Least privilege, per role (``ROOT`` is ``{prefix}/v1``; docs/security.md explains why):
 
 - gateway ``SITE/GW`` (user ``GW@SITE``): writes its readings, backlog, command replies
-  and status (also its Last Will); reads its status (late Wills) and its commands.
+  and status (also its Last Will); reads its status (late Wills), its commands and the
+  configs pushed to it.
 - consumer: reads readings, status and backlog of every gateway; writes only its own
   dead-letter topic ``ROOT/_dead_letter/{client_id}``.
-- live: reads readings, status and alerts.
-- alerts: reads readings and status; reads and writes ``ROOT/_alerts/+/+``.
-- operator: reads everything under ``ROOT``; writes only commands to gateways.
+- live: reads readings, status, alerts and the sites' silences ``ROOT/_silences/+``.
+- alerts: reads readings and status; reads and writes ``ROOT/_alerts/+/+``; reads the
+  operators' orders ``ROOT/_alerts_ctl/+`` and writes the silences ``ROOT/_silences/+``.
+- operator: reads everything under ``ROOT``; writes only commands and configs to gateways
+  and orders to the alert engine (acknowledge, silence: ``ROOT/_alerts_ctl/+``).
 
 Passwords are hashed by ``mosquitto_passwd -U`` when it is installed (the clear password
 goes through a private temporary file, never a command line other users can read),
@@ -129,6 +132,7 @@ def gateway_acl(site: str, gateway: str, *, prefix: str) -> AclEntry:
             ("write", f"{base}/backlog"),
             ("write", f"{base}/cmd_reply/+"),
             ("read", f"{base}/cmd/+"),
+            ("read", f"{base}/config"),  # configs pushed to it (docs/remote-config.md)
         ),
     )
 
@@ -146,11 +150,24 @@ def service_acl(name: str, role: Role, *, prefix: str, client_id: str | None = N
         dead_letter = tree.dead_letter(_checked_id("client id", client_id or name))
         topics = (*readings, status, ("read", tree.backlog_filter()), ("write", dead_letter))
     elif role == "live":
-        topics = (*readings, status, ("read", tree.alerts_filter()))
+        topics = (
+            *readings,
+            status,
+            ("read", tree.alerts_filter()),
+            ("read", tree.silences_filter()),
+        )
     elif role == "alerts":
-        topics = (*readings, status, ("readwrite", tree.alerts_filter()))
+        topics = (
+            *readings, status, ("readwrite", tree.alerts_filter()),
+            ("read", tree.alert_control_filter()), ("write", tree.silences_filter()),
+        )  # fmt: skip
     elif role == "operator":
-        topics = (("read", f"{root}/#"), ("write", f"{root}/+/+/cmd/+"))
+        topics = (
+            ("read", f"{root}/#"),
+            ("write", f"{root}/+/+/cmd/+"),
+            ("write", f"{root}/+/+/config"),
+            ("write", tree.alert_control_filter()),
+        )
     else:
         raise ProvisionError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     return AclEntry(

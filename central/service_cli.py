@@ -15,7 +15,7 @@ __all__ = ["add_parsers"]
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``live`` and ``alerts``; each sets ``handler`` to a function(args) -> exit code."""
-    from central.alerts.cli import run_alerts
+    from central.alerts.cli import add_actions, run_alerts
     from central.live.cli import run_live
 
     services = (
@@ -36,6 +36,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     for name, summary, description, config, handler in services:
         parser = sub.add_parser(name, help=summary, description=description)
-        parser.add_argument("--config", required=True, type=Path, help=config)
+        # ``qihe alerts ack|silence|...`` take their own --config (central/alerts/cli.py).
+        parser.add_argument("--config", required=name != "alerts", type=Path, help=config)
         parser.add_argument("--check", action="store_true", help="validate the config and exit")
         parser.set_defaults(handler=handler)
+        if name == "alerts":
+            add_actions(parser)

@@ -12,7 +12,9 @@ Opening hours are written per weekday or weekday range::
       sat: "09:00-17:00"
       sun: closed
 
-``daily`` sets every day; a later key overrides an earlier one for its days.
+``daily`` sets every day; a later key overrides an earlier one for its days. Public holidays,
+调休 make-up working days and temporary closures (``on_holidays``, ``on_makeup_workdays``,
+``closures``) and the national holiday calendar (``calendar:``) are in ``docs/calendar.md``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    PrivateAttr,
     StringConstraints,
     model_validator,
 )
 
+from central.calendar import Closure, NationalCalendar, closures_apart, load_calendar
+from central.seat_state import SeatHold
 from qihe.configfile import ConfigError, load_config_file
 from qihe.configtypes import StrictModel
 from qihe.contract import ID_PATTERN
@@ -149,6 +154,25 @@ def _opening_hours(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _day_rule(value: str) -> str:
+    if value.strip().lower() not in ("weekly", "workday"):
+        _intervals_of(value)  # "closed" or hours; raises ValueError naming the bad interval
+    return value
+
+
+#: What a public holiday or a 调休 make-up working day means at a site: ``closed``, ``weekly``
+#: (the weekday's usual hours), ``workday`` (Monday to Friday's hours) or hours of its own.
+DayRule = Annotated[str, AfterValidator(_day_rule)]
+#: ``(on_holidays, on_makeup_workdays)`` of a site that does not say: day-care centres and
+#: canteens keep the working calendar, book houses their weekly hours.
+CALENDAR_DEFAULTS: dict[str, tuple[str, str]] = {
+    "book_house": ("weekly", "weekly"),
+    "day_care": ("closed", "workday"),
+    "canteen": ("closed", "workday"),
+    "other": ("weekly", "weekly"),
+}
+
+
 class SeatSpec(StrictModel):
     """One self-study seat: which sensor reports it, its label and where it is drawn."""
 
@@ -210,8 +234,17 @@ class SiteSpec(StrictModel):
     opening_hours: Annotated[dict[str, str], AfterValidator(_opening_hours)] = Field(
         default_factory=dict
     )
+    #: Public holidays and 调休 make-up working days (``DayRule``; defaults by ``kind``).
+    on_holidays: DayRule | None = None
+    on_makeup_workdays: DayRule | None = None
+    #: Days the site is closed whatever its hours say (dates in the directory's zone).
+    closures: Annotated[tuple[Closure, ...], AfterValidator(closures_apart)] = ()
     #: Listed on the public summary page.
     public: bool = True
+    #: Its public page opens in large-text mode (适老化: day-care centres); a reader may switch.
+    public_large_text: bool = False
+    #: When an away seat counts as held while empty (占座): grace times and meal windows.
+    seat_hold: SeatHold = Field(default_factory=SeatHold)
     seat_grids: tuple[SeatGrid, ...] = ()
     seats: tuple[SeatSpec, ...] = ()
     doors: tuple[DoorSpec, ...] = ()
@@ -230,6 +263,23 @@ class SiteSpec(StrictModel):
                     raise ValueError(f"two seats at row {seat.row}, col {seat.col}")
                 cells.add((seat.row, seat.col))
         return self
+
+    @model_validator(mode="after")
+    def _calendar_fits(self) -> Self:
+        hours = OpeningHours(self.opening_hours)
+        if not hours.known and (self.on_holidays or self.on_makeup_workdays or self.closures):
+            raise ValueError("on_holidays, on_makeup_workdays and closures need opening_hours")
+        if "workday" in self.day_rules() and len(set(hours.week[:5])) > 1:
+            raise ValueError(
+                "'workday' means Monday to Friday's hours, but they differ: give the hours"
+            )
+        return self
+
+    def day_rules(self) -> tuple[str, str]:
+        """``(on_holidays, on_makeup_workdays)``, the defaults of its ``kind`` filled in."""
+        holidays, makeup = CALENDAR_DEFAULTS[self.kind]
+        rules = (self.on_holidays or holidays, self.on_makeup_workdays or makeup)
+        return rules[0].strip().lower(), rules[1].strip().lower()
 
     def all_seats(self) -> list[SeatSpec]:
         return [seat for grid in self.seat_grids for seat in grid.seats()] + list(self.seats)
@@ -250,7 +300,11 @@ class SiteDirectory(StrictModel):
     """Every site a city runs, in the order its pages list them."""
 
     timezone: Annotated[str, AfterValidator(_zone)] = "Asia/Shanghai"
+    #: The folder of the national holiday calendar's ``YEAR.yaml`` files, relative to this
+    #: file (``docs/calendar.md``); without it, weekdays and weekends only.
+    calendar: Path | None = None
     sites: tuple[SiteSpec, ...] = ()
+    _national: NationalCalendar = PrivateAttr(default_factory=NationalCalendar)
 
     @model_validator(mode="after")
     def _ids_unique(self) -> Self:
@@ -263,6 +317,11 @@ class SiteDirectory(StrictModel):
     @property
     def zone(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def national(self) -> NationalCalendar:
+        """The holiday years :func:`load_directory` read from ``calendar:`` (none if not)."""
+        return self._national
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -284,4 +343,11 @@ def load_directory(config_file: Path, sites: Path) -> SiteDirectory:
     path = sites if sites.is_absolute() else config_file.resolve().parent / sites
     if not path.is_file():
         raise ConfigError(f"{config_file}: sites: site directory {path} not found")
-    return load_config_file(path, SiteDirectory)
+    directory = load_config_file(path, SiteDirectory)
+    if directory.calendar is not None:
+        folder = directory.calendar
+        folder = folder if folder.is_absolute() else path.resolve().parent / folder
+        if not folder.is_dir():
+            raise ConfigError(f"{path}: calendar: holiday calendar folder {folder} not found")
+        directory._national = load_calendar(folder)
+    return directory

@@ -1,5 +1,11 @@
-"""Local real servers (Mosquitto, InfluxDB 1.x) for tests, the demo and benchmarks."""
+"""Local real servers (Mosquitto, InfluxDB 1.x, Prometheus) for tests, the demo and benchmarks."""
 
-from devstack.processes import DevStackError, InfluxdProcess, MosquittoProcess, free_port
+from devstack.processes import (
+    DevStackError,
+    InfluxdProcess,
+    MosquittoProcess,
+    PrometheusProcess,
+    free_port,
+)
 
-__all__ = ["DevStackError", "InfluxdProcess", "MosquittoProcess", "free_port"]
+__all__ = ["DevStackError", "InfluxdProcess", "MosquittoProcess", "PrometheusProcess", "free_port"]

@@ -1,6 +1,7 @@
 """Run a real Mosquitto and a real InfluxDB 1.x as child processes on free loopback ports.
 
-Used by the test fixtures, ``qihe demo`` and the benchmarks. Each server gets its
+Used by the test fixtures, ``qihe demo`` and the benchmarks (and a Prometheus for the metrics
+tests). Each server gets its
 own folder for config, data and log; :meth:`stop` ends it, :meth:`start` brings it
 back on the same port with the same data (tests use that for real outages).
 """
@@ -26,6 +27,7 @@ __all__ = [
     "DevStackError",
     "InfluxdProcess",
     "MosquittoProcess",
+    "PrometheusProcess",
     "find_program",
     "free_port",
 ]
@@ -280,3 +282,57 @@ bind-address = "{self.host}:{self.rpc_port}"
                 head, _, tail = text.rstrip("Z").partition(".")
                 return datetime.fromisoformat(f"{head}.{(tail + '000000')[:6]}").replace(tzinfo=UTC)
         raise DevStackError("SHOW DIAGNOSTICS has no system section")
+
+
+class PrometheusProcess(_ChildServer):
+    """Prometheus 2.x (Debian's 2.42) on loopback, its config from ``config_text``, its data
+    under ``folder``; :meth:`query` asks its HTTP API (``/api/v1/query``)."""
+
+    name = "prometheus"
+
+    def __init__(self, folder: Path, config_text: str, port: int | None = None) -> None:
+        super().__init__(folder, port)
+        self.config_text = config_text
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
+        conf = self.folder / "prometheus.yml"
+        conf.write_text(self.config_text)
+        return [
+            find_program("prometheus", "/usr/bin/prometheus", package="prometheus"),
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={self.folder / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--log.level=warn",
+        ]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=0.5) as resp:
+                return int(resp.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """The ``data`` of a GET on the HTTP API (``rules``, ``targets``, ``query``...)."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                answer = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            problem = exc.read().decode()
+            raise DevStackError(f"Prometheus {path} {params} failed: {problem}") from exc
+        if answer.get("status") != "success":
+            raise DevStackError(f"Prometheus {path} {params} failed: {answer}")
+        return answer["data"]
+
+    def query(self, promql: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """An instant query's series: their labels (sorted pairs, the name included) → value."""
+        data = self.api("query", query=promql)
+        return {
+            tuple(sorted(series["metric"].items())): float(series["value"][1])
+            for series in data["result"]
+        }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from collections.abc import Callable
 
 from edge.config import GatewayConfig, load_gateway_config
 from qihe.running import run_until_signalled
@@ -11,7 +13,12 @@ from qihe.running import run_until_signalled
 __all__ = ["add_parsers"]
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    more: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] | None = None,
+) -> None:
+    """Register ``qihe gateway``; ``more`` adds actions of the centre's (``push-config``)."""
     gateway = sub.add_parser("gateway", help="the site gateway (runs on the Raspberry Pi)")
     gsub = gateway.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
     run = gsub.add_parser("run", help="read sensors and publish them to MQTT")
@@ -28,6 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--timeout", type=float, default=5.0, help="seconds to wait for a board or the broker"
     )
     doctor.set_defaults(handler=_doctor)
+    if more is not None:
+        more(gsub)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -62,14 +71,21 @@ def _describe(config: GatewayConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_gateway_config(args.config)
-    return asyncio.run(_serve(config))
+    from qihe.metrics import MetricsError
+
+    load_gateway_config(args.config)  # a bad file: one clear line before anything starts
+    try:
+        return asyncio.run(_serve(args.config))
+    except MetricsError as exc:
+        print(f"qihe: {exc}", file=sys.stderr)
+        return 1
 
 
-async def _serve(config: GatewayConfig) -> int:
-    from edge.gateway import Gateway
+async def _serve(path: str) -> int:
+    from edge.supervisor import ConfigSupervisor
 
-    gateway = Gateway(config)
+    # The gateway of the local file, or of a config pushed since (docs/remote-config.md).
+    supervisor = ConfigSupervisor(path)
     return await run_until_signalled(
-        gateway.run(), name="gateway", stopped="网关已停止 / gateway stopped"
+        supervisor.run(), name="gateway", stopped="网关已停止 / gateway stopped"
     )

@@ -15,6 +15,7 @@ from firmware_bridge.messages import DEVICE_ID_PATTERN
 from qihe.configfile import load_config_file
 from qihe.configtypes import StrictModel, TopicPrefix
 from qihe.contract import DEFAULT_PREFIX, ID_PATTERN, MAX_BATCH
+from qihe.metrics import MetricsConfig
 from qihe.mqtt import BrokerConnection
 
 __all__ = [
@@ -103,9 +104,23 @@ class ClockConfig(StrictModel):
     poll: timedelta = timedelta(seconds=1)
 
 
+class RemoteConfigConfig(StrictModel):
+    """Configs pushed over MQTT (``qihe gateway push-config``, docs/remote-config.md)."""
+
+    #: Listen for pushed configs on ``{prefix}/v1/{site}/{gateway}/config``.
+    enabled: bool = True
+    #: A pushed config that has not reached the broker this long after it was applied is
+    #: rolled back to the last good one. The running config's value counts, not the pushed one's.
+    rollback_after: timedelta = Field(
+        default=timedelta(minutes=2), gt=timedelta(0), le=timedelta(hours=1)
+    )
+
+
 class GatewayConfig(StrictModel):
     site: Ident
     gateway: Ident
+    #: A label of this config chosen by whoever wrote it (``2026-11-28a``); in the status.
+    version: Ident | None = None
     broker: BrokerConfig
     state_dir: Path = Path("/var/lib/qihe")
     serial: tuple[SerialPortConfig, ...] = ()
@@ -117,6 +132,9 @@ class GatewayConfig(StrictModel):
     outbox: OutboxConfig = OutboxConfig()
     clock: ClockConfig = ClockConfig()
     link_report_interval: timedelta = timedelta(seconds=60)
+    remote_config: RemoteConfigConfig = RemoteConfigConfig()
+    #: Prometheus ``/metrics`` (off when absent; loopback unless an address is given).
+    metrics: MetricsConfig | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:

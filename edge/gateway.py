@@ -4,26 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
+from edge.commands import CommandHandler
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
+from edge.metrics import gateway_metrics
 from edge.normalise import LinkCounters
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
 from edge.refusals import STATE_FILE as REFUSALS_FILE
 from edge.refusals import RefusalSnapshot, write_refusals
+from edge.remote_config import SOFTWARE_VERSION
 from edge.sdnotify import Notifier, Watchdog
 from edge.sources.base import Source
 from edge.sources.gpio import GpioSource
 from edge.sources.modbus import ModbusSource
 from edge.sources.serial import SerialSource
 from edge.sources.zigbee import ZigbeeSource
+from edge.stamp_journal import StampJournal
 from edge.system import HostProbe, SystemProbe, SystemProbeError
 from qihe.clock import Clock, utc_now
-from qihe.contract import PERIODIC_KINDS, OutboxReading, PublishRefusal, Reading, SystemReading
+from qihe.contract import (
+    PERIODIC_KINDS,
+    ConfigReport,
+    OutboxReading,
+    PublishRefusal,
+    Reading,
+    SystemReading,
+    TopicTree,
+)
 
 __all__ = ["Gateway"]
 
@@ -39,6 +53,8 @@ class GatewayStats:
     dropped: dict[str, int]
     links: dict[str, LinkCounters]
     publisher: PublisherStats
+    #: ``readings`` by kind (seat, door, link...), for the metrics endpoint.
+    readings_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Gateway:
@@ -53,6 +69,7 @@ class Gateway:
         clock_trust: ClockTrust | None = None,
         system_probe: SystemProbe | None = None,
         notifier: Notifier | None = None,
+        config_report: Callable[[], ConfigReport | None] | None = None,
     ) -> None:
         self.config = config
         outbox = config.outbox
@@ -64,7 +81,13 @@ class Gateway:
             commit_max=outbox.commit_max,
             busy_timeout=outbox.busy_timeout.total_seconds(),
         )
-        self.publisher = MqttPublisher(config, self.outbox, clock=clock)
+        self.publisher = MqttPublisher(
+            config,
+            self.outbox,
+            clock=clock,
+            version=SOFTWARE_VERSION,
+            config_report=config_report,  # the supervisor's (edge/supervisor.py)
+        )
         self.clock_guard = ClockGuard(
             clock_trust or (KernelClockSync() if config.clock.require_sync else AlwaysTrusted()),
             poll=config.clock.poll.total_seconds(),
@@ -79,10 +102,24 @@ class Gateway:
                 emit=self._emit,
                 store=self.outbox,
                 clock=clock,
+                journal=StampJournal(
+                    config.state_dir / f"stamps-{port.device}",
+                    trusted=lambda: self.clock_guard.trusted,
+                ),
             )
             for port in config.serial
         ]
         self.sources: list[Source] = list(self.serial_sources)
+        # Commands to the boards come on the publisher's connection (docs/mqtt.md, Commands).
+        self.commands = CommandHandler(
+            self.publisher,
+            {source.port.device: source for source in self.serial_sources},
+            site=config.site,
+            gateway=config.gateway,
+            topics=TopicTree(config.broker.topic_prefix),
+            state_dir=config.state_dir,
+            clock=clock,
+        )
         if config.gpio:
             self.sources.append(
                 GpioSource(
@@ -125,7 +162,9 @@ class Gateway:
         self.system_probe = HostProbe(config.state_dir) if system_probe is None else system_probe
         self._system_failing = False
         self._refusals_written: RefusalSnapshot | None = None
-        self._readings = 0
+        self._readings: Counter[str] = Counter()  # by kind
+        #: ``/metrics`` when the config asks for it (docs/metrics.md).
+        self.metrics = None if config.metrics is None else gateway_metrics(config.metrics, self)
         self._clock = clock
         self.notifier = Notifier.from_environ() if notifier is None else notifier
         # The outbox's group commit is the gateway's heartbeat: it runs every
@@ -143,17 +182,18 @@ class Gateway:
         self.outbox.on_attempt(lambda: self.watchdog.alive("outbox"))
 
     def _emit(self, reading: Reading) -> None:
-        self._readings += 1
+        self._readings[reading.kind] += 1
         self.outbox.put(reading, untrusted_at=self.clock_guard.untrusted_stamp())
 
     def stats(self) -> GatewayStats:
         return GatewayStats(
-            readings=self._readings,
+            readings=self._readings.total(),
             queued=len(self.outbox),
             dropped=dict(self.outbox.dropped),
             links={s.port.device: s.counters for s in self.serial_sources}
             | {s.port.name: s.counters for s in self.modbus_sources},
             publisher=self.publisher.stats(),
+            readings_by_kind=dict(self._readings),
         )
 
     async def run(self) -> None:
@@ -167,12 +207,15 @@ class Gateway:
         self.notifier.status("正在打开发件箱 opening the outbox")
         await self.outbox.open()
         try:
+            if self.metrics is not None:
+                await self.metrics.astart()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.outbox.run(), name="outbox-commit")
                 tg.create_task(self.clock_guard.run(self.outbox.restamp), name="clock-watch")
                 tg.create_task(self.publisher.run(), name="publisher")
                 for source in self.sources:
                     tg.create_task(self._supervise(source), name=source.name)
+                tg.create_task(self._supervise(self.commands), name="commands")
                 tg.create_task(self._report_health(), name="health-report")
                 tg.create_task(self.watchdog.run(), name="systemd-watchdog")
                 # Ready here: the store is open and every task is started, so each reading
@@ -182,14 +225,17 @@ class Gateway:
         finally:
             self.notifier.stopping("正在停止 stopping: flushing the outbox")
             self.notifier.close()
+            if self.metrics is not None:
+                await asyncio.shield(self.metrics.astop())
             await asyncio.shield(self.outbox.close())
+            for source in self.serial_sources:
+                source.close_journal()
 
     def _status_line(self) -> str:
         """One line for ``systemctl status``: Chinese first, then English."""
         broker = "已连接 connected" if self.publisher.connected.is_set() else "未连接 not connected"
-        line = (
-            f"代理 broker {broker}; 待发 queued {len(self.outbox)}; 读数 readings {self._readings}"
-        )
+        readings = self._readings.total()
+        line = f"代理 broker {broker}; 待发 queued {len(self.outbox)}; 读数 readings {readings}"
         failing = self.outbox.failing_commits
         if failing:  # the card refuses writes: readings wait in memory, bounded
             line += f"; 存储写入失败 store failing ({failing} commits)"

@@ -34,6 +34,7 @@ from qihe.backoff import Backoff
 from qihe.clock import Clock, utc_now
 from qihe.contract import (
     RETAINED_KINDS,
+    ConfigReport,
     ContractError,
     GatewayStatus,
     TopicTree,
@@ -107,7 +108,8 @@ class MqttPublisher:
     """Publishes the outbox to the broker of ``config`` until cancelled (:meth:`run`).
 
     ``connect`` replaces how a connection is opened (by default an MQTT 5 client built by
-    :func:`qihe.mqtt.connect`): a test passes a fake client. ``clock`` stamps the status.
+    :func:`qihe.mqtt.connect`): a test passes a fake client. ``clock`` stamps the status;
+    ``version`` (the software's) and ``config_report`` (asked at every status) go in it.
     """
 
     def __init__(
@@ -117,8 +119,12 @@ class MqttPublisher:
         *,
         clock: Clock = utc_now,
         connect: Connect | None = None,
+        version: str | None = None,
+        config_report: Callable[[], ConfigReport | None] | None = None,
     ) -> None:
         self._config = config
+        self._version = version
+        self._config_report = config_report
         self._outbox = outbox
         self._clock = clock
         self._connect = connect or self._connect_to_broker
@@ -201,8 +207,16 @@ class MqttPublisher:
                 state=state,
                 session=session,
                 ts=self._clock(),
+                version=self._version,
+                config=None if self._config_report is None else self._config_report(),
             )
         )
+
+    async def restate_status(self) -> bool:
+        """Publish the retained ``online`` status again (its config report changed): True
+        once acknowledged, False without a connection (the next one publishes it anyway)."""
+        status = self._status("online", self._session)
+        return await self.send(self._status_topic, status, kind="status", retain=True)
 
     def _connect_to_broker(
         self, will: aiomqtt.Will
@@ -274,7 +288,10 @@ class MqttPublisher:
         once), then live readings always go before the next backlog batch, and
         the backlog drains oldest first in packed, non-retained batches.
 
-        Live readings go out in a sliding window: at most ``max_inflight`` await
+        Live readings go out as they are put, before the commit that stores them
+        (``Outbox.live``): a reading leaves the outbox once both are done, and the board is
+        acknowledged only after the commit (``docs/reliability.md``). They go in a sliding
+        window: at most ``max_inflight`` await
         their PUBACK at a time, in id order, and each is confirmed to the outbox as
         its own PUBACK arrives, so the link never idles while the slowest of a group
         is acknowledged. A broker that stops acknowledging while publishes wait for
@@ -315,7 +332,7 @@ class MqttPublisher:
                     while held.full:  # bounded memory: wait for retries to go out
                         wake.clear()
                         await wake.wait()
-                    live = await outbox.fetch(after=live_cursor, limit=window)
+                    live = await outbox.live(after=live_cursor, limit=window)
                     if live:
                         for row in live:
                             reason = held.reason(row)
@@ -350,7 +367,7 @@ class MqttPublisher:
                             continue
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
-                            await outbox.wait_committed(live_cursor)
+                            await outbox.wait_new(live_cursor)
         finally:
             self._held, self._backlog_held = None, 0
 

@@ -168,7 +168,7 @@ async def _run_sites(
     with contextlib.suppress(asyncio.CancelledError):
         async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
             tg.create_task(_run_live(config, base, broker, running), name="demo-live")
-            tg.create_task(_run_alerts(config, base, broker), name="demo-alerts")
+            tg.create_task(_run_alerts(config, base, broker, state), name="demo-alerts")
             await stack.enter_async_context(console(running.emulators))
             for site in config.sites:
                 tg.create_task(
@@ -215,8 +215,11 @@ async def _run_live(
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _run_alerts(config: DemoConfig, base: Path, broker: MosquittoProcess) -> None:
-    """The alert engine over the demo's broker; its alerts go to MQTT and to this console."""
+async def _run_alerts(
+    config: DemoConfig, base: Path, broker: MosquittoProcess, state: Path
+) -> None:
+    """The alert engine over the demo's broker; its alerts go to MQTT and to this console;
+    acknowledgements and silences are kept in the demo's state folder."""
     from central.alerts.config import AlertsConfig
     from central.alerts.engine import AlertEngine
     from central.sites import load_directory
@@ -226,6 +229,7 @@ async def _run_alerts(config: DemoConfig, base: Path, broker: MosquittoProcess) 
     data = loaded.model_dump(by_alias=True, exclude={"routes"})
     data["routes"] = [{"type": "log"}]
     data["mqtt"] = {**data["mqtt"], "host": broker.host, "port": broker.port}
+    data["state_dir"] = str(state / "alerts")
     for key, value in config.alerts_overrides.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) else value
     alerts = AlertsConfig.model_validate(data)

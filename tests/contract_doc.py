@@ -65,7 +65,10 @@ def _type_patterns() -> dict[str, str]:
     section = DOC.split("### Types, and what is refused", 1)[1].split("\n\n- ", 1)[0]
     patterns = {}
     for row in section.splitlines():
-        found = re.match(r"\| (id|version|fault code) \| a string matching `(\^.*?\$)`", row)
+        found = re.match(
+            r"\| (id|version|fault code|software version|hash) \| a string matching `(\^.*?\$)`",
+            row,
+        )
         if found:
             patterns[found.group(1)] = found.group(2)
     return patterns
@@ -88,15 +91,16 @@ AT_LEAST_ONE = _at_least_one()
 
 
 def model_fields(name: str) -> list[Field]:
-    """The fields of a reading kind (common ones first), or of ``status``/``batch``/``refusal``."""
-    if name in ("status", "batch", "refusal"):
+    """The fields of a reading kind (common ones first), or of ``status``/``batch``/``refusal``
+    or ``report`` (a status's ``config``)."""
+    if name in ("status", "batch", "refusal", "report"):
         return TABLES[name]
     return [*TABLES["common"], *TABLES[name]]
 
 
 #: The reading kinds with a table, in the doc's order.
 READING_KINDS = tuple(
-    name for name in TABLES if name not in {"common", "status", "batch", "refusal"}
+    name for name in TABLES if name not in {"common", "status", "batch", "refusal", "report"}
 )
 
 
@@ -169,6 +173,11 @@ def valid_values(
         return st.lists(st.from_regex(PATTERNS["id"], fullmatch=True), max_size=4)
     if type_ == "array of refusal":
         return st.lists(payloads("refusal"), max_size=3)
+    if type_ == "one line":
+        line = st.characters(blacklist_categories=("Cc", "Cs"))
+        return st.text(alphabet=line, min_size=1, max_size=300)
+    if type_ == "config report":
+        return payloads("report")
     if type_ == "array of reading, 1–1000":
         kinds = st.sampled_from(READING_KINDS)
         return st.lists(
@@ -251,6 +260,10 @@ def refused_values(type_: str) -> list[Any]:
         return [*other_types, True, *_TIMESTAMPS_REFUSED]
     if type_ == "kind":
         return [[], {}, None, 1, True, "sofa"]
+    if type_ == "one line":
+        return [*other_types, 1, True, "", "a\nb", "x" * 301]
+    if type_ == "config report":
+        return [[], {}, None, 1, True, "applied"]
     if (choices := _quoted(type_)) is not None:
         return [*other_types, 1, True, "nope", choices[0].upper() + "x"]
     if type_.startswith("array of "):

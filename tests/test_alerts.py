@@ -227,13 +227,13 @@ async def test_a_door_left_open_fires_door_open_and_resolves_when_shut(
     assert fired["sensor"] == "entrance"
 
 
-async def test_a_door_open_outside_opening_hours_fires_door_open(
+async def test_a_door_open_outside_opening_hours_fires_door_open_after_hours(
     mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
 ) -> None:
     factory = MockFactory()
     gateway = Gateway(gpio_gateway(mosquitto, topic_prefix, tmp_path), pin_factory=factory)
     closed = directory(opening_hours={"daily": "closed"})
-    config = alerts_config(mosquitto, topic_prefix, rules={"door_open": {"closed_grace": 1}})
+    config = alerts_config(mosquitto, topic_prefix, rules={"door_open_after_hours": {"grace": 1}})
     async with (
         watching(mosquitto, topic_prefix) as watch,
         engine_running(config, closed),
@@ -241,9 +241,9 @@ async def test_a_door_open_outside_opening_hours_fires_door_open(
     ):
         await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
         factory.pin(17).drive_high()
-        fired = await watch.until("door_open", "firing")
+        fired = await watch.until("door_open_after_hours", "firing")
         factory.pin(17).drive_low()
-        await watch.until("door_open", "resolved")
+        await watch.until("door_open_after_hours", "resolved")
 
     assert fired["summary_en"] == "door entrance open outside opening hours"
 
@@ -435,7 +435,7 @@ MIDNIGHTS = [
 
 
 def door_conditions(hours: str, opened_at: datetime, now: datetime) -> list[Condition]:
-    """The door_open conditions at ``now`` of a site open daily ``hours``, its entrance open
+    """The door conditions at ``now`` of a site open daily ``hours``, its entrance open
     since ``opened_at`` and its gateway heard from at ``now``."""
     facts = FactStore()
     door = DoorReading(
@@ -444,7 +444,7 @@ def door_conditions(hours: str, opened_at: datetime, now: datetime) -> list[Cond
     facts.apply(door, opened_at, retained=False)
     status = GatewayStatus(site=SITE, gateway="gw1", state="online", session=1, ts=now)
     facts.apply(status, now, retained=False)
-    config = AlertsConfig.model_validate({"sites": "unused.yaml"})  # door_open: 10 min, 5 min
+    config = AlertsConfig.model_validate({"sites": "unused.yaml"})  # 10 min; after hours 5 min
     ctx = Context(
         rules=config.rules,
         directory=directory(opening_hours={"daily": hours}),
@@ -453,7 +453,7 @@ def door_conditions(hours: str, opened_at: datetime, now: datetime) -> list[Cond
         listening_since=opened_at,
         active=frozenset(),
     )
-    return [c for c in evaluate(ctx) if c.rule == "door_open"]
+    return [c for c in evaluate(ctx) if c.rule in ("door_open", "door_open_after_hours")]
 
 
 @pytest.mark.parametrize("midnight", MIDNIGHTS)
@@ -480,7 +480,7 @@ def test_a_site_open_all_day_is_not_closed_at_midnight(midnight: datetime) -> No
     assert too_long.summary_en == "door entrance open for 10 min"
 
 
-async def test_a_door_left_open_into_the_new_year_fires_door_open_after_closing_time(
+async def test_a_door_left_open_into_the_new_year_fires_door_open_after_hours(
     mosquitto: MosquittoProcess, topic_prefix: str, tmp_path: Path
 ) -> None:
     """The gateway and the engine share a clock that runs into Hebi's New Year (2026-12-31
@@ -492,7 +492,7 @@ async def test_a_door_left_open_into_the_new_year_fires_door_open_after_closing_
         gpio_gateway(mosquitto, topic_prefix, tmp_path), pin_factory=factory, clock=clock
     )
     until_midnight = directory(opening_hours={"daily": "08:00-24:00"})
-    config = alerts_config(mosquitto, topic_prefix, rules={"door_open": {"closed_grace": 1}})
+    config = alerts_config(mosquitto, topic_prefix, rules={"door_open_after_hours": {"grace": 1}})
     async with (
         watching(mosquitto, topic_prefix) as watch,
         engine_running(config, until_midnight, clock=clock) as engine,
@@ -501,17 +501,17 @@ async def test_a_door_left_open_into_the_new_year_fires_door_open_after_closing_
         await asyncio.wait_for(gateway.publisher.connected.wait(), 10)
         clock.jump(new_year - timedelta(seconds=2))  # less than a gateway's silence
         factory.pin(17).drive_high()
-        fired = await watch.until("door_open", "firing")
+        fired = await watch.until("door_open_after_hours", "firing")
         opened_at = engine.facts.sites[SITE].doors[("gw1", "entrance")].since
         factory.pin(17).drive_low()
-        await watch.until("door_open", "resolved")
+        await watch.until("door_open_after_hours", "resolved")
 
     assert fired["summary_en"] == "door entrance open outside opening hours"
     assert opened_at.astimezone(HEBI).date().isoformat() == "2026-12-31"
     starts_at = datetime.fromisoformat(fired["starts_at"])
     assert starts_at >= new_year + timedelta(seconds=1)
     assert starts_at.astimezone(HEBI).date().isoformat() == "2027-01-01"
-    assert watch.states("door_open") == ["firing", "resolved"]
+    assert watch.states("door_open_after_hours") == ["firing", "resolved"]
 
 
 @pytest.mark.parametrize("midnight", MIDNIGHTS)

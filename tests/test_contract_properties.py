@@ -139,6 +139,9 @@ def assert_round_trip(name: str, document: dict[str, Any], model: BaseModel) -> 
     for key, value in document.items():
         if key == "ts":
             assert datetime.fromisoformat(encoded[key]) == datetime.fromisoformat(value)
+        elif isinstance(value, dict):  # a nested object (a status's config): as its model reads it
+            nested = getattr(model, key)
+            assert type(nested).model_validate_json(json.dumps(value)) == nested, key
         elif key != "readings":
             assert encoded[key] == value, key
 

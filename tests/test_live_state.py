@@ -97,6 +97,8 @@ def test_retained_state_is_shown_at_once_after_a_start() -> None:
         "occupied": 1,
         "unknown": 2,
         "fault": 0,
+        "away": 0,
+        "held": 0,
     }
     assert summary.occupancy == 0.5  # of the seats whose state is known
     assert summary.online is True
@@ -355,8 +357,10 @@ def test_the_public_view_holds_free_seats_and_opening_only() -> None:
         "address",
         "open_now",
         "hours_today",
+        "hours_note",
         "free_seats",
         "total_seats",
+        "likely_free",
         "updated_at",
     }
 

@@ -19,6 +19,7 @@ from central.alerts.routes import RouteConfig, check_unique_names
 from central.broker import MqttConfig
 from qihe.configtypes import Name, StrictModel
 from qihe.contract import ID_PATTERN
+from qihe.metrics import MetricsConfig
 
 __all__ = [
     "AlertsConfig",
@@ -100,7 +101,21 @@ class SeatStuck(_Rule):
 
 class DoorOpen(_Rule):
     open_longer_than: PositiveDuration = timedelta(minutes=10)
-    closed_grace: NonNegativeDuration = timedelta(minutes=5)
+
+
+class DoorOpenAfterHours(_Rule):
+    """A door open while the site is closed: its opening hours with public holidays, 调休
+    make-up working days and temporary closures (``docs/calendar.md``)."""
+
+    #: The door open this long, and the site closed this long (the last visitor, staff leaving).
+    grace: NonNegativeDuration = timedelta(minutes=5)
+
+
+class SeatHeldEmpty(_Rule):
+    """A seat held while empty (占座): things on it and nobody there for longer than the
+    site's grace (the directory's ``seat_hold:``). A gentle notice, not a fault."""
+
+    severity: Severity = "info"
 
 
 class LinkErrors(_Rule):
@@ -193,6 +208,8 @@ class Rules(_Model):
     device_fault: DeviceFault = DeviceFault()
     seat_stuck: SeatStuck = SeatStuck()
     door_open: DoorOpen = DoorOpen()
+    door_open_after_hours: DoorOpenAfterHours = DoorOpenAfterHours()
+    seat_held_empty: SeatHeldEmpty = SeatHeldEmpty()
     link_errors: LinkErrors = LinkErrors()
     disk_low: DiskLow = DiskLow()
     memory_low: MemoryLow = MemoryLow()
@@ -282,3 +299,8 @@ class AlertsConfig(_Model):
     restore_wait: PositiveDuration = timedelta(seconds=1)
     #: The name the engine gives itself in messages (e.g. the city office).
     sender: Name = "淇河书屋运维 qihe-alerts"
+    #: Prometheus ``/metrics`` (off when absent; loopback unless an address is given).
+    metrics: MetricsConfig | None = None
+    #: Where operators' acknowledgements and silences are kept across restarts (relative to
+    #: this file). Without it they live in memory only.
+    state_dir: Path | None = None

@@ -18,12 +18,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
+from typing import Protocol
 
 from central.alerts.config import AlertsConfig, Silence
 from central.alerts.model import Alert, Notification
 from central.alerts.rules import Condition
+from qihe.contract import Acknowledgement
 
-__all__ = ["AlertBook", "Dispatcher", "Step"]
+__all__ = ["AlertBook", "Decisions", "Dispatcher", "Step"]
+
+
+class Decisions(Protocol):
+    """What operators decided at runtime (``central/alerts/ack_control.py``)."""
+
+    def silenced(self, alert: Alert, now: datetime) -> bool: ...
+    def acknowledged(self, alert: Alert) -> Acknowledgement | None: ...
+
 
 #: Which firing alert explains away which others: (inhibiting rule, labels that must match).
 _INHIBITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -49,10 +59,17 @@ class Step:
 
 
 class AlertBook:
-    def __init__(self, config: AlertsConfig, zone: tzinfo, site_names: dict[str, str]) -> None:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        zone: tzinfo,
+        site_names: dict[str, str],
+        decisions: Decisions | None = None,
+    ) -> None:
         self._config = config
         self._zone = zone
         self._names = site_names
+        self._decisions = decisions
         self._instances: dict[str, _Instance] = {}
         self._restored: dict[str, Alert] = {}
 
@@ -61,6 +78,10 @@ class AlertBook:
         return [i.alert for i in self._instances.values() if i.alert is not None] + list(
             self._restored.values()
         )
+
+    def reconfigure(self, config: AlertsConfig, zone: tzinfo, site_names: dict[str, str]) -> None:
+        """A reloaded config (SIGHUP): the alerts and their state are kept."""
+        self._config, self._zone, self._names = config, zone, site_names
 
     def active_ids(self) -> frozenset[str]:
         return frozenset(self._instances) | frozenset(self._restored)
@@ -141,6 +162,10 @@ class AlertBook:
             alert = inst.alert
             assert alert is not None
             silenced = any(_silences(s, alert, now, self._zone) for s in self._config.silences)
+            acknowledged = alert.acknowledged
+            if self._decisions is not None:
+                silenced = silenced or self._decisions.silenced(alert, now)
+                acknowledged = self._decisions.acknowledged(alert)
             # A pending inhibitor counts too: a gateway going down must not let the alerts
             # behind it out during its own ``for``.
             inhibited_by = next(
@@ -155,9 +180,14 @@ class AlertBook:
                 ),
                 None,
             )
-            if (alert.silenced, alert.inhibited_by) != (silenced, inhibited_by):
+            marks = (silenced, inhibited_by, acknowledged)
+            if (alert.silenced, alert.inhibited_by, alert.acknowledged) != marks:
                 inst.alert = alert.model_copy(
-                    update={"silenced": silenced, "inhibited_by": inhibited_by}
+                    update={
+                        "silenced": silenced,
+                        "inhibited_by": inhibited_by,
+                        "acknowledged": acknowledged,
+                    }
                 )
                 changed.append(inst.alert)
         return changed
@@ -191,6 +221,9 @@ class Dispatcher:
         self._config = config
         self._groups: dict[str, _Group] = {}
 
+    def reconfigure(self, config: AlertsConfig) -> None:
+        self._config = config
+
     def resolved(self, alerts: Iterable[Alert]) -> None:
         for alert in alerts:
             # Only what people were told about gets a resolved notice.
@@ -208,10 +241,12 @@ class Dispatcher:
         for site in sorted(set(by_site) | {s for s, g in self._groups.items() if g.resolved}):
             group = self._groups.setdefault(site, _Group())
             alerts = by_site.get(site, [])
+            # An acknowledged alert is known to someone already: neither sent nor repeated.
             news = [
                 a
                 for a in alerts
-                if a.notified_at is None or now - a.notified_at >= cfg.repeat_interval
+                if a.acknowledged is None
+                and (a.notified_at is None or now - a.notified_at >= cfg.repeat_interval)
             ]
             if not news and not group.resolved:
                 group.waiting_since = None

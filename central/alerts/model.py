@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import AwareDatetime, ConfigDict, Field
 
 from qihe.configtypes import StrictModel
+from qihe.contract import Acknowledgement
 
 __all__ = [
     "Alert",
@@ -61,6 +62,8 @@ class Alert(StrictModel):
     silenced: bool = False
     #: An alert that explains it is firing (its gateway is down): shown, not sent.
     inhibited_by: str | None = None
+    #: An operator acknowledged it (who, when, why): not sent again until it resolves.
+    acknowledged: Acknowledgement | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -17,11 +17,14 @@ from typing import TypeVar
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.alerts.config import DiskLow, DoorOpen, MemoryLow, Rules, SeatStuck
+from central.alerts.after_hours import doors_open_after_hours
+from central.alerts.config import DiskLow, MemoryLow, Rules, SeatStuck
+from central.alerts.held_seats import held_seats
 from central.alerts.model import Severity, alert_id
 from central.alerts.sensors import SensorFacts
+from central.calendar_hours import SiteHours, site_hours
 from central.facts import FactStore, GatewayFacts, SiteFacts, Value
-from central.sites import OpeningHours, SiteDirectory, SiteSpec
+from central.sites import SiteDirectory, SiteSpec
 from qihe.contract import LinkReading, OutboxReading, SystemReading
 
 __all__ = ["Condition", "Context", "evaluate"]
@@ -61,9 +64,10 @@ class Context:
     def spec(self, site: str) -> SiteSpec | None:
         return next((s for s in self.directory.sites if s.id == site), None)
 
-    def hours(self, site: str) -> OpeningHours | None:
+    def hours(self, site: str) -> SiteHours | None:
+        """The site's hours with holidays, 调休 and closures (``docs/calendar.md``)."""
         spec = self.spec(site)
-        return spec.hours() if spec is not None else None
+        return site_hours(self.directory, spec) if spec is not None else None
 
     def gateway_state(self, gateway: GatewayFacts) -> tuple[str, datetime | None]:
         return gateway.state(
@@ -197,12 +201,12 @@ def _held_on(
     site_id: str,
     site: SiteFacts,
     name: str,
-    rule: SeatStuck | DoorOpen,
+    rule: SeatStuck,
     values: dict[tuple[str, str], Value],
     longer_than: timedelta,
     describe: _Describe,
 ) -> Iterator[Condition]:
-    """Sensors on (a seat occupied, a door open) for longer than ``longer_than``, or since
+    """Sensors on (a seat occupied) for longer than ``longer_than``, or since
     before the site has been closed for the rule's ``closed_grace``; ``describe`` is told
     ``too_long=False`` for the after-hours case."""
     closed = _after_hours(ctx, site_id, rule.closed_grace)
@@ -242,18 +246,44 @@ def _seat_text(sensor: str, held: timedelta, too_long: bool) -> tuple[str, str, 
 
 def _door_open(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
     rule = ctx.rules.door_open
-    held_on = rule.open_longer_than
-    return _held_on(ctx, site_id, site, "door_open", rule, site.doors, held_on, _door_text)
+    for (gw_id, sensor), value in site.doors.items():
+        held = ctx.now - value.since
+        if value.on and held >= rule.open_longer_than and _online(ctx, site, gw_id):
+            yield Condition(
+                "door_open", rule.severity, site_id, _ids(site_id, gw_id, sensor=sensor),
+                f"门 {sensor} 已打开 {_minutes(held)} 分钟",
+                f"door {sensor} open for {_minutes(held)} min",
+                value=round(held.total_seconds() / 60, 1),
+                gateway=gw_id, device=value.device, sensor=sensor,
+            )  # fmt: skip
 
 
-def _door_text(sensor: str, held: timedelta, too_long: bool) -> tuple[str, str, float]:
-    if too_long:
-        zh = f"门 {sensor} 已打开 {_minutes(held)} 分钟"
-        en = f"door {sensor} open for {_minutes(held)} min"
-    else:
-        zh = f"闭馆时间门 {sensor} 仍打开"
-        en = f"door {sensor} open outside opening hours"
-    return zh, en, round(held.total_seconds() / 60, 1)
+def _door_open_after_hours(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    rule = ctx.rules.door_open_after_hours
+    hours, zone = ctx.hours(site_id), ctx.directory.zone
+    for door in doors_open_after_hours(hours, site.doors, ctx.now, zone, rule.grace):
+        if _online(ctx, site, door.gateway):
+            yield Condition(
+                "door_open_after_hours", rule.severity, site_id,
+                _ids(site_id, door.gateway, sensor=door.sensor), door.summary_zh,
+                door.summary_en, value=door.minutes, gateway=door.gateway,
+                device=door.value.device, sensor=door.sensor,
+            )  # fmt: skip
+
+
+def _seat_held_empty(ctx: Context, site_id: str, site: SiteFacts) -> Iterator[Condition]:
+    spec = ctx.spec(site_id)
+    if spec is None or not site.presence:
+        return
+    labels = {(s.gateway, s.sensor): s.label or s.sensor for s in spec.all_seats()}
+    for seat in held_seats(site, labels, spec.seat_hold, ctx.now, ctx.directory.zone):
+        if _online(ctx, site, seat.gateway):
+            yield Condition(
+                "seat_held_empty", ctx.rules.seat_held_empty.severity, site_id,
+                _ids(site_id, seat.gateway, sensor=seat.sensor), seat.summary_zh,
+                seat.summary_en, value=seat.minutes, gateway=seat.gateway, device=seat.device,
+                sensor=seat.sensor,
+            )  # fmt: skip
 
 
 _R = TypeVar("_R", LinkReading, OutboxReading, SystemReading)
@@ -489,6 +519,8 @@ _RULES: dict[str, Callable[[Context, str, SiteFacts], Iterator[Condition]]] = {
     "device_fault": _device_fault,
     "seat_stuck": _seat_stuck,
     "door_open": _door_open,
+    "door_open_after_hours": _door_open_after_hours,
+    "seat_held_empty": _seat_held_empty,
     "link_errors": _link_errors,
     "disk_low": _disk_low,
     "memory_low": _memory_low,

@@ -1,11 +1,12 @@
 """The live service's HTTP face: JSON API, server-sent events, and the two pages.
 
-Everything here is read-only (there is no write endpoint), so the service is safe to put
-behind a public reverse proxy: path and query values are validated against the id pattern,
-errors are short JSON documents without internals, and responses carry a strict
-Content-Security-Policy. The public summary (``/public``, ``/api/v1/public/...``) holds nothing
-about people, gateways or devices; when ``operator_token`` is set, everything else asks
-for it.
+Everything here is read-only but the operators' commands to boards (``commands_api.py``,
+off unless a ``commands`` account is configured, and behind the operator token), so the
+service is safe to put behind a public reverse proxy: path and query values are validated
+against the id pattern, errors are short JSON documents without internals, and responses
+carry a strict Content-Security-Policy. The public summary (``/public``,
+``/api/v1/public/...``) holds nothing about people, gateways or devices; when
+``operator_token`` is set, everything else asks for it.
 
 The handlers that read the live state are coroutines: FastAPI runs them on the event loop,
 where the state is kept, never in its thread pool.
@@ -25,9 +26,16 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from central.commands.config import CommandConfig
+from central.live.alerts_api import AlertDesk, alerts_router
+from central.live.commands_api import commands_router
 from central.live.config import HttpConfig
 from central.live.events import LiveEvent
+from central.live.fleet_api import FleetSource, fleet_router
 from central.live.hub import EventHub, HubFullError
+from central.live.public_api import public_router
+from central.live.public_feed import PublicFeed
+from central.live.ratelimit import RateLimitConfig, RateLimiter
 from central.live.views import PublicSites, SiteDetail, Sites
 from qihe.contract import ID_PATTERN
 
@@ -63,7 +71,16 @@ class LiveSource(Protocol):
 SiteId = Annotated[str, Path(pattern=ID_PATTERN, description="site id, e.g. qibin-taoyuan")]
 
 
-def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
+def create_app(
+    source: LiveSource,
+    http: HttpConfig,
+    *,
+    fleet: FleetSource | None = None,
+    commands: CommandConfig | None = None,
+    alerts: AlertDesk | None = None,
+    public: PublicFeed | None = None,
+    limits: RateLimitConfig | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="qihe live seat availability",
         summary="淇河书屋实时座位 · Live seats of the Qihe Book Houses and day-care centres",
@@ -72,7 +89,9 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
         docs_url=None,  # the Swagger page loads its scripts from a CDN; the document is enough
         redoc_url=None,
     )
-    operator = Depends(_operator_check(http))
+    # Read at each request: a reloaded config (SIGHUP) replaces it (central/live/service.py).
+    app.state.http = http
+    operator = Depends(_operator_check(app))
 
     @app.middleware("http")
     async def security_headers(
@@ -123,18 +142,13 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
         those newer than the snapshot's ``version``."""
         if site is not None and not source.has_site(site):
             raise HTTPException(404, "no such site")
-        if source.hub.subscribers >= http.max_streams:
+        if source.hub.subscribers >= app.state.http.max_streams:
             raise HTTPException(503, "too many live streams open; try again shortly")
         return StreamingResponse(
             _stream(source.hub, site=site, seats=seats == "all"),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
-
-    @app.get("/api/v1/public/sites", response_model=PublicSites, tags=["public"])
-    async def public_sites() -> Response:
-        """Per site: open now, today's hours and free seats — nothing else."""
-        return _json(source.public(), f"public, max-age={http.public_max_age}")
 
     @app.get("/healthz", tags=["operator"], dependencies=[operator])
     async def health() -> dict[str, object]:
@@ -148,6 +162,20 @@ def create_app(source: LiveSource, http: HttpConfig) -> FastAPI:
     def public_page() -> FileResponse:
         return _page("public.html")
 
+    # The public API, its stream and its rate limits (central/live/public_api.py).
+    app.include_router(
+        public_router(
+            public or PublicFeed(source),
+            RateLimiter(limits or RateLimitConfig()),
+            max_age=lambda: int(app.state.http.public_max_age),
+        )
+    )
+    if fleet is not None:  # the fleet view (central/live/fleet_api.py)
+        app.include_router(fleet_router(fleet, operator))
+    # Commands to boards (central/live/commands_api.py): 503 unless ``commands`` is configured.
+    app.include_router(commands_router(commands, operator, source.has_site))
+    if alerts is not None:  # orders to the alert engine (central/live/alerts_api.py)
+        app.include_router(alerts_router(alerts, operator, source.has_site))
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
 
@@ -166,12 +194,12 @@ def _page(name: str) -> FileResponse:
     return FileResponse(str(STATIC / name), media_type="text/html; charset=utf-8")
 
 
-def _operator_check(http: HttpConfig) -> Callable[[Request], Awaitable[None]]:
-    token = http.operator_token.get_secret_value().encode() if http.operator_token else None
-
+def _operator_check(app: FastAPI) -> Callable[[Request], Awaitable[None]]:
     async def check(request: Request) -> None:  # a coroutine: no trip to the thread pool
-        if token is None:
+        secret = app.state.http.operator_token
+        if secret is None:
             return
+        token = secret.get_secret_value().encode()
         given = request.cookies.get(COOKIE, "")
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):

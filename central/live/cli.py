@@ -8,9 +8,10 @@ import contextlib
 import gc
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qihe.running import cancel_on_signals
+from qihe.running import cancel_on_signals, reload_on_sighup
 
 if TYPE_CHECKING:  # loaded by the command itself: every ``qihe`` command imports this module
     from central.live.config import LiveSetup
@@ -35,18 +36,27 @@ def run_live(args: argparse.Namespace) -> int:
         print(f"{args.config}: 配置有效 / config OK ({len(sites)} sites, {seats} seats)")
         return 0
     try:
-        return asyncio.run(_serve(setup))
+        return asyncio.run(_serve(setup, args.config))
     except OSError as exc:
         print(f"qihe: {exc}", file=sys.stderr)
         return 1
 
 
-async def _serve(setup: LiveSetup) -> int:
+async def _serve(setup: LiveSetup, path: Path) -> int:
+    from central.live.config import load_live_setup
     from central.live.service import LiveService
+    from central.reload import ConfigReloader
 
     service = LiveService(setup.config, setup.directory)
     task = asyncio.create_task(service.run(), name="live")
     cancel_on_signals(task)
+    reloader = ConfigReloader(
+        "live",
+        path,
+        load=lambda: load_live_setup(path),
+        apply=lambda new: service.reload(new.config, new.directory),
+    )
+    reload_on_sighup(reloader.trigger)
     freezing = asyncio.create_task(_freeze_when_loaded(service), name="live-gc-freeze")
     listening = asyncio.create_task(service.wait_listening())
     await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
@@ -59,6 +69,7 @@ async def _serve(setup: LiveSetup) -> int:
             await task
     finally:
         freezing.cancel()
+        await reloader.aclose()
     print("实时服务已停止 / live service stopped", file=sys.stderr)
     return 0
 

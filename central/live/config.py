@@ -11,8 +11,11 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, SecretStr
 
 from central.broker import MqttConfig
+from central.commands.config import CommandConfig
+from central.live.ratelimit import RateLimitConfig
 from central.sites import SiteDirectory, load_with_directory
 from qihe.configtypes import Duration, Name, StrictModel
+from qihe.metrics import MetricsConfig
 
 __all__ = ["HttpConfig", "LiveConfig", "LiveSetup", "load_live_setup"]
 
@@ -40,6 +43,16 @@ class HttpConfig(StrictModel):
     public_max_age: int = Field(default=10, ge=0, le=3600)
 
 
+class PublicConfig(StrictModel):
+    """The public page and its open-data API (docs/public-api.md)."""
+
+    #: Requests per client address (token bucket), live streams per client, trusted proxies.
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    #: ``qihe stats typical --format json`` written by a timer, relative to this file: "busy
+    #: now against usual at this hour" (read at start and hourly when it changed).
+    typical: Path | None = None
+
+
 class LiveConfig(StrictModel):
     mqtt: MqttConfig = MqttConfig(client_id="qihe-live")
     http: HttpConfig = HttpConfig()
@@ -57,6 +70,13 @@ class LiveConfig(StrictModel):
     air_stale_after: Duration = timedelta(minutes=30)
     #: How often the passing of time alone is checked (silences, opening hours).
     refresh_interval: Duration = timedelta(seconds=1)
+    #: Commands to boards from the operator page (docs/commands.md): an account with the
+    #: broker's operator role. Without it the page shows no command buttons.
+    commands: CommandConfig | None = None
+    #: Prometheus ``/metrics`` on a port of its own (off when absent; loopback unless an
+    #: address is given): never behind the public proxy, so it needs no token.
+    metrics: MetricsConfig | None = None
+    public: PublicConfig = PublicConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,4 +87,9 @@ class LiveSetup:
 
 def load_live_setup(path: str | Path) -> LiveSetup:
     """The live config and the site directory it names; raise :class:`ConfigError`."""
-    return LiveSetup(*load_with_directory(path, LiveConfig))
+    config, directory = load_with_directory(path, LiveConfig)
+    typical = config.public.typical
+    if typical is not None and not typical.is_absolute():  # relative to the config file
+        public = config.public.model_copy(update={"typical": Path(path).resolve().parent / typical})
+        config = config.model_copy(update={"public": public})
+    return LiveSetup(config, directory)

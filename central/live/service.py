@@ -20,11 +20,17 @@ from typing import TypeVar
 
 import uvicorn
 
+from central.fleet import Fleet, FleetState
+from central.live.alerts_api import AlertDesk
 from central.live.api import create_app
 from central.live.config import LiveConfig
+from central.live.events import LiveEvent
 from central.live.hub import EventHub
+from central.live.public_feed import PublicFeed
 from central.live.state import LiveState, Timeouts
 from central.live.views import PublicSites, SiteDetail, Sites
+from central.metrics import live_metrics
+from central.reload import ReloadRefusedError
 from central.site_feed import SiteFeed
 from central.sites import SiteDirectory
 from qihe.clock import Clock, utc_now
@@ -53,6 +59,7 @@ class LiveService:
         self, config: LiveConfig, directory: SiteDirectory, *, clock: Clock = utc_now
     ) -> None:
         self.config = config
+        self.directory = directory
         self._clock = clock
         self._feed = SiteFeed(config.mqtt, name="live", logger=log, clock=clock)
         self.state = LiveState(
@@ -62,10 +69,35 @@ class LiveService:
                 config.gateway_silent_after, config.device_silent_intervals, config.air_stale_after
             ),
         )
+        #: Every gateway's health for the fleet view (``/fleet``, ``qihe fleet``).
+        self.fleet_state = FleetState(directory)
         self.hub = EventHub(
             max_subscribers=config.http.max_streams, queue_size=config.http.stream_queue
         )
-        self.app = create_app(self, config.http)
+        #: The public view and its own stream (central/live/public_feed.py).
+        self.public_feed = PublicFeed(
+            self,
+            zone=directory.zone,
+            large_text=[site.id for site in directory.sites if site.public_large_text],
+            stale_after=config.gateway_silent_after,
+            typical=config.public.typical,
+            clock=clock,
+            max_streams=config.http.max_streams,
+            queue_size=config.http.stream_queue,
+        )
+        #: Operators' orders to the alert engine (acknowledge, silence) and its silences.
+        self.alert_desk = AlertDesk(config.mqtt, config.commands)
+        self.app = create_app(
+            self,
+            config.http,
+            fleet=self,
+            commands=config.commands,
+            alerts=self.alert_desk,
+            public=self.public_feed,
+            limits=config.public.rate_limit,
+        )
+        #: ``/metrics`` when the config asks for it (docs/metrics.md).
+        self.metrics = None if config.metrics is None else live_metrics(config.metrics, self)
         self.port: int | None = None
         self.broker_connected = asyncio.Event()
         self._changed = asyncio.Event()
@@ -94,11 +126,18 @@ class LiveService:
     def has_site(self, site_id: str) -> bool:
         return self.state.has_site(site_id)
 
+    def fleet(self, *, district: str | None, sort: str) -> Fleet:
+        return self.fleet_state.view(self._clock(), district=district, sort=sort)
+
     def _sent(self, snapshot: _T) -> _T:
         # What answering it refreshed is sent at once, so that the streams have every
         # version up to the snapshot's before the next message is taken.
-        self.hub.publish(self.state.take_pending())
+        self._publish(self.state.take_pending())
         return snapshot
+
+    def _publish(self, events: list[LiveEvent]) -> None:
+        self.hub.publish(events)
+        self.public_feed.offer(events)
 
     def health(self) -> dict[str, object]:
         return {
@@ -109,6 +148,30 @@ class LiveService:
             "streams": self.hub.subscribers,
             "version": self.state.version,
         }
+
+    def reload(self, config: LiveConfig, directory: SiteDirectory) -> None:
+        """Take a new config (SIGHUP) keeping the live state and the open streams: the
+        operator token, the public cache time and the silence timeouts change at once; a
+        config that changes anything else (broker, socket, sites, accounts) needs a restart
+        and is refused (:class:`~central.reload.ReloadRefusedError`)."""
+        live = {"http": {"operator_token", "public_max_age"}}
+        live_top = {"gateway_silent_after", "device_silent_intervals", "air_stale_after"}
+        old, new = self.config.model_dump(), config.model_dump()
+        fixed = [k for k in new if k not in live_top and k != "http" and new[k] != old[k]]
+        fixed += [f"http.{k}" for k in new["http"]
+                  if k not in live["http"] and new["http"][k] != old["http"][k]]  # fmt: skip
+        if directory.model_dump() != self.directory.model_dump():
+            fixed.append("sites (the directory)")
+        if fixed:
+            raise ReloadRefusedError(
+                f"需要重启 these take effect only at a restart: {', '.join(fixed)}"
+            )
+        self.config = config
+        self.app.state.http = config.http
+        self.state.timeouts = Timeouts(
+            config.gateway_silent_after, config.device_silent_intervals, config.air_stale_after
+        )
+        self._changed.set()
 
     # Running -------------------------------------------------------------------------
 
@@ -128,12 +191,18 @@ class LiveService:
         sock = await asyncio.to_thread(self._bind)
         self.port = sock.getsockname()[1]
         try:
+            if self.metrics is not None:
+                await self.metrics.astart()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._serve_http(sock), name="live-http")
                 tg.create_task(self._subscribe(), name="live-mqtt")
                 tg.create_task(self._refresh(), name="live-refresh")
+                tg.create_task(self.alert_desk.run(), name="live-alert-desk")
+                tg.create_task(self.public_feed.run(), name="live-public")
         finally:
             sock.close()
+            if self.metrics is not None:
+                await asyncio.shield(self.metrics.astop())
 
     def _bind(self) -> socket.socket:
         http = self.config.http
@@ -171,6 +240,7 @@ class LiveService:
         except asyncio.CancelledError:
             # Streams never end by themselves: end them, then let uvicorn close politely.
             self.hub.close()
+            self.public_feed.hub.close()
             server.should_exit = True
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
@@ -186,7 +256,9 @@ class LiveService:
         )
 
     def _take(self, message: GatewayStatus | Reading, retained: bool) -> None:
-        self.state.apply(message, self._clock(), retained=retained)
+        now = self._clock()
+        self.state.apply(message, now, retained=retained)
+        self.fleet_state.apply(message, now, retained=retained)
         self._changed.set()
 
     def _take_alert(self, topic: str, payload: bytes, _retained: bool) -> None:
@@ -221,4 +293,4 @@ class LiveService:
             if timed:
                 self._feed.tick()
             events = self.state.take_pending() + self.state.refresh(self._clock(), timed=timed)
-            self.hub.publish(events)
+            self._publish(events)

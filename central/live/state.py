@@ -11,7 +11,8 @@ What a seat shows, in order of precedence:
 3. ``unknown / no_data`` — no reading of the seat yet;
 4. ``unknown / device_silent`` — its board missed ``device_silent_intervals`` heartbeats;
 5. ``fault / {code}`` — an active fault report names the seat;
-6. ``occupied`` or ``free`` — its newest reading.
+6. ``occupied`` or ``free`` — its newest reading; with a presence channel, ``away`` or ``held``
+   (:mod:`central.live.seats`, which also turns away seats held when their grace is over).
 
 A seat is never shown with its last value once its source has gone quiet. Silence is measured
 on the receive clock, not the gateway's timestamps, and a message replayed as retained when
@@ -29,14 +30,16 @@ hours now read differently. Air sensors (temperature, humidity, CO₂) are :mod:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from central.alerts.model import Alert
+from central.calendar_hours import SiteHours, hours_key, site_hours
 from central.facts import FactStore, SiteFacts
 from central.live.air import AirRoom
 from central.live.events import EventKind, LiveEvent
+from central.live.seats import COUNTED, HoldClock, Shown, count, seat_shown, seat_view
 from central.live.views import (
     DeviceView,
     DoorView,
@@ -45,14 +48,13 @@ from central.live.views import (
     PublicSite,
     PublicSites,
     SeatCounts,
-    SeatState,
     SeatView,
     SiteDetail,
     SiteFacade,
     Sites,
     SiteSummary,
 )
-from central.sites import OpeningHours, SiteDirectory, SiteSpec
+from central.sites import SiteDirectory, SiteSpec
 from qihe.contract import AirReading, FaultReading, GatewayStatus, Reading, SeatReading
 
 __all__ = ["LiveState", "Timeouts"]
@@ -84,28 +86,23 @@ class _Place:
     y: float | None
 
 
-#: What a seat shows: (state, reason, since). A plain tuple, not a view: the garbage collector
-#: stops visiting tuples of plain values, and a city has tens of thousands of seats.
-_Shown = tuple[SeatState, str | None, datetime | None]
-
-
 class _Hours:
     """Opening hours shared by every site that has the same, with today's description kept."""
 
     __slots__ = ("_day", "_text", "hours", "now")
 
-    def __init__(self, hours: OpeningHours) -> None:
+    def __init__(self, hours: SiteHours) -> None:
         self.hours = hours
         self._day: date | None = None
-        self._text: str | None = None
-        #: ``(open_now, hours_today)`` at the last timed refresh.
-        self.now: tuple[bool, str | None] | None = None
+        self._text: tuple[str | None, str | None] = (None, None)
+        #: ``(open_now, hours_today, hours_note)`` at the last timed refresh.
+        self.now: tuple[bool, str | None, str | None] | None = None
 
-    def at(self, local: datetime) -> tuple[bool, str | None]:
+    def at(self, local: datetime) -> tuple[bool, str | None, str | None]:
         day = local.date()
         if day != self._day:
-            self._day, self._text = day, self.hours.describe(day)
-        return self.hours.is_open(local), self._text
+            self._day, self._text = day, (self.hours.describe(day), self.hours.note(day))
+        return self.hours.is_open(local), *self._text
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,16 +126,15 @@ class _Site:
     facts: SiteFacts = field(default_factory=SiteFacts)
     air: AirRoom = field(default_factory=AirRoom)
     # What was last published, to send only differences.
-    shown_seats: dict[Key, _Shown] = field(default_factory=dict)
+    shown_seats: dict[Key, Shown] = field(default_factory=dict)
     shown_doors: dict[Key, DoorView] = field(default_factory=dict)
     shown_devices: dict[Key, DeviceView] = field(default_factory=dict)
     shown_summary: SiteSummary | None = None
     #: The context the shown seats were computed in (None: not yet shown).
     shown_context: _Context | None = None
     #: Shown seats by state (their sum is ``len(shown_seats)``).
-    counts: dict[str, int] = field(
-        default_factory=lambda: {"free": 0, "occupied": 0, "unknown": 0, "fault": 0}
-    )
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED, 0))
+    holds: HoldClock = field(default_factory=HoldClock)  # when away seats turn held
     #: Seats a message may have changed since the last refresh, in arrival order.
     changed_seats: dict[Key, None] = field(default_factory=dict)
     #: A message other than a seat reading came since the last refresh (doors, boards).
@@ -164,7 +160,7 @@ class LiveState:
         self.version = 0
         self._zone = directory.zone
         self._sites: dict[str, _Site] = {}
-        self._hours: dict[tuple[tuple[str, str], ...], _Hours] = {}
+        self._hours: dict[Hashable, _Hours] = {}
         self._facts = FactStore()
         self._pending: list[LiveEvent] = []
         #: Sites to recompute at the next refresh, in the order they changed.
@@ -304,7 +300,7 @@ class LiveState:
             if (
                 summary is None
                 or (site.deadline is not None and now >= site.deadline)
-                or (summary.open_now, summary.hours_today) != site.hours.now
+                or (summary.open_now, summary.hours_today, summary.hours_note) != site.hours.now
             ):
                 self._dirty[site_id] = site
 
@@ -326,10 +322,10 @@ class LiveState:
         return site
 
     def _hours_of(self, spec: SiteSpec) -> _Hours:
-        key = tuple(spec.opening_hours.items())
+        key = hours_key(spec)
         hours = self._hours.get(key)
         if hours is None:
-            hours = self._hours[key] = _Hours(spec.hours())
+            hours = self._hours[key] = _Hours(site_hours(self.directory, spec))
         return hours
 
     def _site(self, site_id: str) -> _Site:
@@ -377,18 +373,19 @@ class LiveState:
         self, site: _Site, now: datetime, events: list[LiveEvent], *, everything: bool
     ) -> None:
         site_id = site.spec.id
-        context, site.deadline = self._context(site, now)
-        # The seats' own inputs changed only for the seats a message named, and doors' and
-        # boards' only if a message other than a seat reading came, unless the context did;
-        # then everything is looked at again.
+        context, deadline = self._context(site, now)
+        # The seats' own inputs changed only for the seats a message named (or whose hold
+        # came), and doors' and boards' only if a message other than a seat reading came,
+        # unless the context did; then everything is looked at again.
         everything = everything or context != site.shown_context
+        site.changed_seats.update(dict.fromkeys(site.holds.due(now)))
         keys: Iterable[Key] = site.places if everything else site.changed_seats
         for key in keys:
-            seat = self._seat_view(site, key, context)
+            seat = self._seat_view(site, key, context, now)
             if seat is not None:
                 events.append(self._event("seat", site_id, {"seat": seat}))
         site.changed_seats.clear()
-        site.shown_context = context
+        site.shown_context, site.deadline = context, site.holds.next_at(deadline)
         if everything or site.others_changed:
             site.others_changed = False
             for door in self._door_views(site, context):
@@ -408,19 +405,24 @@ class LiveState:
             site.shown_summary = summary
             events.append(self._event("site", site_id, {"site": summary}))
 
-    def _seat_view(self, site: _Site, key: Key, context: _Context) -> SeatView | None:
+    def _seat_view(
+        self, site: _Site, key: Key, context: _Context, now: datetime
+    ) -> SeatView | None:
         """The seat's new view when it differs from the one shown (then shown from now on)."""
         place = site.places.get(key)
         if place is None:  # a fault naming a seat that is not drawn
             return None
-        now_shown = _seat_state(site, key, context)
+        now_shown = seat_shown(
+            site.facts, key, context.gateways, context.silent, now, site.spec.seat_hold, self._zone
+        )
+        site.holds.note(key, now_shown)
         shown = site.shown_seats.get(key)
         if shown is not None:
             if shown == now_shown:
                 return None
-            site.counts[shown[0]] -= 1
+            count(site.counts, shown, -1)
         site.shown_seats[key] = now_shown
-        site.counts[now_shown[0]] += 1
+        count(site.counts, now_shown, 1)
         return _seat(key, place, now_shown)
 
     def _door_views(self, site: _Site, context: _Context) -> list[DoorView]:
@@ -479,12 +481,10 @@ class LiveState:
         known = counts["free"] + counts["occupied"]
         total = len(site.shown_seats)
         old = shown.seats if shown is not None else None
-        if old is not None and (old.total, old.free, old.occupied, old.unknown, old.fault) == (
-            total,
-            counts["free"],
-            counts["occupied"],
-            counts["unknown"],
-            counts["fault"],
+        if (
+            old is not None
+            and old.total == total
+            and all(getattr(old, name) == counts[name] for name in COUNTED)
         ):
             seats = old  # one model less to build for every message that changed no count
         else:
@@ -493,7 +493,7 @@ class LiveState:
         if site.shown_doors:
             states = {d.state for d in site.shown_doors.values()}
             door = "open" if "open" in states else "unknown" if "unknown" in states else "closed"
-        open_now, hours_today = site.hours.at(now.astimezone(self._zone))
+        open_now, hours_today, hours_note = site.hours.at(now.astimezone(self._zone))
         gateways = tuple(
             GatewayView(id=g, state=state, last_seen=gw.last_seen, since=since)
             for g, gw in sorted(site.facts.gateways.items())
@@ -513,6 +513,7 @@ class LiveState:
             capacity=spec.capacity if spec.capacity is not None else (len(site.places) or None),
             open_now=open_now,
             hours_today=hours_today,
+            hours_note=hours_note,
             seats=seats,
             occupancy=round(counts["occupied"] / known, 4) if known else None,
             people_inside=_people_inside(site, context),
@@ -524,30 +525,8 @@ class LiveState:
         )
 
 
-def _seat(key: Key, place: _Place, shown: _Shown) -> SeatView:
-    state, reason, since = shown
-    return SeatView(
-        id=key[1], label=place.label, row=place.row, col=place.col, x=place.x, y=place.y,
-        state=state, since=since, reason=reason,
-    )  # fmt: skip
-
-
-def _seat_state(site: _Site, key: Key, context: _Context) -> _Shown:
-    gateway_state, gateway_since = context.gateways.get(key[0], _NO_GATEWAY)
-    if gateway_state == "offline":
-        return "unknown", "gateway_offline", gateway_since
-    if gateway_state == "silent":
-        return "unknown", "gateway_silent", gateway_since
-    value = site.facts.seats.get(key)
-    if value is None:
-        return "unknown", "no_data", None
-    silent_since = context.silent.get((key[0], value.device))
-    if silent_since is not None:
-        return "unknown", "device_silent", silent_since
-    fault = site.facts.faults.get((key[0], "seat", key[1]))
-    if fault is not None:
-        return "fault", fault.code, fault.ts
-    return ("occupied" if value.on else "free"), None, value.ts
+def _seat(key: Key, place: _Place, shown: Shown) -> SeatView:
+    return seat_view(key, shown, place.label, place.row, place.col, place.x, place.y)
 
 
 def _source_alive(site: _Site, gateway: str, device: str, context: _Context) -> bool:
@@ -577,6 +556,7 @@ def _public(summary: SiteSummary) -> PublicSite:
     return PublicSite(
         **summary.model_dump(include=_FACADE),
         free_seats=summary.seats.free if known > 0 else None,
+        likely_free=summary.seats.held if known > 0 else None,
         total_seats=summary.seats.total,
         updated_at=summary.last_seen,
     )

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from central.alerts.model import Alert
+from central.seat_state import SeatUse
 
 __all__ = [
     "AirView",
@@ -45,6 +46,9 @@ class SeatCounts(_View):
     occupied: int
     unknown: int
     fault: int
+    #: Of the occupied seats, those away (暂离) and those held while empty (占座).
+    away: int = 0
+    held: int = 0
 
 
 class GatewayView(_View):
@@ -68,6 +72,9 @@ class SiteFacade(_View):
     open_now: bool
     #: Today's opening hours in local time, ``"08:30-21:00"``; None when closed all day.
     hours_today: str | None
+    #: Why today's hours are not the usual ones, Chinese then English (``"春节假期 Spring
+    #: Festival holiday"``, a 调休 day, a closure's reason); None on an ordinary day.
+    hours_note: str | None = None
 
 
 class SiteSummary(SiteFacade):
@@ -97,6 +104,13 @@ class SeatView(_View):
     #: Why a seat is unknown (``no_data``, ``gateway_offline``, ``gateway_silent``,
     #: ``device_silent``) or which fault it has (``stuck``, ...); None otherwise.
     reason: str | None
+    #: A known seat's use (``docs/live.md``, "Seat states"): ``free``, ``occupied``, or for
+    #: a seat with a presence channel ``away`` (暂离) and ``held`` (占座), both ``occupied``
+    #: seats; None when the seat is unknown or faulty.
+    use: SeatUse | None = None
+    #: For ``away`` and ``held``: when the seat became away, and when it turns (turned) held.
+    away_since: datetime | None = None
+    held_at: datetime | None = None
 
 
 class DoorView(_View):
@@ -165,6 +179,9 @@ class PublicSite(SiteFacade):
     #: None when the site's seats cannot be known right now.
     free_seats: int | None
     total_seats: int
+    #: Seats held while empty (占座: things on them, nobody there for long), "可能空闲 likely
+    #: free"; not in ``free_seats``. None when the seats cannot be known right now.
+    likely_free: int | None = None
     updated_at: datetime | None
 
 

@@ -93,6 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     util.add_argument("--by", choices=_GRANULARITIES, help="also split by period")
     figure("peaks", "peak hour and busiest weekday", span)
     figure("stays", "seat visits: count, average and median stay", span)
+    by(figure("held", "seats away (暂离) and held while empty (占座) per period", span), "day")
     by(figure("doors", "door openings per period", span), "day")
     figure("attendance", "daily attendance of day-care centres", span)
     air = figure("air", "indoor air: CO₂ (mean, peak, minutes over a level), temperature", span)

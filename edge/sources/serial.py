@@ -5,6 +5,10 @@ long time: the source reopens it with capped backoff, forever, and counts it.
 Each time it opens the port it asks the board for the reports it holds (RESEND,
 ``docs/protocol.md`` section 8): what the board sent while no one read the port
 comes at once, not at the board's next resend timeout.
+
+:meth:`SerialSource.command` sends the board a command (``docs/protocol.md`` section 7),
+numbered with the gateway's own seq, and waits for the ACK or NACK that names that seq,
+sending the same frame again when none comes.
 """
 
 from __future__ import annotations
@@ -16,17 +20,34 @@ from edge.config import SerialPortConfig
 from edge.normalise import FrameNormaliser, LinkCounters
 from edge.sequence import SequenceStore, TrackerState
 from edge.sources.base import Emit
+from edge.stamp_journal import StampJournal
 from firmware_bridge.errors import FrameError, SerialLinkError
 from firmware_bridge.link import SerialLink
-from firmware_bridge.messages import Frame, GatewayMessage, Hello, ReportAck, Resend, Window
+from firmware_bridge.messages import (
+    Ack,
+    Frame,
+    GatewayMessage,
+    Hello,
+    Identify,
+    Nack,
+    Ping,
+    Reboot,
+    ReportAck,
+    Resend,
+    SetReportInterval,
+    Window,
+)
 from qihe.backoff import Backoff
 from qihe.clock import Clock, utc_now
 from qihe.contract import LinkReading
 from qihe.once import OncePerKey
 
-__all__ = ["SerialSource"]
+__all__ = ["BoardCommand", "SerialSource"]
 
 log = logging.getLogger(__name__)
+
+#: The commands a board carries out and answers with ACK or NACK.
+BoardCommand = Ping | Identify | Reboot | SetReportInterval
 
 
 class SerialSource:
@@ -42,6 +63,7 @@ class SerialSource:
         emit: Emit,
         store: SequenceStore,
         clock: Clock = utc_now,
+        journal: StampJournal | None = None,
     ) -> None:
         self.name = f"serial:{port.device}"
         self.port = port
@@ -62,6 +84,11 @@ class SerialSource:
         self._errors_said = OncePerKey()
         self._hello_ids_said = OncePerKey()
         self._board_dropped = 0
+        self._journal = journal
+        #: The journal's position when the outbox last took the board's state.
+        self._journal_mark = 0
+        #: Commands awaiting the board's reply, by the seq of their frame.
+        self._replies: dict[int, asyncio.Future[Ack | Nack]] = {}
 
     @property
     def counters(self) -> LinkCounters:
@@ -76,9 +103,23 @@ class SerialSource:
             return
         self._registered = True
         device = self.port.device
-        self._normaliser.restore(self._store.sequence_state.get(device))
-        self._store.track_sequence(device, lambda: self._normaliser.sequence_state)
+        journal = self._journal
+        published = [] if journal is None else journal.open()
+        self._normaliser.restore(self._store.sequence_state.get(device), published)
+        if journal is not None:
+            self._normaliser.on_stamp = journal.record
+        self._store.track_sequence(device, self._state_to_store)
         self._store.on_commit(self._on_commit)
+
+    def _state_to_store(self) -> TrackerState:
+        """The board's state for a commit; the stamps journalled so far go with it."""
+        if self._journal is not None:
+            self._journal_mark = self._journal.mark()
+        return self._normaliser.sequence_state
+
+    def close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
 
     def _on_commit(self, sequences: dict[str, TrackerState]) -> None:
         """Tell the board which of its reports are stored, so it can stop resending them.
@@ -87,6 +128,8 @@ class SerialSource:
         wire, the board's resends make us say it again.
         """
         state = sequences.get(self.port.device)
+        if state is not None and self._journal is not None:
+            self._journal.covered(self._journal_mark)
         link = self._link
         if state is None or link is None or not self._heard_since_ack:
             return
@@ -116,6 +159,32 @@ class SerialSource:
         self._tx_seq = (self._tx_seq + 1) % 0x10000
         return True
 
+    async def command(
+        self, message: BoardCommand, *, attempts: int, wait: float
+    ) -> Ack | Nack | None:
+        """Send ``message`` and return the board's ACK or NACK of it; None when none came
+        after ``attempts`` sendings ``wait`` seconds apart (the same frame each time, so a
+        late reply to the first still matches). Raise :class:`SerialLinkError` when the port
+        is not open."""
+        frame = Frame(self._tx_seq, message)
+        self._tx_seq = (self._tx_seq + 1) % 0x10000
+        reply: asyncio.Future[Ack | Nack] = asyncio.get_running_loop().create_future()
+        self._replies[frame.seq] = reply
+        try:
+            for _ in range(attempts):
+                link = self._link
+                if link is None:
+                    raise SerialLinkError(f"serial port {self.port.path} is not open")
+                link.send(frame)
+                try:
+                    async with asyncio.timeout(wait):
+                        return await asyncio.shield(reply)
+                except TimeoutError:
+                    continue
+            return None
+        finally:
+            del self._replies[frame.seq]
+
     def _on_event(self, event: Frame | FrameError) -> None:
         self._heard_since_ack = True
         if isinstance(event, FrameError):
@@ -127,7 +196,11 @@ class SerialSource:
         if reading is not None:
             self._emit(reading)
         message = event.message
-        if isinstance(message, Window):
+        if isinstance(message, Ack | Nack):
+            waiting = self._replies.get(message.ref_seq)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message)
+        elif isinstance(message, Window):
             self._on_window()
         elif isinstance(message, Hello) and message.device_id != self.port.device:
             self._on_foreign_hello(message.device_id)

@@ -38,6 +38,8 @@ __all__ = [
     "READING_KINDS",
     "AirReading",
     "BatteryReading",
+    "ConfigReport",
+    "ConfigState",
     "DeviceReading",
     "DoorReading",
     "FaultReading",
@@ -181,8 +183,13 @@ class _ReadingBase(_WireModel):
 
 
 class SeatReading(_ReadingBase):
+    """A seat's occupancy channel (pressure mat, contact) and, for a seat that has one, its
+    presence channel (an mmWave radar above the desk): ``presence`` is whether someone is
+    there, absent for a seat without a presence channel (``docs/mqtt.md``, "seat")."""
+
     kind: Literal["seat"] = "seat"
     occupied: bool
+    presence: Annotated[bool | None, NOT_NULL] = None
 
 
 class PeopleReading(_ReadingBase):
@@ -254,10 +261,11 @@ class LinkReading(_ReadingBase):
     board_dropped: Annotated[NonNegativeInt | None, NOT_NULL] = None
 
 
-#: What a refused publish was: a reading kind, or the gateway's ``backlog`` or ``status`` topic.
+#: What a refused publish was: a reading kind, or the gateway's ``backlog``, ``status`` or
+#: ``cmd_reply`` topic.
 RefusedKind = Literal[
     "seat", "people", "door", "motion", "heartbeat", "fault", "device", "link", "outbox",
-    "system", "air", "battery", "backlog", "status",
+    "system", "air", "battery", "backlog", "status", "cmd_reply",
 ]  # fmt: skip
 
 
@@ -305,6 +313,8 @@ class SystemReading(_ReadingBase):
     those an unprivileged process may still write (``df``'s "Avail"). Memory is
     ``/proc/meminfo``'s MemAvailable and MemTotal. ``cpu_temp_c`` is absent when the machine
     has no thermal zone (or it could not be read); ``load_1m`` is the 1-minute load average.
+    ``throttled`` is a Raspberry Pi firmware's under-voltage/throttling bit mask (absent off a
+    Pi); ``host_uptime_s`` and ``process_uptime_s`` the uptimes of the host and the gateway.
     """
 
     kind: Literal["system"] = "system"
@@ -314,6 +324,10 @@ class SystemReading(_ReadingBase):
     mem_total_bytes: NonNegativeInt
     cpu_temp_c: Annotated[_FiniteNonNegative | None, NOT_NULL] = None
     load_1m: _FiniteNonNegative
+    # Issue 18 (the fleet view): optional, so older gateways stay valid.
+    throttled: Annotated[Annotated[int, Field(ge=0, le=0xFFFF_FFFF)] | None, NOT_NULL] = None
+    host_uptime_s: Annotated[NonNegativeInt | None, NOT_NULL] = None
+    process_uptime_s: Annotated[NonNegativeInt | None, NOT_NULL] = None
 
 
 #: A finite measurement of either sign.
@@ -379,11 +393,35 @@ READING_KINDS: tuple[str, ...] = (
 _READING_ADAPTER: TypeAdapter[Reading] = TypeAdapter(Reading)
 
 
+#: A package version as pip writes it (PEP 440's characters): ``0.1.0``, ``0.2.0rc1``.
+SoftwareVersion = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")]
+#: One line of text for people (an error), bounded: never a line break or a control character.
+OneLine = Annotated[
+    str, StringConstraints(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+#: What became of the config last pushed to a gateway (``docs/remote-config.md``).
+ConfigState = Literal["local", "applying", "applied", "rejected", "rolled_back"]
+
+
+class ConfigReport(BaseModel):
+    """The config a gateway runs (label, short hash) and the outcome of the last push."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    version: Annotated[Ident | None, NOT_NULL] = None
+    hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
+    state: ConfigState
+    error: Annotated[OneLine | None, NOT_NULL] = None
+    push: Annotated[Ident | None, NOT_NULL] = None
+    at: UtcDatetime
+
+
 class GatewayStatus(_WireModel):
     """Retained availability of a gateway; also its MQTT Last Will (``state="offline"``).
 
     ``session`` grows with every broker connection, so a consumer can tell a late
-    Will of an old session from the current state.
+    Will of an old session from the current state. ``version`` is the gateway's software,
+    ``config`` its config report (issue 18; both optional, older gateways send neither).
     """
 
     site: Ident
@@ -391,6 +429,8 @@ class GatewayStatus(_WireModel):
     state: Literal["online", "offline"]
     session: NonNegativeInt
     ts: UtcDatetime
+    version: Annotated[SoftwareVersion | None, NOT_NULL] = None
+    config: Annotated[ConfigReport | None, NOT_NULL] = None
 
 
 #: Most readings packed into one backlog message (keeps a message well under 1 MB).

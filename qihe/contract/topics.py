@@ -5,8 +5,11 @@
     {prefix}/v1/{site}/{gateway}/backlog                 readings replayed after an outage, packed
     {prefix}/v1/{site}/{gateway}/cmd/{device}            commands to a board (JSON)
     {prefix}/v1/{site}/{gateway}/cmd_reply/{device}      ACK/NACK of those commands
+    {prefix}/v1/{site}/{gateway}/config                  a config pushed to the gateway, retained
     {prefix}/v1/_dead_letter/{client}                    payloads a consumer refused
     {prefix}/v1/_alerts/{site}/{alert}                   active maintenance alerts, retained
+    {prefix}/v1/_alerts_ctl/{site}                       operators' acks and silences (operator)
+    {prefix}/v1/_silences/{site}                         a site's active silences, retained
 
 ``kind`` is one of :data:`READING_KINDS`. Ids match :data:`ID_PATTERN`, which
 excludes ``/``, ``+``, ``#`` and anything else that could escape a topic level.
@@ -90,6 +93,21 @@ class TopicTree:
     def command_reply(self, site: str, gateway: str, device: str) -> str:
         return f"{self.gateway_root(site, gateway)}/cmd_reply/{_checked('device', device)}"
 
+    def command_filter(self, site: str, gateway: str) -> str:
+        """Every board's commands of one gateway (what the gateway subscribes to)."""
+        return f"{self.gateway_root(site, gateway)}/cmd/+"
+
+    def parse_command(self, topic: str, site: str, gateway: str) -> str:
+        """The device of a command topic of ``site``/``gateway``; :class:`TopicError` otherwise."""
+        head = f"{self.gateway_root(site, gateway)}/cmd/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic {topic!r} is not a command to {site}/{gateway}")
+        return _checked("device", topic[len(head) :])
+
+    def config(self, site: str, gateway: str) -> str:
+        """Where an operator pushes a gateway's config (retained; ``docs/remote-config.md``)."""
+        return f"{self.gateway_root(site, gateway)}/config"
+
     def dead_letter(self, client: str) -> str:
         return f"{self.root}/_dead_letter/{_checked('client', client)}"
 
@@ -98,6 +116,28 @@ class TopicTree:
 
     def alerts_filter(self, site: str = "+") -> str:
         return f"{self.root}/_alerts/{site}/+"
+
+    def alert_control(self, site: str) -> str:
+        """Operators' acknowledgements and silences for one site (``alert_control.py``)."""
+        return f"{self.root}/_alerts_ctl/{_checked('site', site)}"
+
+    def alert_control_filter(self) -> str:
+        return f"{self.root}/_alerts_ctl/+"
+
+    def silences(self, site: str) -> str:
+        """The active silences of one site, retained by the alert engine."""
+        return f"{self.root}/_silences/{_checked('site', site)}"
+
+    def silences_filter(self) -> str:
+        return f"{self.root}/_silences/+"
+
+    def parse_site_level(self, topic: str, level: str) -> str:
+        """The site of ``{root}/{level}/{site}`` (``_alerts_ctl``, ``_silences``);
+        :class:`TopicError` otherwise."""
+        head = f"{self.root}/{level}/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic {topic!r} is not under {head!r}")
+        return _checked("site", topic[len(head) :])
 
     def parse_alert(self, topic: str) -> tuple[str, str]:
         """``(site, alert id)`` of an alert topic; raise :class:`TopicError` otherwise."""

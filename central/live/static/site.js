@@ -9,7 +9,11 @@ import { t, tCode, getLang, siteName, districtName, fmtTime, fmtFull, el, setRel
 
 const $ = (id) => document.getElementById(id);
 export const SEAT_STATES = ["free", "occupied", "unknown", "fault"];
-const GLYPH = { free: "✓", occupied: "●", unknown: "?", fault: "⚠" };
+// A seat with a presence channel may be away (暂离) or held while empty (占座): an occupied seat
+// drawn apart (data-use), counted apart in the legend (docs/live.md, "Seat states").
+const SEAT_USES = ["away", "held"];
+const GLYPH = { free: "✓", occupied: "●", unknown: "?", fault: "⚠", away: "◐", held: "占" };
+const seatUse = (s) => (SEAT_USES.includes(s.use) ? s.use : null);
 const SUPPLY_LOW_MV = 3400; // the sensor boards raise SUPPLY_LOW below this (emulator profile)
 const SEVERITIES = ["critical", "warning", "info"]; // most severe first
 
@@ -122,7 +126,12 @@ function alertItem(a) {
     tags.push(el("span", { class: "badge plain tag", data: { tag: "inhibited" }, text: t("alert.inhibited"),
       title: t("alert.inhibitedHint", { id: a.inhibited_by }) }));
   }
-  return el("li", { class: quiet(a) ? "alert quiet" : "alert", data: { alert: a.id, severity: sev },
+  if (a.acknowledged) { // an operator took it on (alert_actions.js gives the button)
+    tags.push(el("span", { class: "badge plain tag", data: { tag: "acknowledged" },
+      text: `已确认 Acknowledged · ${a.acknowledged.by}${a.acknowledged.note ? `：${a.acknowledged.note}` : ""}` }));
+  }
+  return el("li", { class: quiet(a) ? "alert quiet" : "alert",
+    data: { alert: a.id, severity: sev, rule: a.rule, ...(a.acknowledged ? { acked: "1" } : {}) },
     title: [a.rule, a.sensor || a.device || a.gateway].filter(Boolean).join(" · ") || null },
   el("span", { class: "sev", data: { sev } }, sev === "unknown" ? String(a.severity ?? "?") : t(`severity.${sev}`)),
   el("span", { class: "alert-text", text: alertSummary(a) }),
@@ -184,14 +193,23 @@ export function renderSeatMap(state) {
     map.replaceChildren(...tiles);
     if (!seats.length) map.replaceChildren(el("p", { class: "muted", text: t("site.noSeats") }));
   }
-  state.counts = { free: 0, occupied: 0, unknown: 0, fault: 0 };
-  for (const s of seats) { fillSeat(state.seatEls.get(s.id), s); state.counts[seatState(s)]++; }
+  state.counts = { free: 0, occupied: 0, unknown: 0, fault: 0, away: 0, held: 0 };
+  for (const s of seats) {
+    fillSeat(state.seatEls.get(s.id), s);
+    state.counts[seatState(s)]++;
+    if (seatUse(s)) state.counts[seatUse(s)]++;
+  }
   renderLegend(state.counts);
   showSeatInfo(state);
 }
 
 function seatText(s) {
-  const st = seatState(s);
+  const st = seatState(s), use = seatUse(s);
+  if (use) {
+    return [s.label || s.id, t(`seat.${use}`),
+      s.away_since ? t("seat.awaySince", { time: fmtTime(s.away_since) }) : null,
+      s.held_at ? t(`seat.${use}At`, { time: fmtTime(s.held_at) }) : null].filter(Boolean).join(" · ");
+  }
   return [s.label || s.id, t(`seat.${st}`),
     s.since ? t("seat.since", { time: fmtTime(s.since) }) : null,
     s.reason && (st === "unknown" || st === "fault") ? t("seat.reason", { reason: tCode("reason", s.reason) }) : null,
@@ -199,9 +217,10 @@ function seatText(s) {
 }
 
 export function fillSeat(b, s) {
-  const st = seatState(s);
+  const st = seatState(s), use = seatUse(s);
   b.dataset.state = st;
-  b.firstChild.textContent = GLYPH[st];
+  if (use) b.dataset.use = use; else delete b.dataset.use;
+  b.firstChild.textContent = GLYPH[use || st];
   b.lastChild.textContent = s.label || s.id;
   const text = seatText(s);
   b.title = text;
@@ -209,7 +228,8 @@ export function fillSeat(b, s) {
 }
 
 export function renderLegend(counts) {
-  $("legend").replaceChildren(...SEAT_STATES.map((st) => el("li", {},
+  const shown = [...SEAT_STATES, ...SEAT_USES.filter((use) => counts[use])];
+  $("legend").replaceChildren(...shown.map((st) => el("li", {},
     el("span", { class: "seat", data: { swatch: st }, "aria-hidden": "true" }, GLYPH[st]),
     el("span", { class: "num", text: `${t(`seat.${st}`)} ${counts[st]}` }))));
 }

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
+from central.calendar import NationalCalendar
 from central.sites import SiteDirectory, SiteSpec
 from central.usage.client import ReadingsSource, SelectionError
 from central.usage.steps import Bucket, Granularity, buckets
@@ -61,13 +62,15 @@ class Ask:
 @dataclass(frozen=True, slots=True)
 class Span:
     """What a figure's rows are computed from: the readings, the range ``[start, stop)`` in UTC
-    (``stop`` no later than now), the directory's zone and what was asked."""
+    (``stop`` no later than now), the directory's zone, what was asked and the holiday
+    calendar (``docs/calendar.md``)."""
 
     client: ReadingsSource
     start: datetime
     stop: datetime
     zone: tzinfo
     ask: Ask
+    calendar: NationalCalendar = field(default_factory=NationalCalendar)
     _buckets: dict[Granularity, list[Bucket]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -144,8 +147,9 @@ def compute(
         raise SelectionError(f"the range ends ({end.isoformat()}) before it starts")
     current = (now or datetime.now(UTC)).astimezone(UTC)
     span = Span(
-        client, start.astimezone(UTC), min(end.astimezone(UTC), current), directory.zone, ask
-    )
+        client, start.astimezone(UTC), min(end.astimezone(UTC), current), directory.zone, ask,
+        directory.national,
+    )  # fmt: skip
     rows: list[Row] = []
     notes: list[str] = []
     for site in sites:

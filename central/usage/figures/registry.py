@@ -5,6 +5,7 @@ from __future__ import annotations
 from central.usage.figures.air import AIR
 from central.usage.figures.base import Figure
 from central.usage.figures.counts import ATTENDANCE, DOORS, VISITORS
+from central.usage.figures.held import HELD
 from central.usage.figures.levels import OCCUPANCY, PEAKS, TYPICAL
 from central.usage.figures.seats import STAYS, UTILISATION
 
@@ -15,6 +16,6 @@ __all__ = ["FIGURES"]
 FIGURES: dict[str, Figure] = {
     figure.name: figure
     for figure in (
-        VISITORS, OCCUPANCY, UTILISATION, PEAKS, STAYS, DOORS, ATTENDANCE, TYPICAL, AIR
+        VISITORS, OCCUPANCY, UTILISATION, PEAKS, STAYS, DOORS, ATTENDANCE, TYPICAL, AIR, HELD
     )
 }  # fmt: skip

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from datetime import timedelta
 
+from central.calendar_hours import SiteHours
 from central.sites import SiteSpec
 from central.usage.figures.base import PERIOD, Ask, Figure, Row, SiteRows, Span, rounded
 from central.usage.figures.readings import no_seats, seat_steps
@@ -35,10 +37,11 @@ def _use(seats: int, open_h: float, occupied_h: float) -> Row:
 
 def _utilisation_rows(span: Span, site: SiteSpec) -> SiteRows:
     notes: list[str] = []
-    hours = site.hours()
+    hours = SiteHours(site, span.calendar)  # holidays, 调休 and closures included
     if not hours.known:
         notes.append(f"{site.name}: 未配置开放时间，全天计入 / no opening hours: all hours count")
     opened = open_windows(hours, span.start, span.stop, span.zone)
+    notes += _calendar_notes(site, hours, span)
     seats, seat_notes = seat_steps(span, site)
     notes += seat_notes
     if not seats:
@@ -64,6 +67,25 @@ def _utilisation_rows(span: Span, site: SiteSpec) -> SiteRows:
     return rows, notes
 
 
+def _calendar_notes(site: SiteSpec, hours: SiteHours, span: Span) -> list[str]:
+    """What the holiday calendar changed in the range: holidays, 调休 days, closures."""
+    if not hours.known or not span.begun:
+        return []
+    first = span.start.astimezone(span.zone).date()
+    last = (span.stop - timedelta(microseconds=1)).astimezone(span.zone).date()
+    days = [hours.day(first + timedelta(days=n)) for n in range((last - first).days + 1)]
+    closed = sum(1 for d in days if d.closure)
+    holidays = sum(1 for d in days if d.kind == "holiday" and not d.closure)
+    makeup = sum(1 for d in days if d.kind == "makeup_workday" and d.note and not d.closure)
+    if not (closed or holidays or makeup):
+        return []
+    return [
+        f"{site.name}: 开放时间按节假日日历计：法定节假日 {holidays} 天、调休上班 {makeup} 天、"
+        f"临时闭馆 {closed} 天 / opening hours follow the holiday calendar: {holidays} public "
+        f"holiday days, {makeup} make-up working days, {closed} days closed temporarily"
+    ]
+
+
 def _utilisation_columns(ask: Ask) -> tuple[Column, ...]:
     seat_hours = "座位小时 seat-h"
     return (
@@ -78,7 +100,8 @@ def _utilisation_columns(ask: Ask) -> tuple[Column, ...]:
 
 
 #: Seat utilisation = occupied seat-hours ÷ available seat-hours, both counted only while the
-#: site is open (``opening_hours``; all the time when the directory gives none).
+#: site is open (``opening_hours`` on each date, with public holidays, 调休 make-up working
+#: days and closures: ``docs/calendar.md``; all the time when the directory gives none).
 #:
 #: ``Ask(per="seat")`` gives one row per seat; ``Ask(by=...)`` adds a ``period`` column and a row
 #: per period.
