@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus
 
@@ -836,3 +837,51 @@ def test_config_errors_name_the_problem_without_the_secret() -> None:
     with pytest.raises(ValueError, match="two routes are named 'log'"):
         routes = TypeAdapter(tuple[RouteConfig, ...]).validate_python([{"type": "log"}] * 2)
         check_unique_names(routes)
+
+
+# -- which alerts a route carries --------------------------------------------------------------
+
+
+def test_a_route_without_a_match_carries_every_alert() -> None:
+    assert LogRouteConfig(type="log").carries(TWO_FIRING) is TWO_FIRING
+
+
+def test_a_sites_staff_route_carries_only_its_sites() -> None:
+    route = LogRouteConfig(type="log", name="staff-xinyuan", sites=("xinyuan-2",))
+    assert route.carries(TWO_FIRING) is TWO_FIRING
+    assert route.carries(notification(site="qibin-taoyuan")) is None
+
+
+def test_a_route_by_rule_or_severity_gets_only_those_alerts_of_a_notification() -> None:
+    gentle = LogRouteConfig(type="log", name="gentle", severities=("warning",))
+    carried = gentle.carries(TWO_FIRING)
+    assert carried is not None and carried.firing == (BATTERY,)
+    by_rule = LogRouteConfig(
+        type="log", name="power", rules=("battery_low",), severities=("critical",)
+    )
+    assert by_rule.carries(TWO_FIRING) is None  # all given must match
+    resolved_only = notification(firing=(), resolved=(alert(state="resolved"),))
+    narrowed = LogRouteConfig(type="log", name="x", rules=("gateway_offline",)).carries(
+        resolved_only
+    )
+    assert narrowed is not None and narrowed.status == "resolved"
+
+
+async def test_a_worker_queues_nothing_its_route_does_not_carry() -> None:
+    worker = build_worker(
+        LogRouteConfig(type="log", name="staff-taoyuan", sites=("qibin-taoyuan",))
+    )
+    assert worker.offer(TWO_FIRING) is True
+    assert worker.pending == 0
+
+
+def test_a_route_naming_an_unknown_rule_is_refused(tmp_path: Path) -> None:
+    from central.alerts.config import AlertsConfig
+
+    with pytest.raises(ValidationError, match="route staff: unknown rules: seat_stolen"):
+        AlertsConfig.model_validate(
+            {
+                "sites": tmp_path / "sites.yaml",
+                "routes": [{"type": "log", "name": "staff", "rules": ["seat_stolen"]}],
+            }
+        )

@@ -275,6 +275,14 @@ class Silence(_Model):
         return self
 
 
+def _known_rules(routes: tuple[RouteConfig, ...]) -> tuple[RouteConfig, ...]:
+    for route in routes:
+        unknown = set(route.rules) - set(Rules.model_fields)
+        if unknown:
+            raise ValueError(f"route {route.name}: unknown rules: {', '.join(sorted(unknown))}")
+    return routes
+
+
 class AlertsConfig(_Model):
     # Route secrets sit beside other values: an error must never echo what was given.
     model_config = ConfigDict(
@@ -286,7 +294,9 @@ class AlertsConfig(_Model):
     sites: Path
     rules: Rules = Rules()
     silences: tuple[Silence, ...] = ()
-    routes: Annotated[tuple[RouteConfig, ...], AfterValidator(check_unique_names)] = ()
+    routes: Annotated[
+        tuple[RouteConfig, ...], AfterValidator(check_unique_names), AfterValidator(_known_rules)
+    ] = ()
     #: How often the rules are evaluated.
     evaluation_interval: PositiveDuration = timedelta(seconds=1)
     #: A new alert waits this long for others of its site, to go out in one message.

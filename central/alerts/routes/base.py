@@ -32,10 +32,10 @@ from typing import Annotated, Protocol, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from central.alerts.model import Notification
+from central.alerts.model import Alert, Notification, Severity
 from central.errors import CentralError
 from qihe.backoff import Backoff
-from qihe.configtypes import Duration
+from qihe.configtypes import Duration, Ident
 from qihe.once import Once
 
 __all__ = [
@@ -122,12 +122,40 @@ class RouteSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_min_delay: Duration = timedelta(seconds=1)
     retry_max_delay: Duration = timedelta(seconds=60)
+    #: Which alerts this route carries (all that are given must match; none: every alert):
+    #: a site's staff route names its sites, a gentle notice route its rules or severities.
+    sites: tuple[Ident, ...] = ()
+    rules: tuple[Ident, ...] = ()
+    severities: tuple[Severity, ...] = ()
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.retry_max_delay < self.retry_min_delay:
             raise ValueError("retry_max_delay is shorter than retry_min_delay")
         return self
+
+    def carries(self, notification: Notification) -> Notification | None:
+        """``notification`` with only the alerts this route carries, or None if none."""
+        if self.sites and notification.site not in self.sites:
+            return None
+        if not (self.rules or self.severities):
+            return notification
+
+        def wanted(alert: Alert) -> bool:
+            return (not self.rules or alert.rule in self.rules) and (
+                not self.severities or alert.severity in self.severities
+            )
+
+        firing = tuple(a for a in notification.firing if wanted(a))
+        resolved = tuple(a for a in notification.resolved if wanted(a))
+        if not (firing or resolved):
+            return None
+        if (firing, resolved) == (notification.firing, notification.resolved):
+            return notification
+        status = "firing" if firing else "resolved"
+        return notification.model_copy(
+            update={"firing": firing, "resolved": resolved, "status": status}
+        )
 
 
 class HttpRouteSettings(RouteSettings):
@@ -222,7 +250,12 @@ class RouteWorker:
         return len(self._queue)
 
     def offer(self, notification: Notification) -> bool:
-        """Queue ``notification`` without waiting; ``False`` when the oldest had to be dropped."""
+        """Queue ``notification`` (narrowed to the alerts this route carries, if any) without
+        waiting; ``False`` when the oldest had to be dropped."""
+        carried = self._settings.carries(notification)
+        if carried is None:
+            return True
+        notification = carried
         dropped = False
         if len(self._queue) >= self._settings.queue_size:
             oldest = self._queue.popleft()
