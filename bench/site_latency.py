@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import Row, median, percentile
+from bench.harness import Row, Target, median, percentile
 from bench.site_stack import SITE, Central, Phase
 from bench.site_traffic import BOARD_SEATS, SEATS, board_state, seat_sensor
 from central.live.client import read_events
@@ -269,9 +269,25 @@ def latency_rows(windows: Sequence[LatencyWindow], lost_after: float) -> list[Ro
                     f"(none within {lost_after:g} s); all together: {fmt_ms(_ms(pooled)[0])}"
                 )
             out.append(
-                Row(LATENCY, f"seat change → {where}, {label}", value, "ms", runs=values, note=note)
+                Row(
+                    LATENCY,
+                    f"seat change → {where}, {label}",
+                    value,
+                    "ms",
+                    target=_TARGETS.get((key, label)),
+                    runs=values,
+                    note=note,
+                )
             )
     return out
+
+
+#: What issue 17 asks of a seat change at one site, the gateway in the path, default config.
+_TARGETS = {
+    ("live", "p50"): Target("value", "<=", 30),
+    ("live", "p99"): Target("value", "<=", 100),
+    ("influx", "p99"): Target("value", "<=", 250),
+}
 
 
 def latency_details(windows: Sequence[LatencyWindow]) -> str:

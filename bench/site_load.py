@@ -300,6 +300,16 @@ def rows(results: Results, args: argparse.Namespace) -> list[Row]:
             ),
             Row(
                 LOAD,
+                "gateway disk writes per reading",
+                _per_reading_kb(results.load.overall(lambda x: x.disk_mb_per_hour), w),
+                "KB/reading",
+                # Before readings were published ahead of their commit (issue 17): 6.32 MB/h
+                # for 990 readings/h at commit 80a6451; the SD card is to see no more.
+                target=Target("value", "<=", 6.4),
+                note="write_bytes per emulated hour ÷ readings per emulated hour; KB = 10^3 B",
+            ),
+            Row(
+                LOAD,
                 "readings handled",
                 median([x.readings_per_hour for x in w]),
                 "readings/h",
@@ -310,6 +320,13 @@ def rows(results: Results, args: argparse.Namespace) -> list[Row]:
     if results.latency:
         out += latency_rows(results.latency, args.lost_after)
     return out
+
+
+def _per_reading_kb(mb_per_hour: float | None, windows: Sequence[LoadWindow]) -> float | None:
+    readings = median([w.readings_per_hour for w in windows])
+    if mb_per_hour is None or not readings:
+        return None
+    return mb_per_hour * 1000 / readings
 
 
 def _traffic_note(windows: Sequence[LoadWindow]) -> str:

@@ -171,7 +171,7 @@ def rows(results: Results, args: argparse.Namespace) -> list[Row]:
             "end to end p99, seat change → live page, city rate",
             median([s.p99 for s in city]),
             "ms",
-            target=Target("value", "<=", 100),
+            target=Target("value", "<=", 20),
             runs=[s.p99 for s in city if s.p99 is not None],
             note=(
                 f"{sum(s.e2e_samples for s in city):,} changes, "
