@@ -22,7 +22,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qihe.configfile import secret_keys
 from qihe.contract.errors import PayloadError
 from qihe.contract.payloads import Ident, UtcDatetime, _refusal, _WireModel
 
@@ -70,6 +69,10 @@ def parse_config_push(payload: bytes | str) -> ConfigPush:
 
 def config_hash(document: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of a config document in canonical JSON, its secret values masked."""
+    # Here, not at the top: the contract is imported by light processes (the bench's
+    # generators) that must not load the YAML machinery of the config files.
+    from qihe.configfile import secret_keys
+
     secrets = set(secret_keys(document))
     canonical = json.dumps(
         _masked(document, secrets, ""),
