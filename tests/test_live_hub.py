@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from central.alerts.model import Alert
-from central.live.api import MOST_PER_WRITE, _stream
+from central.live.api import _stream
 from central.live.events import LiveEvent
-from central.live.hub import EventHub, HubFullError
+from central.live.hub import MOST_PER_WRITE, EventHub, HubFullError
 from central.live.views import SeatView
 
 

@@ -14,7 +14,6 @@ where the state is kept, never in its thread pool.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,10 +43,7 @@ __all__ = ["LiveSource", "create_app"]
 log = logging.getLogger(__name__)
 
 STATIC = resources.files("central.live") / "static"
-KEEPALIVE_S = 15.0
 COOKIE = "qihe_operator"
-#: Most events sent to a stream in one write (what was queued meanwhile goes together).
-MOST_PER_WRITE = 500
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -217,23 +213,7 @@ async def _stream(hub: EventHub, *, site: str | None, seats: bool) -> AsyncItera
         async with hub.subscribe(site=site, seats=seats) as sub:
             ready = LiveEvent.build("ready", None, hub.version, {})
             yield b"retry: 2000\n\n" + ready.frame
-            while True:
-                try:
-                    async with asyncio.timeout(KEEPALIVE_S):
-                        event = await sub.queue.get()
-                except TimeoutError:
-                    yield b": ping\n\n"
-                    continue
-                # Whatever else is queued goes in the same write: a burst costs one send.
-                frames: list[bytes] = []
-                while event is not None:
-                    frames.append(event.frame)
-                    if len(frames) >= MOST_PER_WRITE or sub.queue.empty():
-                        break
-                    event = sub.queue.get_nowait()
-                if frames:
-                    yield b"".join(frames)
-                if event is None:  # the service is stopping
-                    return
+            async for chunk in sub.frames():
+                yield chunk
     except HubFullError as exc:
         log.warning("live stream refused: %s", exc)

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 
 from central.live.events import LiveEvent
 
-__all__ = ["EventHub", "HubFullError", "Subscription"]
+__all__ = ["MOST_PER_WRITE", "EventHub", "HubFullError", "Subscription"]
+
+#: Seconds without an event before a stream gets a keep-alive comment.
+KEEPALIVE_S = 15.0
+#: Most events sent to a stream in one write (what was queued meanwhile goes together).
+MOST_PER_WRITE = 500
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,29 @@ class Subscription:
     seats: bool
     queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(1000))
     resyncs: int = 0
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """What a stream writes: the queued events' frames, a burst in one write (at most
+        ``MOST_PER_WRITE``), a comment every ``KEEPALIVE_S`` while nothing comes (so proxies
+        and browsers keep the connection); ends when the service stops."""
+        queue = self.queue
+        while True:
+            try:
+                async with asyncio.timeout(KEEPALIVE_S):
+                    event = await queue.get()
+            except TimeoutError:
+                yield b": ping\n\n"
+                continue
+            frames: list[bytes] = []
+            while event is not None:
+                frames.append(event.frame)
+                if len(frames) >= MOST_PER_WRITE or queue.empty():
+                    break
+                event = queue.get_nowait()
+            if frames:
+                yield b"".join(frames)
+            if event is None:  # the service is stopping
+                return
 
     def wants(self, event: LiveEvent) -> bool:
         if self.site is not None and event.site != self.site:

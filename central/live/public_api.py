@@ -9,7 +9,6 @@ person: counts, opening and each seat's free or not (:mod:`central.live.public_v
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -29,9 +28,6 @@ __all__ = ["public_router"]
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 15.0
-#: Most events sent to a stream in one write.
-MOST_PER_WRITE = 500
 _TOO_MANY = "请求过于频繁，请稍后再试 too many requests, try again later"
 _NO_SITE = "没有这个公开站点 no such public site"
 
@@ -134,23 +130,8 @@ async def _stream(
         async with feed.hub.subscribe(site=site, seats=site is not None) as sub:
             # No await between subscribing and the opening: every later event is newer.
             yield b"retry: 2000\n\n" + feed.opening(site)
-            while True:
-                try:
-                    async with asyncio.timeout(KEEPALIVE_S):
-                        event = await sub.queue.get()
-                except TimeoutError:
-                    yield b": ping\n\n"
-                    continue
-                frames: list[bytes] = []
-                while event is not None:
-                    frames.append(event.frame)
-                    if len(frames) >= MOST_PER_WRITE or sub.queue.empty():
-                        break
-                    event = sub.queue.get_nowait()
-                if frames:
-                    yield b"".join(frames)
-                if event is None:  # the service is stopping
-                    return
+            async for chunk in sub.frames():
+                yield chunk
     except HubFullError as exc:
         log.warning("public stream refused: %s", exc)
     finally:
