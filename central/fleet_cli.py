@@ -18,11 +18,14 @@ import sys
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from pydantic import ValidationError
 
 from central.fleet import SORT_COLUMNS, Fleet, FleetRow
+
+if TYPE_CHECKING:  # loaded when the command runs: every ``qihe`` command registers it
+    import httpx
 
 __all__ = ["add_parsers", "render_table"]
 
@@ -123,6 +126,8 @@ def _token(path: Path | None) -> str | None:
 
 
 def _fetch(url: str, token: str | None, *, district: str | None, sort: str) -> bytes:
+    import httpx
+
     params = {"sort": sort} | ({"district": district} if district else {})
     headers = {"Accept": "application/json"}
     if token:

@@ -13,7 +13,6 @@ from edge.clock import AlwaysTrusted, ClockGuard, ClockTrust, KernelClockSync
 from edge.commands import CommandHandler
 from edge.config import GatewayConfig
 from edge.errors import EdgeError
-from edge.metrics import gateway_metrics
 from edge.normalise import LinkCounters
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, PublisherStats
@@ -164,7 +163,11 @@ class Gateway:
         self._refusals_written: RefusalSnapshot | None = None
         self._readings: Counter[str] = Counter()  # by kind
         #: ``/metrics`` when the config asks for it (docs/metrics.md).
-        self.metrics = None if config.metrics is None else gateway_metrics(config.metrics, self)
+        self.metrics = None
+        if config.metrics is not None:  # prometheus_client only for a gateway that asks
+            from edge.metrics import gateway_metrics
+
+            self.metrics = gateway_metrics(config.metrics, self)
         self._clock = clock
         self.notifier = Notifier.from_environ() if notifier is None else notifier
         # The outbox's group commit is the gateway's heartbeat: it runs every

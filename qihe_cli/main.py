@@ -19,7 +19,7 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from central.commands.cli import add_parsers as command_parsers
     from central.consumer.cli import add_parsers as central_parsers
     from central.fleet_cli import add_parsers as fleet_parsers
-    from central.poster import add_parsers as poster_parsers
+    from central.poster_cli import add_parsers as poster_parsers
     from central.provision_cli import add_parsers as provision_parsers
     from central.service_cli import add_parsers as service_parsers
     from central.usage.downsample.cli import add_parsers as downsample_parsers

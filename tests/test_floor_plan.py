@@ -13,7 +13,10 @@ Read from the source, without importing it: the rules are about the text a newco
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -156,3 +159,23 @@ def test_each_kind_of_client_is_built_in_one_place(what: str) -> None:
         if pattern.search(m.path.read_text(encoding="utf-8"))
     }
     assert sites <= allowed, f"{what} is built in {sorted(sites - allowed)} too"
+
+
+def test_every_qihe_command_starts_without_the_heavy_libraries_of_a_few() -> None:
+    """Every ``qihe`` command builds the whole parser: a gateway on a Pi (``qihe gateway run``)
+    must not load Pillow, the QR coder, prometheus_client or the web stack to do so (the
+    gateway's memory target, ``docs/benchmarks.md``)."""
+    heavy = ("PIL", "segno", "prometheus_client", "httpx", "fastapi", "uvicorn", "starlette")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys\nfrom qihe_cli.main import build_parser\nbuild_parser()\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert not set(json.loads(done.stdout)) & set(heavy)
