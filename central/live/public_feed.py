@@ -75,6 +75,15 @@ class PublicSource(Protocol):
     def public(self) -> PublicSites: ...
 
 
+class FollowedSource(PublicSource, Protocol):
+    """A source the feed can follow site by site: the running service."""
+
+    def public_site(self, site_id: str) -> tuple[PublicSite, SiteSummary] | None:
+        """One site's public entry and the summary it was made from, as last refreshed
+        (None: not on the public page)."""
+        ...
+
+
 @dataclass(slots=True)
 class _SeatMap:
     layout: Layout
@@ -110,6 +119,8 @@ class PublicFeed:
         self._typical_checked = float("-inf")
         #: Per site: the public entry and the hour a house was made from, and the house.
         self._made: dict[str, tuple[PublicSite, tuple[int, int], PublicHouse]] = {}
+        #: The typical profile changed: every house is made again at the next site change.
+        self._remake_all = False
         self._houses: dict[str, PublicHouse] = {}
         self._maps: dict[str, _SeatMap] = {}
         self._pending: list[LiveEvent] = []
@@ -206,7 +217,9 @@ class PublicFeed:
     def _take(self) -> None:
         events, self._pending = self._pending, []
         out: list[LiveEvent] = []
-        houses = self._lost  # events were dropped: every house is looked at again
+        whole = self._lost  # events were dropped: every house is looked at again
+        #: Sites whose summary changed, in the order their events came.
+        changed: dict[str, None] = {}
         if self._lost:
             self._lost = False
             for site_id in self._maps:  # those streams reconnect and read the map again
@@ -214,13 +227,48 @@ class PublicFeed:
             self._maps.clear()
         for event in events:
             self._main_version = max(self._main_version, event.version)
-            if event.kind == "site":
-                houses = True
+            if event.kind == "site" and event.site is not None:
+                changed[event.site] = None
             elif event.kind == "seat" and event.site in self._maps:
                 self._seat_event(event, out)
         self.hub.publish(out)
-        if houses or self._hour != self._local_hour():  # "usual at this hour" moved on
+        # Only the houses of the sites that changed are made again (a city sends a site event
+        # for nearly every message); every house when the hour ("usual at this hour") moved
+        # on, events were lost, or the profile changed.
+        hour = self._local_hour()
+        if whole or self._hour != hour or (changed and self._remake_all):
             self._refresh_houses(emit=True)
+        elif changed:
+            self._refresh_changed(changed, hour)
+
+    def _refresh_changed(self, site_ids: Iterable[str], hour: tuple[int, int]) -> None:
+        """Make again the houses of ``site_ids`` (the hour unchanged) and send those that
+        changed; every house when a site joins or leaves the public page."""
+        source = self._source
+        if not hasattr(source, "public_site"):  # a source that cannot be read site by site
+            self._refresh_houses(emit=True)
+            return
+        followed: FollowedSource = source  # type: ignore[assignment]
+        out: list[LiveEvent] = []
+        for site_id in site_ids:
+            got = followed.public_site(site_id)
+            old = self._houses.get(site_id)
+            if got is None and old is None:
+                continue  # not public
+            if got is None or old is None:  # on or off the public page: the whole list again
+                self._refresh_houses(emit=True)
+                return
+            entry, summary = got
+            made = self._made.get(site_id)
+            if made is not None and made[0] is entry and made[1] == hour:
+                house = made[2]
+            else:
+                house = self._house(entry, summary, hour)
+                self._made[site_id] = (entry, hour, house)
+            self._houses[site_id] = house
+            if house is not old and house != old:
+                out.append(self._event("site", site_id, _body("site", None, house)))
+        self.hub.publish(out)
 
     def _seat_event(self, event: LiveEvent, out: list[LiveEvent]) -> None:
         site_id = event.site
@@ -246,6 +294,7 @@ class PublicFeed:
 
     def _refresh_houses(self, *, emit: bool) -> None:
         hour = self._hour = self._local_hour()
+        self._remake_all = False
         summaries: dict[str, SiteSummary] | None = None
         houses: dict[str, PublicHouse] = {}
         out: list[LiveEvent] = []
@@ -259,7 +308,8 @@ class PublicFeed:
                 house = self._house(entry, summaries.get(entry.id), hour)
                 self._made[entry.id] = (entry, hour, house)
             houses[entry.id] = house
-            if emit and self._houses.get(entry.id) != house:
+            old = self._houses.get(entry.id)
+            if emit and house is not old and old != house:
                 out.append(self._event("site", entry.id, _body("site", None, house)))
         self._houses = houses
         if emit:
@@ -330,6 +380,7 @@ class PublicFeed:
         if profile.mtime_ns != self.typical.mtime_ns:
             self.typical = profile
             self._made.clear()  # every house again, with the new profile
+            self._remake_all = True
             log.info(
                 "典型繁忙时段已读取 typical busy times read: %d hours (%s)", len(profile), path
             )

@@ -28,7 +28,7 @@ from central.live.events import LiveEvent
 from central.live.hub import EventHub
 from central.live.public_feed import PublicFeed
 from central.live.state import LiveState, Timeouts
-from central.live.views import PublicSites, SiteDetail, Sites
+from central.live.views import PublicSite, PublicSites, SiteDetail, Sites, SiteSummary
 from central.metrics import live_metrics
 from central.reload import ReloadRefusedError
 from central.site_feed import SiteFeed
@@ -122,6 +122,10 @@ class LiveService:
 
     def public(self) -> PublicSites:
         return self._sent(self.state.public(self._clock()))
+
+    def public_site(self, site_id: str) -> tuple[PublicSite, SiteSummary] | None:
+        # No snapshot: the public feed asks for the sites whose events it was just sent.
+        return self.state.public_site(site_id)
 
     def has_site(self, site_id: str) -> bool:
         return self.state.has_site(site_id)

@@ -263,15 +263,18 @@ class LiveState:
 
     def public(self, now: datetime) -> PublicSites:
         self._catch_up(now)
-        out = []
-        for site in self._ordered():
-            summary = site.shown_summary
-            if not (site.configured and site.spec.public) or summary is None:
-                continue
-            if site.public is None or site.public[0] is not summary:
-                site.public = (summary, _public(summary))
-            out.append(site.public[1])
+        out = [entry for site in self._ordered() if (entry := _public_of(site)) is not None]
         return PublicSites(generated_at=now, sites=tuple(out))
+
+    def public_site(self, site_id: str) -> tuple[PublicSite, SiteSummary] | None:
+        """One site's public entry and its summary as last refreshed, with no catch-up (for
+        the public feed, which follows the events); None when it is not on the public page."""
+        site = self._sites.get(site_id)
+        entry = None if site is None else _public_of(site)
+        if site is None or entry is None:
+            return None
+        assert site.shown_summary is not None
+        return entry, site.shown_summary
 
     # Internals -----------------------------------------------------------------------
 
@@ -549,6 +552,16 @@ def _people_inside(site: _Site, context: _Context) -> int | None:
         # were inside at the reset: never show a negative room.
         inside += max(0, in_total - out_total)
     return inside
+
+
+def _public_of(site: _Site) -> PublicSite | None:
+    """The site's public entry, made again only when its summary changed."""
+    summary = site.shown_summary
+    if not (site.configured and site.spec.public) or summary is None:
+        return None
+    if site.public is None or site.public[0] is not summary:
+        site.public = (summary, _public(summary))
+    return site.public[1]
 
 
 def _public(summary: SiteSummary) -> PublicSite:
