@@ -46,6 +46,7 @@ from qihe.contract import (
     Command,
     CommandReply,
     PayloadError,
+    RefusedKind,
     ReplyResult,
     TopicError,
     TopicTree,
@@ -87,7 +88,7 @@ class Listener(Protocol):
     def listen(self, topic_filter: str, handler: MessageHandler) -> None: ...
 
     async def send(
-        self, topic: str, payload: bytes, *, kind: str, retain: bool = False
+        self, topic: str, payload: bytes, *, kind: RefusedKind, retain: bool = False
     ) -> bool: ...
 
 

@@ -37,6 +37,7 @@ from qihe.contract import (
     ConfigReport,
     ContractError,
     GatewayStatus,
+    RefusedKind,
     TopicTree,
     encode_batch,
     encode_payload,
@@ -161,7 +162,9 @@ class MqttPublisher:
         on it to ``handler``. Register before :meth:`run`."""
         self._listeners.append((topic_filter, handler))
 
-    async def send(self, topic: str, payload: bytes, *, kind: str, retain: bool = False) -> bool:
+    async def send(
+        self, topic: str, payload: bytes, *, kind: RefusedKind, retain: bool = False
+    ) -> bool:
         """Publish one message at QoS 1 on the current connection, outside the outbox (a
         command reply, a config report): True once acknowledged; False when there is no
         connection, the connection failed, or the broker refused it (counted under ``kind``,

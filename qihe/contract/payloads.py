@@ -51,6 +51,7 @@ __all__ = [
     "PublishRefusal",
     "Reading",
     "ReadingBatch",
+    "RefusedKind",
     "SeatReading",
     "SystemReading",
     "encode_batch",
